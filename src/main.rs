@@ -1,0 +1,2 @@
+//! The `finops-db` command line.
+fn main() {}

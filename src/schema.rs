@@ -1,0 +1,83 @@
+//! Canonical Arrow schemas: the single source of truth for the columns of finops-db's own tables.
+//!
+//! Owns column names, types and nullability. It must not know where data comes from or how it is
+//! stored; providers, storage and SQL objects all take their columns from here.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Precision of every money column (`NUMERIC` on the wire).
+pub const MONEY_PRECISION: u8 = 38;
+/// Scale of every money column: 12 decimal places keep a single token of the cheapest model exact.
+pub const MONEY_SCALE: i8 = 12;
+
+/// The Arrow type of money: exact decimal, never float.
+pub fn money_type() -> DataType {
+    DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE)
+}
+
+/// The Arrow type of every timestamp: microseconds, UTC (`timestamptz`).
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// Name of the native usage table inside the `finops` schema.
+pub const USAGE_EVENTS: &str = "usage_events";
+
+/// Columns of `finops.usage_events` (SPEC 3.1), in order.
+pub static USAGE_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let count = |name: &str| Field::new(name, DataType::Int64, true);
+    Arc::new(Schema::new(vec![
+        text("event_id", false),
+        Field::new("ts", timestamp_type(), false),
+        text("provider", false),
+        text("model", false),
+        text("team", true),
+        text("app", true),
+        text("feature", true),
+        text("user_id", true),
+        text("api_key_id", true),
+        text("project", true),
+        text("environment", true),
+        count("input_tokens"),
+        count("cached_input_tokens"),
+        count("cache_write_tokens"),
+        count("output_tokens"),
+        count("reasoning_tokens"),
+        count("requests"),
+        text("service_tier", true),
+        count("latency_ms"),
+        text("status", true),
+        text("prompt_hash", true),
+        Field::new("reported_cost", money_type(), true),
+        text("tags", true),
+        text("source", true),
+    ]))
+});
+
+/// The schema of `finops.usage_events`.
+pub fn usage_events_schema() -> SchemaRef {
+    Arc::clone(&USAGE_EVENTS_SCHEMA)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_events_columns_match_spec() {
+        let schema = usage_events_schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names.len(), 24);
+        assert_eq!(&names[..4], &["event_id", "ts", "provider", "model"]);
+        for required in ["event_id", "ts", "provider", "model"] {
+            assert!(!schema.field_with_name(required).expect("column").is_nullable());
+        }
+        assert_eq!(
+            schema.field_with_name("reported_cost").expect("column").data_type(),
+            &money_type()
+        );
+    }
+}

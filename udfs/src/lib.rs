@@ -1,0 +1,2 @@
+//! FinOps scalar functions for Apache DataFusion.
+#![warn(missing_docs)]
