@@ -3,4 +3,7 @@
 //! Opens a data directory, registers the FinOps tables, UDFs and views in a DataFusion
 //! `SessionContext`, and serves them over the Postgres wire protocol.
 
+pub mod error;
 pub mod schema;
+
+pub use error::{Error, ErrorKind, Result};
