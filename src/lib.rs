@@ -2,8 +2,23 @@
 //!
 //! Opens a data directory, registers the FinOps tables, UDFs and views in a DataFusion
 //! `SessionContext`, and serves them over the Postgres wire protocol.
+//!
+//! ```no_run
+//! # async fn demo() -> finops_db::Result<()> {
+//! let config = finops_db::config::Config::default();
+//! let engine = finops_db::Engine::open(config).await?;
+//! let session = engine.session(finops_db::engine::Identity::local_admin())?;
+//! let batches = session.query("SELECT version()").await?;
+//! # Ok(()) }
+//! ```
 
+pub mod catalog;
+pub mod config;
+pub mod engine;
 pub mod error;
 pub mod schema;
+pub mod server;
+pub mod statements;
 
+pub use engine::{Engine, Session};
 pub use error::{Error, ErrorKind, Result};

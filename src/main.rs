@@ -1,2 +1,182 @@
-//! The `finops-db` command line.
-fn main() {}
+//! The `finops-db` command line: parses arguments, builds the configuration and calls the library.
+//!
+//! The only place that uses `anyhow` and prints to the terminal.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use datafusion::arrow::array::RecordBatch;
+use finops_db::config::{Config, Overrides};
+use finops_db::engine::{Identity, Output};
+use finops_db::server::Server;
+use finops_db::Engine;
+
+/// finops-db: the FinOps database for AI APIs, served over the Postgres wire protocol.
+#[derive(Parser, Debug)]
+#[command(name = "finops-db", version, about)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every command shares.
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Data directory: a path or an object-store URL (file://, s3://, gs://, az://).
+    #[arg(long, global = true, env = "FINOPS_DATA_DIR")]
+    data_dir: Option<String>,
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "FINOPS_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the Postgres wire protocol.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:5433].
+        #[arg(long, env = "FINOPS_LISTEN")]
+        listen: Option<String>,
+        /// Print the effective configuration (without secrets) and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Run SQL on the data directory without a server and print the result.
+    Sql {
+        /// One or more statements.
+        query: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Read a password from standard input and print its hash for the config file.
+    HashPassword,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+fn load_config(common: &Common, listen: Option<String>) -> Result<Config> {
+    // clap has already merged flags over environment variables.
+    let overrides = Overrides {
+        data_dir: common.data_dir.clone(),
+        listen,
+    };
+    Ok(Config::load(common.config.as_deref(), &[overrides])?)
+}
+
+fn main() -> std::process::ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Serve {
+            listen,
+            print_config,
+        } => {
+            let config = load_config(&cli.common, listen)?;
+            if print_config {
+                print!("{}", config.to_redacted_toml());
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            let engine = Engine::open(config.clone()).await?;
+            let server = Server::bind(Arc::clone(&engine), &config).await?;
+            let addr = server.local_addr()?;
+            log::info!(
+                "finops-db {} listening on {addr} (database {}, data {})",
+                env!("CARGO_PKG_VERSION"),
+                finops_db::config::DATABASE,
+                config.data_dir
+            );
+            if config.users.is_empty() {
+                log::info!(
+                    "no users configured: log in as {}/{} (loopback only)",
+                    finops_db::config::DEFAULT_USER,
+                    finops_db::config::DEFAULT_PASSWORD
+                );
+            }
+            server.run(finops_db::server::shutdown_signal()).await?;
+        }
+        Command::Sql { query, format } => {
+            let config = load_config(&cli.common, None)?;
+            let engine = Engine::open(config).await?;
+            let session = engine.session(Identity::local_admin())?;
+            for output in session.sql(&query).await? {
+                match output {
+                    Output::Rows(df) => print_batches(&df.collect().await?, format)?,
+                    Output::Batches(_, batches) => print_batches(&batches, format)?,
+                    Output::Command { tag, rows } => match rows {
+                        Some(n) => println!("{tag} {n}"),
+                        None => println!("{tag}"),
+                    },
+                }
+            }
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "empty password");
+            println!("{}", finops_db::server::auth::hash_password(password));
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn print_batches(batches: &[RecordBatch], format: Format) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        Format::Table => {
+            writeln!(
+                out,
+                "{}",
+                datafusion::arrow::util::pretty::pretty_format_batches(batches)?
+            )?;
+        }
+        Format::Csv => {
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+        }
+        Format::Json => {
+            let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}

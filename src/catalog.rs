@@ -1,0 +1,358 @@
+//! The catalog clients see: the `finops`, `providers` and `kpi` schemas, and the Postgres system
+//! functions that psql, BI tools and drivers call on connect which the pg_catalog crate lacks.
+//!
+//! Owns names and introspection. It must not own data: tables come from storage and providers.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::{ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
+};
+use datafusion::prelude::SessionContext;
+
+use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role as PgRole};
+
+use crate::config::{Config, DATABASE, Role};
+use crate::engine::Identity;
+use crate::error::{Error, Result};
+
+/// Schemas that exist from the first start.
+pub const SCHEMAS: [&str; 3] = ["finops", "providers", "kpi"];
+
+/// The PostgreSQL version finops-db speaks; clients (SQLAlchemy, JDBC) parse it.
+pub const PG_VERSION: &str = "16.6";
+
+/// The string `version()` returns.
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {PG_VERSION} on {}-linux-gnu, compiled by rustc (finops-db {})",
+        std::env::consts::ARCH,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The login roles `pg_roles` (and so psql `\du`) lists: the configured users.
+#[derive(Debug, Clone)]
+pub struct Roles {
+    users: Arc<Vec<(String, Role)>>,
+}
+
+impl Roles {
+    /// The roles of `config`: its users, or the default user when none are configured.
+    pub fn from_config(config: &Config) -> Roles {
+        let mut users: Vec<(String, Role)> = config
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.role))
+            .collect();
+        if users.is_empty() {
+            users.push((crate::config::DEFAULT_USER.to_string(), Role::Admin));
+        }
+        Roles {
+            users: Arc::new(users),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PgCatalogContextProvider for Roles {
+    async fn roles(&self) -> Vec<String> {
+        self.users.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    async fn role(&self, name: &str) -> Option<PgRole> {
+        let (name, role) = self.users.iter().find(|(n, _)| n == name)?;
+        let admin = *role == Role::Admin;
+        Some(PgRole {
+            name: name.clone(),
+            is_superuser: admin,
+            can_login: true,
+            can_create_db: false,
+            can_create_role: admin,
+            can_create_user: admin,
+            can_replication: false,
+            grants: Vec::new(),
+            inherited_roles: Vec::new(),
+        })
+    }
+}
+
+/// Create the built-in schemas in the `finops` database.
+pub fn register_schemas(ctx: &SessionContext) -> Result<()> {
+    let catalog = ctx
+        .catalog(DATABASE)
+        .ok_or_else(|| Error::Internal(format!("catalog {DATABASE} missing")))?;
+    for schema in SCHEMAS {
+        if catalog.schema(schema).is_none() {
+            catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Functions shared by every session.
+pub fn register_functions(ctx: &SessionContext) {
+    let version = version_string();
+    ctx.register_udf(constant_text("version", version));
+    ctx.register_udf(ScalarUDF::from(CurrentSettingFunc::new()));
+    ctx.register_udf(ScalarUDF::from(PgTypeofFunc {
+        signature: Signature::any(1, Volatility::Immutable),
+    }));
+    ctx.register_udf(create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let Some(sizes) = arrays[0].as_any().downcast_ref::<Int64Array>() else {
+                return exec_err!("pg_size_pretty expects bigint");
+            };
+            let out: StringArray = sizes.iter().map(|v| v.map(size_pretty)).collect();
+            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+        }),
+    ));
+    for name in ["pg_function_is_visible", "pg_type_is_visible"] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Int64],
+            DataType::Boolean,
+            Volatility::Stable,
+            Arc::new(|args: &[ColumnarValue]| {
+                let arrays = ColumnarValue::values_to_arrays(args)?;
+                let out: BooleanArray = (0..arrays[0].len())
+                    .map(|i| (!arrays[0].is_null(i)).then_some(true))
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+            }),
+        ));
+    }
+    // finops-db has no sequences: every column's serial sequence is NULL.
+    ctx.register_udf(create_udf(
+        "pg_get_serial_sequence",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
+    ));
+    // Descriptions and function signatures: finops-db keeps none, so they are NULL, which
+    // psql and BI tools display as empty.
+    for name in [
+        "pg_get_function_result",
+        "pg_get_function_arguments",
+        "pg_get_function_identity_arguments",
+        "obj_description",
+        "col_description",
+        "shobj_description",
+    ] {
+        ctx.register_udf(ScalarUDF::from(NullTextFunc {
+            name,
+            signature: Signature::variadic_any(Volatility::Stable),
+        }));
+    }
+}
+
+/// Functions whose answer depends on who is logged in.
+pub fn register_session_functions(ctx: &SessionContext, identity: &Identity) {
+    for name in ["current_user", "session_user", "current_role", "user"] {
+        ctx.register_udf(constant_text(name, identity.user.clone()));
+    }
+}
+
+fn constant_text(name: &str, value: String) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(value.clone()))))
+        }),
+    )
+}
+
+fn size_pretty(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    // Postgres switches unit once the value reaches 10240 of the current one.
+    while value.abs() >= 10240.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{} {}", value.round() as i64, UNITS[unit])
+    }
+}
+
+/// `current_setting(name)`: a session option (`finops.*`, `datafusion.*`) or a fixed server
+/// parameter; an unknown name is an error, as in Postgres.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CurrentSettingFunc {
+    signature: Signature,
+}
+
+impl CurrentSettingFunc {
+    fn new() -> Self {
+        CurrentSettingFunc {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Stable),
+        }
+    }
+}
+
+fn fixed_setting(name: &str) -> Option<String> {
+    Some(match name {
+        "server_version" => PG_VERSION.to_string(),
+        "server_version_num" => "160006".to_string(),
+        "server_encoding" | "client_encoding" => "UTF8".to_string(),
+        "search_path" => "\"$user\", public".to_string(),
+        "standard_conforming_strings" => "on".to_string(),
+        "datestyle" => "ISO, MDY".to_string(),
+        "integer_datetimes" => "on".to_string(),
+        "max_identifier_length" => "63".to_string(),
+        "default_transaction_isolation" | "transaction_isolation" => "read committed".to_string(),
+        "is_superuser" => "off".to_string(),
+        _ => return None,
+    })
+}
+
+impl ScalarUDFImpl for CurrentSettingFunc {
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(names) = arrays[0].as_any().downcast_ref::<StringArray>() else {
+            return plan_err!("current_setting expects a text argument");
+        };
+        let entries = crate::engine::settings(&args.config_options);
+        let mut out = Vec::with_capacity(names.len());
+        for name in names.iter() {
+            let Some(name) = name else {
+                out.push(None);
+                continue;
+            };
+            let lower = name.to_ascii_lowercase();
+            let value = if lower == "timezone" {
+                Some(
+                    args.config_options
+                        .execution
+                        .time_zone
+                        .clone()
+                        .unwrap_or_else(|| "UTC".to_string()),
+                )
+            } else {
+                fixed_setting(&lower).or_else(|| {
+                    entries
+                        .iter()
+                        .find(|(k, _)| *k == lower)
+                        .map(|(_, v)| v.clone())
+                })
+            };
+            match value {
+                Some(v) => out.push(Some(v)),
+                None => return exec_err!("unrecognized configuration parameter \"{name}\""),
+            }
+        }
+        Ok(ColumnarValue::Array(
+            Arc::new(StringArray::from(out)) as ArrayRef
+        ))
+    }
+}
+
+/// A catalog function finops-db has no data for: any arguments, NULL text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NullTextFunc {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for NullTextFunc {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
+}
+
+/// `pg_typeof(x)`: the Postgres type name of the argument as sent on the wire.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgTypeofFunc {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PgTypeofFunc {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let data_type = args.arg_fields[0].data_type();
+        let name = match arrow_pg::datatypes::into_pg_type(data_type) {
+            Ok(t) => t.name().to_string(),
+            Err(_) => data_type.to_string(),
+        };
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_pretty_matches_postgres() {
+        assert_eq!(size_pretty(0), "0 bytes");
+        assert_eq!(size_pretty(10239), "10239 bytes");
+        assert_eq!(size_pretty(10240), "10 kB");
+        assert_eq!(size_pretty(1 << 30), "1024 MB");
+    }
+
+    #[test]
+    fn version_looks_like_postgres() {
+        assert!(version_string().starts_with("PostgreSQL 16."));
+        assert!(version_string().contains("finops-db"));
+    }
+}

@@ -1,0 +1,253 @@
+//! The composition root: one [`Engine`] per data directory owns the DataFusion catalog, the UDFs,
+//! the built-in SQL objects and the durable tables; a [`Session`] is one user's view of it.
+//!
+//! Owns what a statement means (which statements the engine intercepts and how they run). It must
+//! not know about the wire protocol: the server and the CLI both talk to it through [`Session`].
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::config::ConfigExtension;
+use datafusion::common::extensions_options;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast::Statement;
+
+use crate::catalog;
+use crate::config::{Config, DATABASE, Role};
+use crate::error::{Error, Result};
+
+extensions_options! {
+    /// Session options under `finops.*` (`SET finops.currency = 'EUR'`, `SHOW finops.timezone`).
+    pub struct FinopsOptions {
+        /// Currency of money columns.
+        pub currency: String, default = "USD".to_string()
+        /// Time zone of budget periods and day buckets.
+        pub timezone: String, default = "UTC".to_string()
+        /// Window, in hours, within which a repeated prompt counts as redundant.
+        pub redundancy_window_hours: u64, default = 24
+    }
+}
+
+impl ConfigExtension for FinopsOptions {
+    const PREFIX: &'static str = "finops";
+}
+
+/// Every session option as `(name, value)`, sorted: DataFusion's own and `finops.*`.
+pub fn settings(options: &datafusion::common::config::ConfigOptions) -> Vec<(String, String)> {
+    use datafusion::common::config::ExtensionOptions;
+    let mut entries: Vec<(String, String)> = options
+        .entries()
+        .into_iter()
+        .map(|e| (e.key, e.value.unwrap_or_default()))
+        .collect();
+    if let Some(finops) = options.extensions.get::<FinopsOptions>() {
+        for e in finops.entries() {
+            let key = if e.key.starts_with("finops.") {
+                e.key
+            } else {
+                format!("finops.{}", e.key)
+            };
+            entries.push((key, e.value.unwrap_or_default()));
+        }
+    }
+    entries.sort();
+    entries
+}
+
+/// Who is running statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Login name (`current_user`).
+    pub user: String,
+    /// What the user may do.
+    pub role: Role,
+    /// For scoped readers: the teams whose rows they see.
+    pub teams: Vec<String>,
+}
+
+impl Identity {
+    /// The identity of the embedded CLI and the library: an administrator.
+    pub fn local_admin() -> Identity {
+        Identity {
+            user: crate::config::DEFAULT_USER.to_string(),
+            role: Role::Admin,
+            teams: Vec::new(),
+        }
+    }
+}
+
+/// One data directory opened: the shared catalog, functions and storage.
+pub struct Engine {
+    base: SessionContext,
+    config: Config,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a statement produced.
+pub enum Output {
+    /// Rows, streamed from a DataFrame.
+    Rows(DataFrame),
+    /// Rows already computed (catalog answers, hook results).
+    Batches(SchemaRef, Vec<RecordBatch>),
+    /// A command with its tag (`CREATE TABLE`, `INSERT 0 3`).
+    Command {
+        /// Command name, e.g. `INSERT`.
+        tag: String,
+        /// Rows affected, when the tag carries a count.
+        rows: Option<usize>,
+    },
+}
+
+impl Engine {
+    /// Open the data directory named in `config` and register everything.
+    pub async fn open(config: Config) -> Result<Arc<Engine>> {
+        let session_config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE, "public")
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true)
+            .with_option_extension(FinopsOptions::default());
+        let mut session_config = session_config;
+        {
+            let options = session_config.options_mut();
+            // `12345678901234.123456` must stay exact: literals are decimals, not floats.
+            options.sql_parser.parse_float_as_decimal = true;
+            // Timestamps are `timestamptz` in UTC unless the client sets a time zone.
+            options.execution.time_zone = Some("+00:00".to_string());
+        }
+        {
+            let finops = session_config
+                .options_mut()
+                .extensions
+                .get_mut::<FinopsOptions>()
+                .ok_or_else(|| Error::Internal("finops options not registered".into()))?;
+            finops.currency = config.finops.currency.clone();
+            finops.timezone = config.finops.timezone.clone();
+        }
+        let state = SessionStateBuilder::new()
+            .with_config(session_config)
+            .with_default_features()
+            .build();
+        let base = SessionContext::new_with_state(state);
+        catalog::register_schemas(&base)?;
+        datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
+            &base,
+            DATABASE,
+            catalog::Roles::from_config(&config),
+        )
+        .map_err(|e| Error::DataFusion(*e))?;
+        catalog::register_functions(&base);
+        Ok(Arc::new(Engine { base, config }))
+    }
+
+    /// The configuration the engine was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A new session for `identity`: its own settings (`SET` never leaks between sessions) and
+    /// its own memory pool, over the shared catalog.
+    pub fn session(self: &Arc<Self>, identity: Identity) -> Result<Session> {
+        let base_state = self.base.state();
+        let runtime = self.session_runtime(base_state.runtime_env())?;
+        let state = SessionStateBuilder::new_from_existing(base_state)
+            .with_runtime_env(runtime)
+            .with_session_id(uuid_like())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        catalog::register_session_functions(&ctx, &identity);
+        Ok(Session {
+            engine: Arc::clone(self),
+            ctx: Arc::new(ctx),
+            identity,
+        })
+    }
+
+    fn session_runtime(&self, base: &Arc<RuntimeEnv>) -> Result<Arc<RuntimeEnv>> {
+        let limit = self.config.limits.query_memory_bytes;
+        let builder = RuntimeEnvBuilder::from_runtime_env(base);
+        let builder = if limit > 0 {
+            builder.with_memory_limit(limit, 1.0)
+        } else {
+            builder
+        };
+        Ok(builder.build_arc()?)
+    }
+}
+
+fn uuid_like() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One user's connection to the engine.
+#[derive(Clone)]
+pub struct Session {
+    engine: Arc<Engine>,
+    ctx: Arc<SessionContext>,
+    identity: Identity,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The DataFusion context of this session.
+    pub fn context(&self) -> &Arc<SessionContext> {
+        &self.ctx
+    }
+
+    /// The engine this session belongs to.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Who this session runs as.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Whether the engine runs `statement` itself rather than handing it to DataFusion.
+    pub fn intercepts(&self, statement: &Statement) -> bool {
+        crate::statements::intercepts(statement)
+    }
+
+    /// Run one parsed statement.
+    pub async fn execute(&self, statement: Statement) -> Result<Output> {
+        crate::statements::execute(self, statement).await
+    }
+
+    /// Parse and run every statement of `sql`, returning each output in order.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<Output>> {
+        let statements = crate::statements::parse(sql)?;
+        let mut outputs = Vec::with_capacity(statements.len());
+        for statement in statements {
+            outputs.push(self.execute(statement).await?);
+        }
+        Ok(outputs)
+    }
+
+    /// Run `sql` (one query) and collect its rows.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let mut outputs = self.sql(sql).await?;
+        match outputs.pop() {
+            Some(Output::Rows(df)) => Ok(df.collect().await?),
+            Some(Output::Batches(_, batches)) => Ok(batches),
+            Some(Output::Command { .. }) | None => Ok(Vec::new()),
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! One connection's handlers: its state (session, cancel signal), and the query handlers that put
+//! our hooks in front of the generic DataFusion query service, map every error to its SQLSTATE,
+//! and stop a running query on cancel or `statement_timeout`.
+//!
+//! It must not interpret statements: hooks and the engine do.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion_postgres::{DfSessionService, Parser, QueryHook};
+use futures::{Sink, Stream, StreamExt};
+use pgwire::api::portal::Portal;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::Response;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers};
+use pgwire::api::{ErrorHandler, cancel::CancelHandler};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::startup::SecretKey;
+use pgwire::messages::data::DataRow;
+use tokio::sync::watch;
+
+use crate::engine::{Engine, Identity, Session};
+use crate::error::{Error, Result};
+use crate::server::auth::UserDirectory;
+use crate::server::startup::FinopsStartup;
+use crate::server::{Registry, hooks, sqlstate};
+
+/// Client metadata key where `SET statement_timeout` is kept (shared with the SET hook).
+const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
+
+/// Everything one connection owns.
+pub struct ConnectionState {
+    engine: Arc<Engine>,
+    users: UserDirectory,
+    registry: Arc<Registry>,
+    tls_required: bool,
+    rejection: Option<String>,
+    connected: OnceLock<Connected>,
+    cancel: watch::Sender<u64>,
+}
+
+/// The part that exists once the user has logged in.
+struct Connected {
+    session: Session,
+    service: Arc<DfSessionService>,
+}
+
+impl ConnectionState {
+    /// State for a new connection; `rejection` refuses it at start-up (connection limit).
+    pub fn new(
+        engine: Arc<Engine>,
+        users: UserDirectory,
+        registry: Arc<Registry>,
+        tls_required: bool,
+        rejection: Option<String>,
+    ) -> Arc<Self> {
+        Arc::new(ConnectionState {
+            engine,
+            users,
+            registry,
+            tls_required,
+            rejection,
+            connected: OnceLock::new(),
+            cancel: watch::channel(0).0,
+        })
+    }
+
+    /// The users who may log in.
+    pub fn users(&self) -> &UserDirectory {
+        &self.users
+    }
+
+    /// Whether plain-text clients are refused.
+    pub fn tls_required(&self) -> bool {
+        self.tls_required
+    }
+
+    /// Why this connection is refused, if it is.
+    pub fn rejection(&self) -> Option<&str> {
+        self.rejection.as_deref()
+    }
+
+    /// Called once the login succeeded: open the session and register for cancel requests.
+    pub fn connect(self: &Arc<Self>, identity: Identity, pid: i32, secret: &SecretKey) -> Result<()> {
+        let session = self.engine.session(identity)?;
+        let hooks: Vec<Arc<dyn QueryHook>> = hooks::chain(session.clone());
+        let service = Arc::new(DfSessionService::new_with_hooks(
+            Arc::clone(session.context()),
+            hooks,
+        ));
+        self.connected
+            .set(Connected { session, service })
+            .map_err(|_| Error::Internal("connection logged in twice".into()))?;
+        self.registry.register(pid, secret, self);
+        Ok(())
+    }
+
+    fn connected(&self) -> PgWireResult<&Connected> {
+        self.connected.get().ok_or_else(|| {
+            PgWireError::UserError(Box::new(sqlstate::error(
+                sqlstate::INVALID_AUTHORIZATION,
+                "not logged in",
+            )))
+        })
+    }
+
+    /// Stop whatever this connection is running.
+    pub fn cancel(&self) {
+        self.cancel.send_modify(|generation| *generation += 1);
+    }
+
+    fn default_timeout(&self) -> Option<Duration> {
+        let ms = self.engine.config().limits.statement_timeout_ms;
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+}
+
+/// The handlers pgwire asks for, one set per connection.
+pub struct ConnectionHandlers {
+    query: Arc<QueryHandler>,
+    startup: Arc<FinopsStartup>,
+    cancel: Arc<RegistryCancel>,
+}
+
+impl ConnectionHandlers {
+    /// Handlers for a connection with `state`.
+    pub fn new(state: Arc<ConnectionState>, manager: Arc<ConnectionManager>) -> Self {
+        let registry = Arc::clone(&state.registry);
+        ConnectionHandlers {
+            startup: Arc::new(FinopsStartup::new(Arc::clone(&state), Arc::clone(&manager))),
+            query: Arc::new(QueryHandler { state }),
+            cancel: Arc::new(RegistryCancel { manager, registry }),
+        }
+    }
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.query)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.query)
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        Arc::clone(&self.startup)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::clone(&self.cancel)
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(LogErrors)
+    }
+}
+
+struct LogErrors;
+
+impl ErrorHandler for LogErrors {
+    fn on_error<C>(&self, client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        log::debug!("error sent to {}: {error}", client.socket_addr());
+    }
+}
+
+/// Cancel requests reach both pgwire (which stops a statement still being planned) and our
+/// connection state (which stops rows already streaming).
+pub struct RegistryCancel {
+    manager: Arc<ConnectionManager>,
+    registry: Arc<Registry>,
+}
+
+#[async_trait]
+impl CancelHandler for RegistryCancel {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        if let Some(state) = self.registry.lookup(request.pid, &request.secret_key) {
+            state.cancel();
+        }
+        self.manager
+            .cancel(request.pid, &request.secret_key)
+            .await;
+    }
+}
+
+/// Simple and extended query handling for one connection.
+pub struct QueryHandler {
+    state: Arc<ConnectionState>,
+}
+
+impl QueryHandler {
+    fn timeout<C: ClientInfo>(&self, client: &C) -> Option<Duration> {
+        client
+            .metadata()
+            .get(STATEMENT_TIMEOUT_KEY)
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+            .or_else(|| self.state.default_timeout())
+    }
+
+    /// Run `work` under the statement timeout, then guard its row streams.
+    async fn guarded<F>(&self, timeout: Option<Duration>, work: F) -> PgWireResult<Vec<Response>>
+    where
+        F: std::future::Future<Output = PgWireResult<Vec<Response>>>,
+    {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut cancel = self.state.cancel.subscribe();
+        cancel.mark_unchanged();
+        let result = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, work).await {
+                Ok(r) => r,
+                Err(_) => return Err(timeout_error()),
+            },
+            None => work.await,
+        };
+        let responses = result.map_err(sqlstate::map_pgwire)?;
+        Ok(responses
+            .into_iter()
+            .map(|r| match r {
+                Response::Query(mut q) => {
+                    let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
+                    q.data_rows = Box::pin(guard_rows(rows, cancel.clone(), deadline));
+                    Response::Query(q)
+                }
+                Response::Error(info) => {
+                    match sqlstate::map_pgwire(PgWireError::UserError(info)) {
+                        PgWireError::UserError(info) => Response::Error(info),
+                        other => Response::Error(Box::new(sqlstate::error(
+                            sqlstate::INTERNAL_ERROR,
+                            other.to_string(),
+                        ))),
+                    }
+                }
+                other => other,
+            })
+            .collect())
+    }
+}
+
+fn timeout_error() -> PgWireError {
+    PgWireError::UserError(Box::new(sqlstate::error(
+        sqlstate::QUERY_CANCELED,
+        "canceling statement due to statement timeout",
+    )))
+}
+
+/// Stop a row stream on cancel or deadline; dropping the inner stream stops the query.
+fn guard_rows(
+    rows: impl Stream<Item = PgWireResult<DataRow>> + Send + 'static,
+    cancel: watch::Receiver<u64>,
+    deadline: Option<tokio::time::Instant>,
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    let rows = Box::pin(rows);
+    futures::stream::unfold(Some((rows, cancel)), move |state| async move {
+        let (mut rows, mut cancel) = state?;
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            changed = cancel.changed() => {
+                if changed.is_ok() {
+                    Some((Err(PgWireError::UserError(Box::new(sqlstate::error(
+                        sqlstate::QUERY_CANCELED,
+                        "canceling statement due to user request",
+                    )))), None))
+                } else {
+                    let next = rows.next().await?;
+                    Some((next.map_err(sqlstate::map_pgwire), Some((rows, cancel))))
+                }
+            }
+            _ = sleep => Some((Err(timeout_error()), None)),
+            next = rows.next() => {
+                let next = next?;
+                Some((next.map_err(sqlstate::map_pgwire), Some((rows, cancel))))
+            }
+        }
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let connected = self.state.connected()?;
+        let service = Arc::clone(&connected.service);
+        let timeout = self.timeout(client);
+        self.guarded(timeout, async move {
+            // Statement by statement, so that an error after a success still reports both,
+            // as Postgres does.
+            let statements = match crate::statements::parse(query) {
+                Ok(s) => s,
+                Err(e) => return Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e)))),
+            };
+            if statements.len() <= 1 {
+                return SimpleQueryHandler::do_query(service.as_ref(), client, query).await;
+            }
+            let mut responses = Vec::with_capacity(statements.len());
+            for statement in statements {
+                let text = statement.to_string();
+                match SimpleQueryHandler::do_query(service.as_ref(), client, &text).await {
+                    Ok(mut r) => responses.append(&mut r),
+                    Err(e) => {
+                        let info = match sqlstate::map_pgwire(e) {
+                            PgWireError::UserError(info) => info,
+                            other => Box::new(sqlstate::error(
+                                sqlstate::INTERNAL_ERROR,
+                                other.to_string(),
+                            )),
+                        };
+                        responses.push(Response::Error(info));
+                        break;
+                    }
+                }
+            }
+            Ok(responses)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        match self.state.connected.get() {
+            Some(c) => c.service.query_parser(),
+            // pgwire only accepts Parse messages after login; this parser is never used to run
+            // anything, it exists to satisfy the signature.
+            None => DfSessionService::new(Arc::new(datafusion::prelude::SessionContext::new()))
+                .query_parser(),
+        }
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let connected = self.state.connected()?;
+        let service = Arc::clone(&connected.service);
+        let timeout = self.timeout(client);
+        let mut responses = self
+            .guarded(timeout, async move {
+                ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows)
+                    .await
+                    .map(|r| vec![r])
+            })
+            .await?;
+        Ok(responses.pop().unwrap_or(Response::EmptyQuery))
+    }
+}
+
+impl QueryHandler {
+    /// The session of this connection, once logged in.
+    pub fn session(&self) -> Option<&Session> {
+        self.state.connected.get().map(|c| &c.session)
+    }
+}

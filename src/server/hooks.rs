@@ -1,0 +1,86 @@
+//! The chain of statement hooks in front of the generic query service: each looks at the parsed
+//! statement and either answers it or passes.
+//!
+//! Owns the order of the chain. Each hook lives in its own file under `hooks/`.
+
+mod engine;
+mod savepoint;
+mod settings;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion_postgres::QueryHook;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{QueryResponse, Response, Tag};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::types::format::FormatOptions;
+
+use crate::engine::{Output, Session};
+use crate::error::Error;
+use crate::server::sqlstate;
+
+/// The hooks of one connection, in the order they are asked.
+pub fn chain(session: Session) -> Vec<Arc<dyn QueryHook>> {
+    vec![
+        // Before the transaction hook, which would take `ROLLBACK TO` for a full rollback.
+        Arc::new(savepoint::SavepointHook),
+        // Next, so that nothing runs inside an aborted transaction block.
+        Arc::new(TransactionStatementHook),
+        Arc::new(settings::SessionSettingsHook::new(session.clone())),
+        Arc::new(SetShowHook),
+        Arc::new(CursorStatementHook),
+        Arc::new(engine::EngineHook::new(session)),
+    ]
+}
+
+/// An engine error as a pgwire error with its SQLSTATE.
+pub(crate) fn to_pgwire(e: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(sqlstate::error_info(&e)))
+}
+
+/// Turn an engine [`Output`] into a protocol response.
+pub(crate) async fn respond(
+    output: Output,
+    format: &Format,
+    options: Arc<FormatOptions>,
+) -> PgWireResult<Response> {
+    match output {
+        Output::Command { tag, rows } => {
+            let tag = match (tag.as_str(), rows) {
+                ("INSERT", Some(n)) => Tag::new(&tag).with_oid(0).with_rows(n),
+                (_, Some(n)) => Tag::new(&tag).with_rows(n),
+                (_, None) => Tag::new(&tag),
+            };
+            Ok(Response::Execution(tag))
+        }
+        Output::Rows(df) => Ok(Response::Query(
+            arrow_pg::datatypes::df::encode_dataframe(df, format, Some(options)).await?,
+        )),
+        Output::Batches(schema, batches) => Ok(Response::Query(encode_batches(
+            schema, batches, format, options,
+        )?)),
+    }
+}
+
+fn encode_batches(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    format: &Format,
+    options: Arc<FormatOptions>,
+) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+        &schema,
+        format,
+        Some(options),
+    )?);
+    let rows: Vec<_> = batches
+        .into_iter()
+        .flat_map(|b| arrow_pg::datatypes::encode_recordbatch(Arc::clone(&fields), b))
+        .collect();
+    Ok(QueryResponse::new(fields, futures::stream::iter(rows)))
+}

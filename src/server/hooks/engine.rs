@@ -1,0 +1,89 @@
+//! Statements the engine runs itself (DDL and DML, with Postgres command tags), on the simple and
+//! the extended protocol.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::QueryHook;
+use datafusion_postgres::hooks::HookClient;
+use pgwire::api::ClientInfo;
+use pgwire::api::portal::Format;
+use pgwire::api::results::Response;
+use pgwire::error::PgWireResult;
+use pgwire::types::format::FormatOptions;
+
+use crate::engine::Session;
+use crate::server::hooks::{respond, to_pgwire};
+use crate::statements;
+
+/// Hands the statements the engine intercepts to the engine.
+#[derive(Debug)]
+pub struct EngineHook {
+    session: Session,
+}
+
+impl EngineHook {
+    /// The hook for `session`.
+    pub fn new(session: Session) -> Self {
+        EngineHook { session }
+    }
+}
+
+fn options(client: &(dyn ClientInfo + Send + Sync)) -> Arc<FormatOptions> {
+    Arc::new(FormatOptions::from_client_metadata(client.metadata()))
+}
+
+#[async_trait]
+impl QueryHook for EngineHook {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        let statement = match statements::rewrite(statement) {
+            Some(rewritten) => rewritten,
+            None if self.session.intercepts(statement) => statement.clone(),
+            None => return None,
+        };
+        let result = match self.session.execute(statement).await {
+            Ok(output) => respond(output, &Format::UnifiedText, options(client)).await,
+            Err(e) => Err(to_pgwire(e)),
+        };
+        Some(result)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        _statement: &Statement,
+        _ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        // The default parser plans these too, which gives typed parameters.
+        None
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        plan: &LogicalPlan,
+        params: &ParamValues,
+        _ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        if !self.session.intercepts(statement) {
+            return None;
+        }
+        let tag = statements::command_tag(statement);
+        let result =
+            match statements::execute_plan(&self.session, tag, plan.clone(), Some(params)).await {
+                Ok(output) => respond(output, &Format::UnifiedText, options(client)).await,
+                Err(e) => Err(to_pgwire(e)),
+            };
+        Some(result)
+    }
+}
