@@ -19,6 +19,7 @@ pub mod error;
 pub mod schema;
 pub mod server;
 pub mod statements;
+pub mod testing;
 
 pub use engine::{Engine, Session};
 pub use error::{Error, ErrorKind, Result};

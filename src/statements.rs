@@ -61,12 +61,26 @@ pub fn command_tag(statement: &Statement) -> Option<&'static str> {
 
 /// Run one statement in `session`.
 pub async fn execute(session: &Session, statement: Statement) -> Result<Output> {
-    let state = session.context().state();
+    execute_with_params(session, statement, None).await
+}
+
+/// Plan and run one statement, binding `params` (`$1`, `$2`, ...) when given.
+pub async fn execute_with_params(
+    session: &Session,
+    statement: Statement,
+    params: Option<&ParamValues>,
+) -> Result<Output> {
     let tag = command_tag(&statement);
-    let plan = state
+    let plan = plan(session, statement).await?;
+    execute_plan(session, tag, plan, params).await
+}
+
+/// Plan one statement in `session` without running it.
+pub async fn plan(session: &Session, statement: Statement) -> Result<LogicalPlan> {
+    let state = session.context().state();
+    Ok(state
         .statement_to_plan(DFStatement::Statement(Box::new(statement)))
-        .await?;
-    execute_plan(session, tag, plan, None).await
+        .await?)
 }
 
 /// Run an already planned statement, binding `params` first when given.

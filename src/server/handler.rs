@@ -10,7 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use datafusion_postgres::{DfSessionService, Parser, QueryHook};
 use futures::{Sink, Stream, StreamExt};
-use pgwire::api::portal::Portal;
+use pgwire::api::Type;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::results::FieldInfo;
+use pgwire::api::stmt::QueryParser;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::Response;
 use pgwire::api::store::PortalStore;
@@ -338,16 +341,17 @@ impl SimpleQueryHandler for QueryHandler {
 #[async_trait]
 impl ExtendedQueryHandler for QueryHandler {
     type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
-    type QueryParser = Parser;
+    type QueryParser = MappedParser;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        match self.state.connected.get() {
+        let inner = match self.state.connected.get() {
             Some(c) => c.service.query_parser(),
             // pgwire only accepts Parse messages after login; this parser is never used to run
             // anything, it exists to satisfy the signature.
             None => DfSessionService::new(Arc::new(datafusion::prelude::SessionContext::new()))
                 .query_parser(),
-        }
+        };
+        Arc::new(MappedParser { inner })
     }
 
     async fn do_query<C>(
@@ -373,6 +377,48 @@ impl ExtendedQueryHandler for QueryHandler {
             })
             .await?;
         Ok(responses.pop().unwrap_or(Response::EmptyQuery))
+    }
+}
+
+/// The generic parser, with its errors mapped to SQLSTATE codes (a Parse message can fail with
+/// an unknown table or a syntax error just as a simple query can).
+pub struct MappedParser {
+    inner: Arc<Parser>,
+}
+
+#[async_trait]
+impl QueryParser for MappedParser {
+    type Statement = <Parser as QueryParser>::Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        self.inner
+            .parse_sql(client, sql, types)
+            .await
+            .map_err(sqlstate::map_pgwire)
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.inner
+            .get_parameter_types(stmt)
+            .map_err(sqlstate::map_pgwire)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.inner
+            .get_result_schema(stmt, column_format)
+            .map_err(sqlstate::map_pgwire)
     }
 }
 

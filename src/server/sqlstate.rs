@@ -147,7 +147,9 @@ fn datafusion_code(root: &DataFusionError, message: &str) -> &'static str {
             _ => INTERNAL_ERROR,
         },
         DataFusionError::Execution(_) => {
-            if lower.contains("unrecognized configuration parameter")
+            if lower.contains("already exists") {
+                DUPLICATE_TABLE
+            } else if lower.contains("unrecognized configuration parameter")
                 || lower.contains("could not find config namespace")
                 || lower.contains("does not exist")
             {
@@ -201,6 +203,13 @@ pub fn map_pgwire(e: PgWireError) -> PgWireError {
                 PgWireError::UserError(Box::new(datafusion_info(df)))
             } else if let Some(err) = inner.downcast_ref::<Error>() {
                 PgWireError::UserError(Box::new(error_info(err)))
+            } else if let Some(err) =
+                inner.downcast_ref::<datafusion::sql::sqlparser::parser::ParserError>()
+            {
+                PgWireError::UserError(Box::new(error(
+                    SYNTAX_ERROR,
+                    format!("syntax error: {err}"),
+                )))
             } else {
                 PgWireError::UserError(Box::new(error(INTERNAL_ERROR, inner.to_string())))
             }

@@ -6,7 +6,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArguments, Query, SelectItem, SetExpr, Statement, VisitMut, VisitorMut,
+    Expr, FunctionArguments, Query, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -14,9 +14,11 @@ use datafusion::sql::sqlparser::parser::Parser;
 /// Rewrite `statement`; `None` when nothing changed.
 pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let mut rewritten = statement.clone();
-    let mut visitor = ArraySubquery { changed: false };
-    let _ = rewritten.visit(&mut visitor);
-    visitor.changed.then_some(rewritten)
+    let mut arrays = ArraySubquery { changed: false };
+    let _ = rewritten.visit(&mut arrays);
+    let mut escapes = LikeEscape { changed: false };
+    let _ = rewritten.visit(&mut escapes);
+    (arrays.changed || escapes.changed).then_some(rewritten)
 }
 
 /// `ARRAY(SELECT e FROM ... [ORDER BY o])` → `(SELECT array_agg(e [ORDER BY o]) FROM ...)`,
@@ -72,6 +74,71 @@ impl VisitorMut for ArraySubquery {
     }
 }
 
+/// `x [I]LIKE 'p' ESCAPE 'c'` → the same pattern written with DataFusion's only escape character,
+/// the backslash (SQLAlchemy and Metabase send `ESCAPE '/'`).
+struct LikeEscape {
+    changed: bool,
+}
+
+/// Re-escape `pattern` from escape character `escape` to backslash.
+fn to_backslash_escapes(pattern: &str, escape: char) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == escape {
+            match chars.next() {
+                Some(next) => {
+                    out.push('\\');
+                    out.push(next);
+                }
+                None => out.push(c),
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl VisitorMut for LikeEscape {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Expr::Like {
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::ILike {
+            pattern,
+            escape_char,
+            ..
+        } = expr
+        {
+            let escape = escape_char
+                .as_ref()
+                .and_then(|v| v.value.clone().into_string())
+                .and_then(|s| {
+                    let mut chars = s.chars();
+                    match (chars.next(), chars.next()) {
+                        (Some(c), None) if c != '\\' => Some(c),
+                        _ => None,
+                    }
+                });
+            if let (Some(escape), Expr::Value(value)) = (escape, pattern.as_mut()) {
+                if let Value::SingleQuotedString(text) = &mut value.value {
+                    *text = to_backslash_escapes(text, escape);
+                    *escape_char = None;
+                    self.changed = true;
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +160,15 @@ mod tests {
             out,
             "SELECT (SELECT array_agg(b.x ORDER BY 1) FROM t AS b WHERE b.id = r.id) AS m FROM r"
         );
+    }
+
+    #[test]
+    fn like_escape_is_rewritten_to_backslash() {
+        assert_eq!(
+            rewritten("SELECT a LIKE 'x/_y%' ESCAPE '/' FROM t"),
+            "SELECT a LIKE 'x\\_y%' FROM t"
+        );
+        assert_eq!(to_backslash_escapes("a\\b//c", '/'), "a\\\\b\\/c");
     }
 
     #[test]

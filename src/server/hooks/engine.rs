@@ -59,12 +59,19 @@ impl QueryHook for EngineHook {
 
     async fn handle_extended_parse_query(
         &self,
-        _statement: &Statement,
+        statement: &Statement,
         _ctx: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        // The default parser plans these too, which gives typed parameters.
-        None
+        // A rewritten statement is planned here, so that the generic path runs it with the
+        // portal's parameter and result formats; everything else is planned by the default
+        // parser, which gives typed parameters.
+        let rewritten = statements::rewrite(statement)?;
+        Some(
+            statements::plan(&self.session, rewritten)
+                .await
+                .map_err(to_pgwire),
+        )
     }
 
     async fn handle_extended_query(
@@ -79,8 +86,8 @@ impl QueryHook for EngineHook {
             return None;
         }
         let tag = statements::command_tag(statement);
-        let result =
-            match statements::execute_plan(&self.session, tag, plan.clone(), Some(params)).await {
+        let outcome = statements::execute_plan(&self.session, tag, plan.clone(), Some(params)).await;
+        let result = match outcome {
                 Ok(output) => respond(output, &Format::UnifiedText, options(client)).await,
                 Err(e) => Err(to_pgwire(e)),
             };

@@ -1,0 +1,148 @@
+//! Test support shared by the integration tests and benches: a server on a free loopback port,
+//! and Postgres text rendering of in-process results so both paths print values the same way.
+//!
+//! Not for production use; it has no state of its own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use pgwire::api::portal::Format;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, DEFAULT_PASSWORD, DEFAULT_USER};
+use crate::engine::{Engine, Output, Session};
+use crate::error::{Error, Result};
+use crate::server::Server;
+
+/// A server running in this process on `127.0.0.1:<free port>`.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The engine it serves.
+    pub engine: Arc<Engine>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<()>>>,
+}
+
+impl TestServer {
+    /// Start a server for `config` (its `listen` is replaced by `127.0.0.1:0`).
+    pub async fn start(mut config: Config) -> Result<TestServer> {
+        config.listen = "127.0.0.1:0".to_string();
+        let engine = Engine::open(config.clone()).await?;
+        let server = Server::bind(Arc::clone(&engine), &config).await?;
+        let addr = server.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Ok(TestServer {
+            addr,
+            engine,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// A libpq connection string for `user`/`password`.
+    pub fn conn_str_as(&self, user: &str, password: &str) -> String {
+        format!(
+            "host={} port={} user={user} password={password} dbname=finops",
+            self.addr.ip(),
+            self.addr.port()
+        )
+    }
+
+    /// A libpq connection string for the default user.
+    pub fn conn_str(&self) -> String {
+        self.conn_str_as(DEFAULT_USER, DEFAULT_PASSWORD)
+    }
+
+    /// Stop accepting connections and wait for the accept loop to end.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| Error::Internal(format!("server task: {e}")))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Render batches as the text a Postgres client receives (NULL as `None`).
+pub fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String>>>> {
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let fields = Arc::new(
+        arrow_pg::datatypes::arrow_schema_to_pg_fields(&first.schema(), &Format::UnifiedText, None)
+            .map_err(|e| Error::Internal(e.to_string()))?,
+    );
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in arrow_pg::datatypes::encode_recordbatch(Arc::clone(&fields), batch.clone()) {
+            let row = row.map_err(|e| Error::Internal(e.to_string()))?;
+            rows.push(decode_data_row(&row.data, row.field_count as usize)?);
+        }
+    }
+    Ok(rows)
+}
+
+fn decode_data_row(data: &[u8], fields: usize) -> Result<Vec<Option<String>>> {
+    let mut values = Vec::with_capacity(fields);
+    let mut at = 0;
+    for _ in 0..fields {
+        let len_bytes: [u8; 4] = data
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::Internal("truncated data row".into()))?;
+        at += 4;
+        let len = i32::from_be_bytes(len_bytes);
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let end = at + len as usize;
+        let bytes = data
+            .get(at..end)
+            .ok_or_else(|| Error::Internal("truncated data row".into()))?;
+        values.push(Some(String::from_utf8_lossy(bytes).into_owned()));
+        at = end;
+    }
+    Ok(values)
+}
+
+/// Run `sql` in `session` and render the last statement's result as text rows, or the count of a
+/// command.
+pub async fn run_text(session: &Session, sql: &str) -> Result<TextOutput> {
+    let mut last = TextOutput::Command(0);
+    for output in session.sql(sql).await? {
+        last = match output {
+            Output::Rows(df) => TextOutput::Rows(text_rows(&df.collect().await?)?),
+            Output::Batches(_, batches) => TextOutput::Rows(text_rows(&batches)?),
+            Output::Command { rows, .. } => TextOutput::Command(rows.unwrap_or(0) as u64),
+        };
+    }
+    Ok(last)
+}
+
+/// A statement's result as text.
+#[derive(Debug, PartialEq)]
+pub enum TextOutput {
+    /// Rows of text values.
+    Rows(Vec<Vec<Option<String>>>),
+    /// A command and the rows it affected.
+    Command(u64),
+}

@@ -1,0 +1,334 @@
+//! The wire protocol with a real client: simple and extended queries, typed parameters in text
+//! and binary, exact numerics and time-zone-aware timestamps, SQLSTATE codes, cancel and timeout,
+//! login, TLS requirement, connection limits and misbehaving clients.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use finops_db::config::{Config, Role, TlsConfig, UserConfig};
+use finops_db::server::auth::hash_password;
+use finops_db::testing::TestServer;
+use rust_decimal::Decimal;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+async fn start() -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("scratch dir");
+    let config = Config {
+        data_dir: dir.path().to_string_lossy().into_owned(),
+        ..Config::default()
+    };
+    (TestServer::start(config).await.expect("server starts"), dir)
+}
+
+async fn connect(conn_str: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(conn_str, NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    client
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_string())
+        .unwrap_or_else(|| format!("not a server error: {e}"))
+}
+
+#[tokio::test]
+async fn simple_and_extended_queries_agree() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    let simple = client.simple_query("SELECT 41 + 1 AS answer").await.expect("simple");
+    let text = simple.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(text.as_deref(), Some("42"));
+    let row = client.query_one("SELECT 41 + 1 AS answer", &[]).await.expect("extended");
+    assert_eq!(row.get::<_, i64>("answer"), 42);
+}
+
+#[tokio::test]
+async fn typed_parameters_round_trip_in_binary() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    let ts: DateTime<Utc> = "2025-09-01T12:30:45.123456Z".parse().expect("ts");
+    let day = NaiveDate::from_ymd_opt(2024, 2, 29).expect("leap day");
+    let amount = Decimal::from_str_exact("12345678901234.123456").expect("decimal");
+    let row = client
+        .query_one(
+            "SELECT $1::SMALLINT, $2::INT, $3::BIGINT, $4::TEXT, $5::DOUBLE PRECISION, $6::BOOLEAN, \
+             $7::TIMESTAMPTZ, $8::DATE, $9::NUMERIC, $10::TEXT",
+            &[
+                &7i16,
+                &70_000i32,
+                &9_000_000_000i64,
+                &"it's, \"quoted\"",
+                &0.25f64,
+                &true,
+                &ts,
+                &day,
+                &amount,
+                &None::<String>,
+            ],
+        )
+        .await
+        .expect("typed query");
+    assert_eq!(row.get::<_, i16>(0), 7);
+    assert_eq!(row.get::<_, i32>(1), 70_000);
+    assert_eq!(row.get::<_, i64>(2), 9_000_000_000);
+    assert_eq!(row.get::<_, String>(3), "it's, \"quoted\"");
+    assert_eq!(row.get::<_, f64>(4), 0.25);
+    assert!(row.get::<_, bool>(5));
+    assert_eq!(row.get::<_, DateTime<Utc>>(6), ts, "timestamptz comes back zone-aware");
+    assert_eq!(row.get::<_, NaiveDate>(7), day);
+    assert_eq!(row.get::<_, Decimal>(8), amount, "numeric stays exact");
+    assert_eq!(row.get::<_, Option<String>>(9), None);
+}
+
+#[tokio::test]
+async fn numeric_literals_are_exact_and_arrays_decode() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    let row = client
+        .query_one("SELECT 12345678901234.123456 AS n, now() AS t", &[])
+        .await
+        .expect("query");
+    assert_eq!(
+        row.get::<_, Decimal>("n").to_string(),
+        "12345678901234.123456"
+    );
+    let t: DateTime<Utc> = row.get("t");
+    assert!((Utc::now() - t).num_seconds().abs() < 60);
+    let row = client
+        .query_one("SELECT ARRAY['a,b', 'c\"d', 'e''f'] AS a", &[])
+        .await
+        .expect("array");
+    assert_eq!(row.get::<_, Vec<String>>("a"), vec!["a,b", "c\"d", "e'f"]);
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_the_connection_survives() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    let cases = [
+        ("SELECT * FROM no_such_table", "42P01"),
+        ("SELECT nope FROM (SELECT 1 AS a)", "42703"),
+        ("SELECT no_such_fn(1)", "42883"),
+        ("SELEC 1", "42601"),
+        ("SELECT CAST('abc' AS INT)", "22P02"),
+        ("SELECT 1/0", "22012"),
+        ("SET finops.not_an_option = 1", "42704"),
+    ];
+    for (sql, code) in cases {
+        let simple = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&simple), code, "simple: {sql}");
+        let extended = client.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(sqlstate(&extended), code, "extended: {sql}");
+    }
+    let row = client.query_one("SELECT 1::BIGINT", &[]).await.expect("still usable");
+    assert_eq!(row.get::<_, i64>(0), 1);
+}
+
+#[tokio::test]
+async fn failed_transaction_block_reports_25p02_until_rollback() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    client.simple_query("BEGIN").await.expect("begin");
+    client.simple_query("SELECT * FROM nope").await.expect_err("fails");
+    let e = client.simple_query("SELECT 1").await.expect_err("aborted block");
+    assert_eq!(sqlstate(&e), "25P02");
+    client.simple_query("ROLLBACK").await.expect("rollback");
+    client.simple_query("SELECT 1").await.expect("usable again");
+    // Savepoints, as psycopg 3 sends them, are accepted.
+    client
+        .batch_execute("BEGIN; SAVEPOINT s1; RELEASE SAVEPOINT s1; COMMIT")
+        .await
+        .expect("savepoints");
+}
+
+#[tokio::test]
+async fn ddl_and_dml_get_postgres_command_tags() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    let messages = client
+        .simple_query("CREATE TABLE t (a BIGINT, b TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y')")
+        .await
+        .expect("ddl and dml");
+    let counts: Vec<u64> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts, vec![0, 2]);
+    let inserted = client
+        .execute("INSERT INTO t VALUES ($1, $2)", &[&3i64, &"z"])
+        .await
+        .expect("parameterised insert");
+    assert_eq!(inserted, 1);
+    let row = client.query_one("SELECT count(*) FROM t", &[]).await.expect("count");
+    assert_eq!(row.get::<_, i64>(0), 3);
+}
+
+#[tokio::test]
+async fn session_settings_do_not_leak_between_connections() {
+    let (server, _dir) = start().await;
+    let a = connect(&server.conn_str()).await;
+    let b = connect(&server.conn_str()).await;
+    a.simple_query("SET finops.currency = 'EUR'").await.expect("set");
+    let get = "SELECT current_setting('finops.currency')";
+    assert_eq!(a.query_one(get, &[]).await.expect("a").get::<_, String>(0), "EUR");
+    assert_eq!(b.query_one(get, &[]).await.expect("b").get::<_, String>(0), "USD");
+}
+
+#[tokio::test]
+async fn identity_functions_report_the_logged_in_user() {
+    let dir = tempfile::tempdir().expect("scratch dir");
+    let config = Config {
+        data_dir: dir.path().to_string_lossy().into_owned(),
+        users: vec![UserConfig {
+            name: "alice".into(),
+            password_hash: hash_password("wonderland"),
+            role: Role::Admin,
+            teams: vec![],
+        }],
+        ..Config::default()
+    };
+    let server = TestServer::start(config).await.expect("server");
+    let client = connect(&server.conn_str_as("alice", "wonderland")).await;
+    let row = client
+        .query_one(
+            "SELECT current_user, current_database(), current_schema(), version(), pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("identity");
+    assert_eq!(row.get::<_, String>(0), "alice");
+    assert_eq!(row.get::<_, String>(1), "finops");
+    assert_eq!(row.get::<_, String>(2), "public");
+    assert!(row.get::<_, String>(3).starts_with("PostgreSQL 16."));
+
+    let wrong = tokio_postgres::connect(&server.conn_str_as("alice", "nope"), NoTls)
+        .await
+        .err()
+        .expect("wrong password refused");
+    assert_eq!(sqlstate(&wrong), "28P01");
+    let unknown = tokio_postgres::connect(&server.conn_str_as("mallory", "x"), NoTls)
+        .await
+        .err()
+        .expect("unknown user refused");
+    assert_eq!(sqlstate(&unknown), "28P01");
+    let default_user = tokio_postgres::connect(&server.conn_str(), NoTls)
+        .await
+        .err()
+        .expect("no default login once users are configured");
+    assert_eq!(sqlstate(&default_user), "28P01");
+}
+
+/// A query that runs for minutes unless stopped.
+const ENDLESS: &str = "SELECT count(*) FROM range(0, 100000000000) AS r(v) WHERE v % 7 = 3";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_a_running_query() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(NoTls).await
+    });
+    let started = std::time::Instant::now();
+    let e = client.simple_query(ENDLESS).await.expect_err("cancelled");
+    assert_eq!(sqlstate(&e), "57014");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    canceller.await.expect("joins").expect("cancel sent");
+    client.simple_query("SELECT 1").await.expect("usable after cancel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_stops_a_running_query() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    client
+        .simple_query("SET statement_timeout = '200ms'")
+        .await
+        .expect("set timeout");
+    let e = client.query(ENDLESS, &[]).await.expect_err("timed out");
+    assert_eq!(sqlstate(&e), "57014");
+    client.simple_query("SET statement_timeout = 0").await.expect("reset");
+    client.simple_query("SELECT 1").await.expect("usable after timeout");
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_get_a_clear_error() {
+    let dir = tempfile::tempdir().expect("scratch dir");
+    let mut config = Config {
+        data_dir: dir.path().to_string_lossy().into_owned(),
+        ..Config::default()
+    };
+    config.limits.max_connections = 1;
+    let server = TestServer::start(config).await.expect("server");
+    let first = connect(&server.conn_str()).await;
+    let second = tokio_postgres::connect(&server.conn_str(), NoTls)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(sqlstate(&second), "53300");
+    first.simple_query("SELECT 1").await.expect("first still works");
+}
+
+#[tokio::test]
+async fn garbage_and_abandoned_clients_do_not_take_the_server_down() {
+    let (server, _dir) = start().await;
+    for garbage in [&b"\x00\x00\x00\x08\xff\xff\xff\xff"[..], b"GET / HTTP/1.1\r\n\r\n", &[0u8; 3]] {
+        let mut raw = tokio::net::TcpStream::connect(server.addr).await.expect("raw");
+        raw.write_all(garbage).await.expect("write");
+        let mut buf = [0u8; 64];
+        let _ = tokio::time::timeout(Duration::from_secs(2), raw.read(&mut buf)).await;
+    }
+    // A client that disconnects in the middle of a query.
+    let quitter = connect(&server.conn_str()).await;
+    let pending = tokio::spawn(async move { quitter.simple_query(ENDLESS).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    pending.abort();
+    let client = connect(&server.conn_str()).await;
+    client.simple_query("SELECT 1").await.expect("server still serves");
+}
+
+#[tokio::test]
+async fn tls_configured_refuses_plain_text() {
+    let dir = tempfile::tempdir().expect("scratch dir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let cert_path = dir.path().join("server.crt");
+    let key_path = dir.path().join("server.key");
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    let config = Config {
+        data_dir: dir.path().join("data").to_string_lossy().into_owned(),
+        tls: Some(TlsConfig {
+            cert: cert_path.clone(),
+            key: key_path,
+        }),
+        ..Config::default()
+    };
+    let server = TestServer::start(config.clone()).await.expect("server");
+    let e = tokio_postgres::connect(&server.conn_str(), NoTls)
+        .await
+        .err()
+        .expect("plain text refused");
+    assert_eq!(sqlstate(&e), "28000");
+
+    // A key that does not load refuses to start rather than serve without TLS.
+    let broken = dir.path().join("broken.key");
+    std::fs::write(&broken, "not a key").expect("write");
+    let mut bad = config;
+    bad.tls = Some(TlsConfig {
+        cert: cert_path,
+        key: broken,
+    });
+    let err = TestServer::start(bad).await.err().expect("refuses to start");
+    assert!(err.to_string().contains("tls.key"), "{err}");
+}
