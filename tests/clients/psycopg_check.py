@@ -1,0 +1,31 @@
+"""psycopg 3 against a running finops-db: typed parameters, exact numerics, zone-aware timestamps,
+SQLSTATE on errors, and savepoints. Usage: psycopg_check.py <conninfo>"""
+import datetime as dt
+import decimal
+import sys
+
+import psycopg
+from psycopg import errors
+
+with psycopg.connect(sys.argv[1], autocommit=False) as conn:
+    with conn.cursor() as cur:
+        ts = dt.datetime(2025, 9, 1, 12, 30, 45, 123456, tzinfo=dt.timezone.utc)
+        cur.execute(
+            "SELECT %s::BIGINT AS n, %s::TEXT AS t, %s::NUMERIC AS amount, %s::TIMESTAMPTZ AS at",
+            (9_000_000_000, "it's, \"quoted\"", decimal.Decimal("12345678901234.123456"), ts),
+        )
+        n, t, amount, at = cur.fetchone()
+        assert n == 9_000_000_000, n
+        assert t == "it's, \"quoted\"", t
+        assert amount == decimal.Decimal("12345678901234.123456"), amount
+        assert at.tzinfo is not None and at == ts, at
+        try:
+            cur.execute("SELECT * FROM no_such_table")
+            raise AssertionError("expected an error")
+        except errors.UndefinedTable:
+            conn.rollback()
+    # psycopg wraps statements in savepoints inside transaction blocks.
+    with conn.transaction():
+        with conn.transaction():
+            conn.execute("SELECT 1")
+print("psycopg ok")

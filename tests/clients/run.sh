@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Starts the built server on a free loopback port with a scratch data directory and runs psql
+# meta-commands and a psycopg session against it. Usage: run.sh path/to/finops-db
+set -euo pipefail
+bin="$1"
+here="$(cd "$(dirname "$0")" && pwd)"
+data="$(mktemp -d)"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" >"$data/server.log" 2>&1 &
+pid=$!
+cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"; }
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  sleep 0.1
+done
+export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=finops PGPASSWORD=finops PGDATABASE=finops
+passed=0; failed=0
+check() {
+  local name="$1"; shift
+  if "$@" >"$data/out.txt" 2>&1; then
+    passed=$((passed + 1)); echo "ok   $name"
+  else
+    failed=$((failed + 1)); echo "FAIL $name"; sed 's/^/     /' "$data/out.txt"
+  fi
+}
+psql_has() { # psql_has <expected substring> <psql args...>
+  local want="$1"; shift
+  local out; out="$(psql -X -v ON_ERROR_STOP=1 "$@" 2>&1)" || { echo "$out"; return 1; }
+  grep -qF -- "$want" <<<"$out" || { echo "missing '$want' in:"; echo "$out"; return 1; }
+}
+check "psql \\l"  psql_has "finops" -c '\l'
+check "psql \\dn" psql_has "providers" -c '\dn'
+check "psql \\dt" psql_has "usage_t" -c 'CREATE TABLE usage_t (team TEXT, cost NUMERIC(20,6))' -c '\dt'
+check "psql \\d"  psql_has "numeric" -c 'CREATE TABLE d_t (team TEXT, cost NUMERIC(20,6))' -c '\d d_t'
+check "psql \\dv" psql_has "spend_v" -c 'CREATE VIEW spend_v AS SELECT 1 AS a' -c '\dv'
+check "psql \\du" psql_has "finops" -c '\du'
+check "psql \\df" psql_has "List of functions" -c '\df'
+check "psql \\x"  psql_has "answer | 42" -c '\x' -c 'SELECT 42 AS answer'
+psql_error() { # psql_error <expected SQLSTATE> <sql>
+  local out; out="$(psql -X -v VERBOSITY=verbose -c "$2" 2>&1)" && { echo "no error: $out"; return 1; }
+  grep -qF -- "$1" <<<"$out" || { echo "missing $1 in: $out"; return 1; }
+}
+check "psql SQLSTATE 42P01" psql_error 42P01 'SELECT * FROM nope'
+check "psql SQLSTATE 42601" psql_error 42601 'SELEC 1' 
+check "psycopg" python3 "$here/psycopg_check.py" "host=127.0.0.1 port=$port user=finops password=finops dbname=finops"
+echo "clients: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
