@@ -241,6 +241,63 @@ impl Session {
         Ok(outputs)
     }
 
+    /// Where `COPY table [(columns)] FROM STDIN` writes: the table, its schema and the input
+    /// columns' positions in it.
+    pub async fn copy_target(
+        &self,
+        table: &str,
+        columns: &[String],
+    ) -> Result<(String, datafusion::arrow::datatypes::SchemaRef, Vec<usize>)> {
+        let provider = self
+            .ctx
+            .table_provider(table)
+            .await
+            .map_err(|_| Error::TableNotFound(table.to_string()))?;
+        let schema = provider.schema();
+        let targets = if columns.is_empty() {
+            (0..schema.fields().len()).collect()
+        } else {
+            columns
+                .iter()
+                .map(|c| {
+                    schema.index_of(c).map_err(|_| {
+                        Error::DataFusion(datafusion::error::DataFusionError::SchemaError(
+                            Box::new(datafusion::common::SchemaError::FieldNotFound {
+                                field: Box::new(datafusion::common::Column::from_name(c)),
+                                valid_fields: vec![],
+                            }),
+                            Box::new(None),
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        Ok((table.to_string(), schema, targets))
+    }
+
+    /// Append `batches` to `table` as one statement; returns the rows written.
+    pub async fn append(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(0);
+        }
+        let df = self.ctx.read_batches(batches)?;
+        let counts = df
+            .write_table(
+                table,
+                datafusion::dataframe::DataFrameWriteOptions::new(),
+            )
+            .await?;
+        Ok(counts
+            .iter()
+            .filter_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+            })
+            .flat_map(|a| a.values().iter().copied())
+            .sum())
+    }
+
     /// Run `sql` (one query) and collect its rows.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let mut outputs = self.sql(sql).await?;

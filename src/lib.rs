@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod copy;
 pub mod engine;
 pub mod error;
 pub mod schema;

@@ -6,12 +6,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
-use pgwire::api::portal::Format;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, DEFAULT_PASSWORD, DEFAULT_USER};
+use crate::copy::text_rows;
 use crate::engine::{Engine, Output, Session};
 use crate::error::{Error, Result};
 use crate::server::Server;
@@ -79,49 +78,6 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
-}
-
-/// Render batches as the text a Postgres client receives (NULL as `None`).
-pub fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String>>>> {
-    let Some(first) = batches.first() else {
-        return Ok(Vec::new());
-    };
-    let fields = Arc::new(
-        arrow_pg::datatypes::arrow_schema_to_pg_fields(&first.schema(), &Format::UnifiedText, None)
-            .map_err(|e| Error::Internal(e.to_string()))?,
-    );
-    let mut rows = Vec::new();
-    for batch in batches {
-        for row in arrow_pg::datatypes::encode_recordbatch(Arc::clone(&fields), batch.clone()) {
-            let row = row.map_err(|e| Error::Internal(e.to_string()))?;
-            rows.push(decode_data_row(&row.data, row.field_count as usize)?);
-        }
-    }
-    Ok(rows)
-}
-
-fn decode_data_row(data: &[u8], fields: usize) -> Result<Vec<Option<String>>> {
-    let mut values = Vec::with_capacity(fields);
-    let mut at = 0;
-    for _ in 0..fields {
-        let len_bytes: [u8; 4] = data
-            .get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| Error::Internal("truncated data row".into()))?;
-        at += 4;
-        let len = i32::from_be_bytes(len_bytes);
-        if len < 0 {
-            values.push(None);
-            continue;
-        }
-        let end = at + len as usize;
-        let bytes = data
-            .get(at..end)
-            .ok_or_else(|| Error::Internal("truncated data row".into()))?;
-        values.push(Some(String::from_utf8_lossy(bytes).into_owned()));
-        at = end;
-    }
-    Ok(values)
 }
 
 /// Run `sql` in `session` and render the last statement's result as text rows, or the count of a

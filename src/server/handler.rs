@@ -44,6 +44,7 @@ pub struct ConnectionState {
     rejection: Option<String>,
     connected: OnceLock<Connected>,
     cancel: watch::Sender<u64>,
+    copy: hooks::copy::CopyState,
 }
 
 /// The part that exists once the user has logged in.
@@ -69,6 +70,7 @@ impl ConnectionState {
             rejection,
             connected: OnceLock::new(),
             cancel: watch::channel(0).0,
+            copy: Default::default(),
         })
     }
 
@@ -90,7 +92,8 @@ impl ConnectionState {
     /// Called once the login succeeded: open the session and register for cancel requests.
     pub fn connect(self: &Arc<Self>, identity: Identity, pid: i32, secret: &SecretKey) -> Result<()> {
         let session = self.engine.session(identity)?;
-        let hooks: Vec<Arc<dyn QueryHook>> = hooks::chain(session.clone());
+        let hooks: Vec<Arc<dyn QueryHook>> =
+            hooks::chain(session.clone(), Arc::clone(&self.copy));
         let service = Arc::new(DfSessionService::new_with_hooks(
             Arc::clone(session.context()),
             hooks,
@@ -100,6 +103,16 @@ impl ConnectionState {
             .map_err(|_| Error::Internal("connection logged in twice".into()))?;
         self.registry.register(pid, secret, self);
         Ok(())
+    }
+
+    /// The session, once logged in.
+    pub fn session(&self) -> Option<&Session> {
+        self.connected.get().map(|c| &c.session)
+    }
+
+    /// The pending `COPY FROM STDIN`, if any.
+    pub fn copy_state(&self) -> &hooks::copy::CopyState {
+        &self.copy
     }
 
     fn connected(&self) -> PgWireResult<&Connected> {
@@ -125,6 +138,7 @@ impl ConnectionState {
 /// The handlers pgwire asks for, one set per connection.
 pub struct ConnectionHandlers {
     query: Arc<QueryHandler>,
+    copy: Arc<hooks::copy::CopyIn>,
     startup: Arc<FinopsStartup>,
     cancel: Arc<RegistryCancel>,
 }
@@ -135,6 +149,7 @@ impl ConnectionHandlers {
         let registry = Arc::clone(&state.registry);
         ConnectionHandlers {
             startup: Arc::new(FinopsStartup::new(Arc::clone(&state), Arc::clone(&manager))),
+            copy: Arc::new(hooks::copy::CopyIn::new(Arc::clone(&state))),
             query: Arc::new(QueryHandler { state }),
             cancel: Arc::new(RegistryCancel { manager, registry }),
         }
@@ -160,6 +175,10 @@ impl PgWireServerHandlers for ConnectionHandlers {
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
         Arc::new(LogErrors)
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::clone(&self.copy)
     }
 }
 
@@ -422,9 +441,3 @@ impl QueryParser for MappedParser {
     }
 }
 
-impl QueryHandler {
-    /// The session of this connection, once logged in.
-    pub fn session(&self) -> Option<&Session> {
-        self.state.connected.get().map(|c| &c.session)
-    }
-}

@@ -3,6 +3,7 @@
 //!
 //! Owns the order of the chain. Each hook lives in its own file under `hooks/`.
 
+pub mod copy;
 mod engine;
 mod savepoint;
 mod settings;
@@ -25,7 +26,7 @@ use crate::error::Error;
 use crate::server::sqlstate;
 
 /// The hooks of one connection, in the order they are asked.
-pub fn chain(session: Session) -> Vec<Arc<dyn QueryHook>> {
+pub fn chain(session: Session, copy_state: copy::CopyState) -> Vec<Arc<dyn QueryHook>> {
     vec![
         // Before the transaction hook, which would take `ROLLBACK TO` for a full rollback.
         Arc::new(savepoint::SavepointHook),
@@ -34,6 +35,7 @@ pub fn chain(session: Session) -> Vec<Arc<dyn QueryHook>> {
         Arc::new(settings::SessionSettingsHook::new(session.clone())),
         Arc::new(SetShowHook),
         Arc::new(CursorStatementHook),
+        Arc::new(copy::CopyHook::new(session.clone(), copy_state)),
         Arc::new(engine::EngineHook::new(session)),
     ]
 }

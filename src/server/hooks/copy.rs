@@ -1,0 +1,284 @@
+//! `COPY ... FROM STDIN` and `COPY ... TO STDOUT` on the simple and the extended protocol; the
+//! COPY data sub-protocol itself is [`CopyIn`], the connection's copy handler.
+//!
+//! Parsing and appending belong to the engine (`crate::copy`, [`Session::append`]); this file
+//! only speaks the protocol.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{CopySource, CopyTarget, Statement};
+use datafusion_postgres::QueryHook;
+use datafusion_postgres::hooks::HookClient;
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::ClientInfo;
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::results::{CopyResponse, Response, Tag};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+
+use crate::copy::{CopyFormat, CopyOptions, CopyParser, render, render_header};
+use crate::engine::{Output, Session};
+use crate::error::{Error, Result};
+use crate::server::handler::ConnectionState;
+use crate::server::hooks::to_pgwire;
+use crate::server::sqlstate;
+
+/// A `COPY FROM STDIN` waiting for its data.
+pub struct PendingCopy {
+    table: String,
+    parser: CopyParser,
+    error: Option<Error>,
+}
+
+/// The connection's COPY state, shared by the hook that starts a copy and the handler that
+/// receives its data.
+pub type CopyState = Arc<Mutex<Option<PendingCopy>>>;
+
+/// Starts COPY in either direction.
+pub struct CopyHook {
+    session: Session,
+    state: CopyState,
+}
+
+impl CopyHook {
+    /// The hook for `session`.
+    pub fn new(session: Session, state: CopyState) -> Self {
+        CopyHook { session, state }
+    }
+
+    async fn start(&self, statement: &Statement) -> Option<PgWireResult<Response>> {
+        let Statement::Copy {
+            source,
+            to,
+            target,
+            options,
+            legacy_options,
+            ..
+        } = statement
+        else {
+            return None;
+        };
+        let result = match (to, target) {
+            (false, CopyTarget::Stdin) => self.copy_in(source, options, legacy_options).await,
+            (true, CopyTarget::Stdout) => self.copy_out(source, options, legacy_options).await,
+            // COPY to or from a server-side file is left to DataFusion (COPY ... TO 'file').
+            _ => return None,
+        };
+        Some(result.map_err(to_pgwire))
+    }
+
+    async fn copy_in(
+        &self,
+        source: &CopySource,
+        options: &[datafusion::sql::sqlparser::ast::CopyOption],
+        legacy: &[datafusion::sql::sqlparser::ast::CopyLegacyOption],
+    ) -> Result<Response> {
+        let CopySource::Table {
+            table_name,
+            columns,
+        } = source
+        else {
+            return Err(Error::Unsupported("COPY (query) FROM STDIN".into()));
+        };
+        let options = CopyOptions::from_statement(options, legacy)?;
+        let columns: Vec<String> = columns.iter().map(|c| c.value.clone()).collect();
+        let (table, schema, targets) = self
+            .session
+            .copy_target(&table_name.to_string(), &columns)
+            .await?;
+        let width = targets.len();
+        let parser = CopyParser::new(schema, targets, options);
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| Error::Internal("copy state poisoned".into()))?;
+        *state = Some(PendingCopy {
+            table,
+            parser,
+            error: None,
+        });
+        Ok(Response::CopyIn(CopyResponse::new(
+            0,
+            width,
+            futures::stream::empty(),
+        )))
+    }
+
+    async fn copy_out(
+        &self,
+        source: &CopySource,
+        options: &[datafusion::sql::sqlparser::ast::CopyOption],
+        legacy: &[datafusion::sql::sqlparser::ast::CopyLegacyOption],
+    ) -> Result<Response> {
+        let options = CopyOptions::from_statement(options, legacy)?;
+        let query = match source {
+            CopySource::Table {
+                table_name,
+                columns,
+            } => {
+                let list = if columns.is_empty() {
+                    "*".to_string()
+                } else {
+                    columns
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!("SELECT {list} FROM {table_name}")
+            }
+            CopySource::Query(query) => query.to_string(),
+        };
+        let df = match self.session.sql(&query).await?.pop() {
+            Some(Output::Rows(df)) => df,
+            _ => return Err(Error::Unsupported("COPY of a statement without rows".into())),
+        };
+        let schema: datafusion::arrow::datatypes::SchemaRef =
+            Arc::new(df.schema().as_arrow().clone());
+        let columns = schema.fields().len();
+        let header = (options.header && options.format == CopyFormat::Csv)
+            .then(|| render_header(&schema, &options));
+        let batches = df.execute_stream().await?;
+        let rows = batches.map(move |batch| {
+            let batch = batch.map_err(|e| to_pgwire(e.into()))?;
+            let mut out = Vec::new();
+            render(&batch, &options, &mut out).map_err(to_pgwire)?;
+            Ok(CopyData::new(Bytes::from(out)))
+        });
+        let stream = futures::stream::iter(header.map(|h| Ok(CopyData::new(Bytes::from(h)))))
+            .chain(rows);
+        Ok(Response::CopyOut(CopyResponse::new(0, columns, stream)))
+    }
+}
+
+fn is_copy(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::Copy {
+            target: CopyTarget::Stdin | CopyTarget::Stdout,
+            ..
+        }
+    )
+}
+
+#[async_trait]
+impl QueryHook for CopyHook {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        self.start(statement).await
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        is_copy(statement).then(|| Ok(super::settings::empty_plan()))
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        _ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        self.start(statement).await
+    }
+}
+
+/// Receives COPY data for the connection's pending `COPY FROM STDIN`.
+pub struct CopyIn {
+    connection: Arc<ConnectionState>,
+}
+
+impl CopyIn {
+    /// The handler of `connection`.
+    pub fn new(connection: Arc<ConnectionState>) -> Self {
+        CopyIn { connection }
+    }
+
+    fn take(&self) -> Option<PendingCopy> {
+        self.connection.copy_state().lock().ok().and_then(|mut s| s.take())
+    }
+}
+
+fn user_error(e: &Error) -> PgWireError {
+    PgWireError::UserError(Box::new(sqlstate::error_info(e)))
+}
+
+#[async_trait]
+impl CopyHandler for CopyIn {
+    async fn on_copy_data<C>(&self, _client: &mut C, data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Ok(mut state) = self.connection.copy_state().lock() else {
+            return Ok(());
+        };
+        if let Some(pending) = state.as_mut() {
+            // After the first error the rest of the data is read and dropped; the error is
+            // reported once the client ends the copy, and nothing is written.
+            if pending.error.is_none() {
+                if let Err(e) = pending.parser.push(&data.data) {
+                    pending.error = Some(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(pending) = self.take() else {
+            return Err(user_error(&Error::Internal("COPY data without a COPY".into())));
+        };
+        if let Some(e) = pending.error {
+            return Err(user_error(&e));
+        }
+        let batches = pending.parser.finish().map_err(|e| user_error(&e))?;
+        let Some(session) = self.connection.session() else {
+            return Err(user_error(&Error::Internal("not logged in".into())));
+        };
+        let rows = session
+            .append(&pending.table, batches)
+            .await
+            .map_err(|e| user_error(&e))?;
+        let tag = Tag::new("COPY").with_rows(rows as usize);
+        client
+            .send(PgWireBackendMessage::CommandComplete(tag.into()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let _ = self.take();
+        PgWireError::UserError(Box::new(sqlstate::error(
+            sqlstate::QUERY_CANCELED,
+            format!("COPY from stdin failed: {}", fail.message),
+        )))
+    }
+}
