@@ -4,6 +4,7 @@
 //! `SessionContext`, and serves them over the Postgres wire protocol.
 
 pub mod error;
+pub mod providers;
 pub mod schema;
 
 pub use error::{Error, ErrorKind, Result};
