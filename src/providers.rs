@@ -345,3 +345,6 @@ fn read_record(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod fixture_tests;

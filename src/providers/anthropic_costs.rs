@@ -46,6 +46,11 @@ impl Format for AnthropicCosts {
         &COLUMNS
     }
 
+    fn rolls_up(&self) -> bool {
+        // Results sharing a bucket and grouping keys are parts of one group.
+        true
+    }
+
     fn required(&self) -> &'static [&'static str] {
         &["starting_at", "amount"]
     }

@@ -59,6 +59,11 @@ impl Format for AnthropicUsage {
         &COLUMNS
     }
 
+    fn rolls_up(&self) -> bool {
+        // Results sharing a bucket and grouping keys are parts of one group.
+        true
+    }
+
     fn required(&self) -> &'static [&'static str] {
         &["starting_at", "uncached_input_tokens"]
     }

@@ -109,8 +109,9 @@ fn add(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
-/// Roll billing lines up: drop lines whose `line_key` was already seen (overlapping deliveries),
-/// then sum rows sharing an `event_id` (the roll-up key), keeping the first row's attributes.
+/// Roll rows up: drop lines whose `line_key` was already seen (overlapping deliveries), then sum
+/// rows sharing an `event_id` (the roll-up key), keeping the first row's attributes. Bucketed
+/// reports use it too: two results of one bucket with the same grouping keys are one group.
 pub fn roll_up(rows: Vec<CanonicalRow>) -> Vec<CanonicalRow> {
     let mut seen_lines = HashSet::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -129,6 +130,7 @@ pub fn roll_up(rows: Vec<CanonicalRow>) -> Vec<CanonicalRow> {
                 acc.cache_write_tokens = add(acc.cache_write_tokens, row.cache_write_tokens);
                 acc.output_tokens = add(acc.output_tokens, row.output_tokens);
                 acc.reasoning_tokens = add(acc.reasoning_tokens, row.reasoning_tokens);
+                acc.requests = add(acc.requests, row.requests);
                 acc.reported_cost = match (acc.reported_cost, row.reported_cost) {
                     (None, None) => None,
                     (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),

@@ -43,6 +43,11 @@ impl Format for OpenAiCosts {
         &COLUMNS
     }
 
+    fn rolls_up(&self) -> bool {
+        // Results sharing a bucket and grouping keys are parts of one group.
+        true
+    }
+
     fn required(&self) -> &'static [&'static str] {
         &["amount", "start_time"]
     }

@@ -60,6 +60,11 @@ impl Format for OpenAiUsage {
         &COLUMNS
     }
 
+    fn rolls_up(&self) -> bool {
+        // Results sharing a bucket and grouping keys are parts of one group.
+        true
+    }
+
     fn required(&self) -> &'static [&'static str] {
         &["object", "start_time"]
     }

@@ -17,7 +17,10 @@ pub type ValueResult<T> = std::result::Result<T, String>;
 pub fn at<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
     let mut cur = record;
     for seg in path.split('/') {
-        cur = cur.get(seg)?;
+        cur = match cur {
+            Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
+            _ => cur.get(seg)?,
+        };
     }
     // Empty CSV cells and JSON nulls both mean "not reported".
     match cur {
