@@ -272,7 +272,8 @@ pub fn parse_file(
             }),
         }
     };
-    let records = records::decompress(ctx.file, bytes).and_then(|b| records::split(fmt.layout(), &b));
+    let records =
+        records::decompress(ctx.file, bytes).and_then(|b| records::split(fmt.layout(), &b));
     match records {
         Err(FileProblem {
             line,
@@ -348,3 +349,6 @@ fn read_record(
 
 #[cfg(test)]
 mod fixture_tests;
+
+#[cfg(test)]
+mod scan_tests;

@@ -25,8 +25,16 @@ static COLUMNS: [Col; 16] = [
     col("stop_reason", "stop_reason", Kind::Text),
     col("created_at", "created_at", Kind::Time),
     col("input_tokens", "usage/input_tokens", Kind::Int),
-    col("cache_creation_input_tokens", "usage/cache_creation_input_tokens", Kind::Int),
-    col("cache_read_input_tokens", "usage/cache_read_input_tokens", Kind::Int),
+    col(
+        "cache_creation_input_tokens",
+        "usage/cache_creation_input_tokens",
+        Kind::Int,
+    ),
+    col(
+        "cache_read_input_tokens",
+        "usage/cache_read_input_tokens",
+        Kind::Int,
+    ),
     col(
         "cache_creation_ephemeral_5m_input_tokens",
         "usage/cache_creation/ephemeral_5m_input_tokens",
@@ -40,8 +48,16 @@ static COLUMNS: [Col; 16] = [
     col("output_tokens", "usage/output_tokens", Kind::Int),
     col("service_tier", "usage/service_tier", Kind::Text),
     col("inference_geo", "usage/inference_geo", Kind::Text),
-    col("web_search_requests", "usage/server_tool_use/web_search_requests", Kind::Int),
-    col("web_fetch_requests", "usage/server_tool_use/web_fetch_requests", Kind::Int),
+    col(
+        "web_search_requests",
+        "usage/server_tool_use/web_search_requests",
+        Kind::Int,
+    ),
+    col(
+        "web_fetch_requests",
+        "usage/server_tool_use/web_fetch_requests",
+        Kind::Int,
+    ),
 ];
 
 impl Format for AnthropicMessages {
@@ -65,7 +81,8 @@ impl Format for AnthropicMessages {
         let write_5m = int0(r, "usage/cache_creation/ephemeral_5m_input_tokens")?;
         let write_1h = int0(r, "usage/cache_creation/ephemeral_1h_input_tokens")?;
         // `cache_creation_input_tokens` is the 5m + 1h total; legacy objects have it null.
-        let cache_write = int(r, "usage/cache_creation_input_tokens")?.unwrap_or(write_5m + write_1h);
+        let cache_write =
+            int(r, "usage/cache_creation_input_tokens")?.unwrap_or(write_5m + write_1h);
         let cache_read = int0(r, "usage/cache_read_input_tokens")?;
         let uncached = int0(r, "usage/input_tokens")?;
         // A Messages response has no timestamp; the export file's time stands in for it.
@@ -92,14 +109,17 @@ impl Format for AnthropicMessages {
             status: Some("ok".into()),
             tags: tags(&[
                 ("stop_reason", stop.map(|s| json!(s))),
-                ("cache_write_1h_tokens", (write_1h > 0).then(|| json!(write_1h))),
+                (
+                    "cache_write_1h_tokens",
+                    (write_1h > 0).then(|| json!(write_1h)),
+                ),
                 (
                     "web_search_requests",
                     int(r, "usage/server_tool_use/web_search_requests")?
                         .filter(|n| *n > 0)
                         .map(|n| json!(n)),
                 ),
-                ("ts_from_file", ts_from_file.then(|| json!(true))),
+                ("ts_from_file", ts_from_file.then_some(Value::Bool(true))),
             ]),
             source: NAME.into(),
             ..Default::default()

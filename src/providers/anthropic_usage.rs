@@ -37,7 +37,11 @@ static COLUMNS: [Col; 14] = [
         "cache_creation/ephemeral_1h_input_tokens",
         Kind::Int,
     ),
-    col("cache_read_input_tokens", "cache_read_input_tokens", Kind::Int),
+    col(
+        "cache_read_input_tokens",
+        "cache_read_input_tokens",
+        Kind::Int,
+    ),
     col("output_tokens", "output_tokens", Kind::Int),
     col(
         "server_tool_use_web_search_requests",
@@ -104,7 +108,10 @@ impl Format for AnthropicUsage {
             tags: tags(&[
                 ("context_window", key("context_window").map(|v| json!(v))),
                 // 1h cache writes cost more than 5m ones; keep the split for pricing.
-                ("cache_write_1h_tokens", (write_1h > 0).then(|| json!(write_1h))),
+                (
+                    "cache_write_1h_tokens",
+                    (write_1h > 0).then(|| json!(write_1h)),
+                ),
                 (
                     "web_search_requests",
                     int(r, "server_tool_use/web_search_requests")?

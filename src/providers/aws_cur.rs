@@ -89,7 +89,8 @@ fn parse_usage_type(raw: &str) -> UsageType {
     let mut region = None;
     if let Some((r, tail)) = rest.split_once('-')
         && (3..=5).contains(&r.len())
-        && r.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && r.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     {
         region = Some(r.to_string());
         rest = tail;
@@ -156,7 +157,10 @@ impl Format for AwsCur {
             "Usage" | "DiscountedUsage" | "SavingsPlanCoveredUsage"
         );
         // Usage amounts are in the pricing unit, `1K tokens` for Bedrock token usage types.
-        let factor = match key("pricing_unit").map(|u| u.to_ascii_lowercase()).as_deref() {
+        let factor = match key("pricing_unit")
+            .map(|u| u.to_ascii_lowercase())
+            .as_deref()
+        {
             Some("1k tokens") => 1_000,
             Some("1m tokens") => 1_000_000,
             Some("tokens") => 1,
@@ -246,7 +250,8 @@ mod tests {
 
     #[test]
     fn usage_types_come_apart() {
-        let u = parse_usage_type("USE1-Claude4Sonnet-cache-read-input-token-count-cross-region-global");
+        let u =
+            parse_usage_type("USE1-Claude4Sonnet-cache-read-input-token-count-cross-region-global");
         assert_eq!(u.region.as_deref(), Some("USE1"));
         assert_eq!(u.model, "Claude4Sonnet");
         assert_eq!(u.token, Some(Token::CacheRead));
@@ -256,6 +261,9 @@ mod tests {
         let u = parse_usage_type("USW2-TitanEmbeddingsV2-Text-input-tokens");
         assert_eq!(u.model, "TitanEmbeddingsV2-Text");
         let u = parse_usage_type("USE1-openai.gpt-oss-120b-mantle-input-tokens-standard");
-        assert_eq!((u.model.as_str(), u.tier), ("openai.gpt-oss-120b", Some("standard")));
+        assert_eq!(
+            (u.model.as_str(), u.tier),
+            ("openai.gpt-oss-120b", Some("standard"))
+        );
     }
 }

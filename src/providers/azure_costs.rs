@@ -37,7 +37,11 @@ static COLUMNS: [Col; 55] = [
     col("unit_of_measure", "unitofmeasure", Kind::Text),
     col("quantity", "quantity", Kind::Float),
     col("effective_price", "effectiveprice", Kind::Money),
-    col("cost_in_billing_currency", "costinbillingcurrency", Kind::Money),
+    col(
+        "cost_in_billing_currency",
+        "costinbillingcurrency",
+        Kind::Money,
+    ),
     col("cost_center", "costcenter", Kind::Text),
     col("consumed_service", "consumedservice", Kind::Text),
     col("resource_id", "resourceid", Kind::Text),
@@ -62,17 +66,33 @@ static COLUMNS: [Col; 55] = [
     col("billing_account_id", "billingaccountid", Kind::Text),
     col("billing_account_name", "billingaccountname", Kind::Text),
     col("billing_currency_code", "billingcurrencycode", Kind::Text),
-    col("billing_period_start_date", "billingperiodstartdate", Kind::Time),
-    col("billing_period_end_date", "billingperiodenddate", Kind::Time),
+    col(
+        "billing_period_start_date",
+        "billingperiodstartdate",
+        Kind::Time,
+    ),
+    col(
+        "billing_period_end_date",
+        "billingperiodenddate",
+        Kind::Time,
+    ),
     col("billing_profile_id", "billingprofileid", Kind::Text),
     col("billing_profile_name", "billingprofilename", Kind::Text),
     col("invoice_section_id", "invoicesectionid", Kind::Text),
-    col("is_azure_credit_eligible", "isazurecrediteligible", Kind::Bool),
+    col(
+        "is_azure_credit_eligible",
+        "isazurecrediteligible",
+        Kind::Bool,
+    ),
     col("part_number", "partnumber", Kind::Text),
     col("payg_price", "paygprice", Kind::Money),
     col("plan_name", "planname", Kind::Text),
     col("service_family", "servicefamily", Kind::Text),
-    col("cost_allocation_rule_name", "costallocationrulename", Kind::Text),
+    col(
+        "cost_allocation_rule_name",
+        "costallocationrulename",
+        Kind::Text,
+    ),
     col("benefit_id", "benefitid", Kind::Text),
     col("benefit_name", "benefitname", Kind::Text),
 ];
@@ -151,7 +171,11 @@ fn parse_tags(raw: Option<String>) -> Result<Map<String, Value>, String> {
     let Some(raw) = raw.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) else {
         return Ok(Map::new());
     };
-    let text = if raw.starts_with('{') { raw } else { format!("{{{raw}}}") };
+    let text = if raw.starts_with('{') {
+        raw
+    } else {
+        format!("{{{raw}}}")
+    };
     serde_json::from_str(&text).map_err(|e| format!("`Tags` is not a JSON object: {e}"))
 }
 
@@ -180,7 +204,10 @@ impl Format for AzureCosts {
         let key = |p: &str| text(r, p);
         let meter = parse_meter(&key("metername").unwrap_or_default());
         let charge = key("chargetype").unwrap_or_else(|| "Usage".into());
-        let factor = match key("unitofmeasure").map(|u| u.to_ascii_lowercase()).as_deref() {
+        let factor = match key("unitofmeasure")
+            .map(|u| u.to_ascii_lowercase())
+            .as_deref()
+        {
             Some("1k") | Some("1k tokens") => 1_000,
             Some("1m") | Some("1m tokens") => 1_000_000,
             Some("1") | Some("tokens") => 1,
@@ -192,7 +219,10 @@ impl Format for AzureCosts {
                 let q = key("quantity").unwrap_or_else(|| "0".into());
                 let exact =
                     parse_decimal(&q, 0).ok_or_else(|| format!("`Quantity`: bad number {q:?}"))?;
-                Some((t, scaled_count(exact, factor).ok_or("quantity out of range")?))
+                Some((
+                    t,
+                    scaled_count(exact, factor).ok_or("quantity out of range")?,
+                ))
             }
             _ => None,
         };
@@ -214,7 +244,10 @@ impl Format for AzureCosts {
         let mut labels = tag_map.clone();
         for (k, v) in [
             ("charge_type", (charge != "Usage").then(|| charge.clone())),
-            ("pricing_model", key("pricingmodel").filter(|p| p != "OnDemand")),
+            (
+                "pricing_model",
+                key("pricingmodel").filter(|p| p != "OnDemand"),
+            ),
             ("deployment_scope", meter.scope.map(str::to_string)),
             ("account", key("resourcename")),
             ("cost_center", key("costcenter")),
@@ -268,13 +301,19 @@ mod tests {
     #[test]
     fn meters_come_apart() {
         let m = parse_meter("gpt 4o 0806 cached Inp glbl Tokens");
-        assert_eq!((m.model.as_str(), m.token), ("gpt-4o 0806", Some(Token::Cached)));
+        assert_eq!(
+            (m.model.as_str(), m.token),
+            ("gpt-4o 0806", Some(Token::Cached))
+        );
         let m = parse_meter("gpt-4o 0806 Batch Inp glbl Tokens");
         assert_eq!((m.model.as_str(), m.batch), ("gpt-4o 0806", true));
         let m = parse_meter("gpt-4o-mini 0718 Outp regnl Tokens");
         assert_eq!((m.token, m.scope), (Some(Token::Output), Some("regional")));
         let m = parse_meter("text-embedding-3-small Tokens");
-        assert_eq!((m.model.as_str(), m.token), ("text-embedding-3-small", Some(Token::Input)));
+        assert_eq!(
+            (m.model.as_str(), m.token),
+            ("text-embedding-3-small", Some(Token::Input))
+        );
         assert_eq!(parse_meter("Provisioned Managed Global Unit").token, None);
     }
 

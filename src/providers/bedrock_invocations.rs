@@ -30,13 +30,33 @@ static COLUMNS: [Col; 21] = [
     col("model_id", "modelId", Kind::Text),
     col("input_content_type", "input/inputContentType", Kind::Text),
     col("input_token_count", "input/inputTokenCount", Kind::Int),
-    col("cache_read_input_token_count", "input/cacheReadInputTokenCount", Kind::Int),
-    col("cache_write_input_token_count", "input/cacheWriteInputTokenCount", Kind::Int),
+    col(
+        "cache_read_input_token_count",
+        "input/cacheReadInputTokenCount",
+        Kind::Int,
+    ),
+    col(
+        "cache_write_input_token_count",
+        "input/cacheWriteInputTokenCount",
+        Kind::Int,
+    ),
     col("input_body_s3_path", "input/inputBodyS3Path", Kind::Text),
-    col("output_content_type", "output/outputContentType", Kind::Text),
+    col(
+        "output_content_type",
+        "output/outputContentType",
+        Kind::Text,
+    ),
     col("output_token_count", "output/outputTokenCount", Kind::Int),
-    col("latency_ms", "output/outputBodyJson/metrics/latencyMs", Kind::Int),
-    col("stop_reason", "output/outputBodyJson/stopReason", Kind::Text),
+    col(
+        "latency_ms",
+        "output/outputBodyJson/metrics/latencyMs",
+        Kind::Int,
+    ),
+    col(
+        "stop_reason",
+        "output/outputBodyJson/stopReason",
+        Kind::Text,
+    ),
     col("request_metadata", "requestMetadata", Kind::Text),
     col("error_code", "errorCode", Kind::Text),
 ];
@@ -68,8 +88,14 @@ impl Format for BedrockInvocations {
             Some(Value::Object(m)) => m.clone(),
             _ => serde_json::Map::new(),
         };
-        let team = labels.get("team").and_then(Value::as_str).map(str::to_string);
-        for (k, p) in [("region", "region"), ("inference_region", "inferenceRegion")] {
+        let team = labels
+            .get("team")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        for (k, p) in [
+            ("region", "region"),
+            ("inference_region", "inferenceRegion"),
+        ] {
             if let Some(v) = text(r, p) {
                 labels.entry(k).or_insert(json!(v));
             }

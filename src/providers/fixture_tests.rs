@@ -37,12 +37,18 @@ fn text(b: &RecordBatch, name: &str, i: usize) -> Option<String> {
 }
 
 fn int(b: &RecordBatch, name: &str, i: usize) -> Option<i64> {
-    let a = b.column_by_name(name).expect("column").as_primitive::<Int64Type>();
+    let a = b
+        .column_by_name(name)
+        .expect("column")
+        .as_primitive::<Int64Type>();
     (!a.is_null(i)).then(|| a.value(i))
 }
 
 fn money(b: &RecordBatch, name: &str, i: usize) -> Option<i128> {
-    let a = b.column_by_name(name).expect("column").as_primitive::<Decimal128Type>();
+    let a = b
+        .column_by_name(name)
+        .expect("column")
+        .as_primitive::<Decimal128Type>();
     (!a.is_null(i)).then(|| a.value(i))
 }
 
@@ -119,13 +125,41 @@ fn openai_usage_completions() {
     // its grouping keys with another result of its bucket and is summed into it.
     assert_eq!(p.native.num_rows(), 67);
     assert_eq!(p.canonical.num_rows(), 66);
-    check_totals(&p.canonical, &[
-        ("openai", "gpt-4o-2024-08-06", [18, 66758669, 921053, 0, 18369823, 0, 40405], "0"),
-        ("openai", "gpt-4o-audio-preview-2024-12-17", [10, 7628835, 816017, 0, 2147305, 0, 3926], "0"),
-        ("openai", "gpt-4o-mini-2024-07-18", [18, 27817297, 1686102, 0, 8009058, 0, 18970], "0"),
-        ("openai", "o3-mini-2025-01-31", [20, 44615394, 1767144, 0, 10963272, 0, 35880], "0"),
-        ("*", "*", [66, 146820195, 5190316, 0, 39489458, 0, 99181], "0"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "openai",
+                "gpt-4o-2024-08-06",
+                [18, 66758669, 921053, 0, 18369823, 0, 40405],
+                "0",
+            ),
+            (
+                "openai",
+                "gpt-4o-audio-preview-2024-12-17",
+                [10, 7628835, 816017, 0, 2147305, 0, 3926],
+                "0",
+            ),
+            (
+                "openai",
+                "gpt-4o-mini-2024-07-18",
+                [18, 27817297, 1686102, 0, 8009058, 0, 18970],
+                "0",
+            ),
+            (
+                "openai",
+                "o3-mini-2025-01-31",
+                [20, 44615394, 1767144, 0, 10963272, 0, 35880],
+                "0",
+            ),
+            (
+                "*",
+                "*",
+                [66, 146820195, 5190316, 0, 39489458, 0, 99181],
+                "0",
+            ),
+        ],
+    );
     let c = &p.canonical;
     // `batch: true` → batch tier (32 results; identical grouping keys are not merged across tiers).
     let batch = rows_with(c, "service_tier", "batch").len();
@@ -133,9 +167,15 @@ fn openai_usage_completions() {
     // 2026 rows report `service_tier: "default"` → standard.
     assert!(!rows_with(c, "service_tier", "standard").is_empty());
     // Null project and key (default project, ungrouped) stay null.
-    assert!((0..c.num_rows()).any(|i| text(c, "project", i).is_none() && text(c, "api_key_id", i).is_none()));
+    assert!(
+        (0..c.num_rows())
+            .any(|i| text(c, "project", i).is_none() && text(c, "api_key_id", i).is_none())
+    );
     // Schema drift: the 2026 breakdown is null in early buckets and present in buckets 4-5.
-    let cw = p.native.column_by_name("input_cache_write_tokens").expect("column");
+    let cw = p
+        .native
+        .column_by_name("input_cache_write_tokens")
+        .expect("column");
     assert_eq!(cw.len() - cw.null_count(), 27);
     // user_id is never grouped.
     assert!((0..c.num_rows()).all(|i| text(c, "user_id", i).is_none()));
@@ -146,23 +186,47 @@ fn openai_usage_completions() {
 fn openai_usage_embeddings_and_images() {
     let e = parse("OPENAI_USAGE", "openai/usage_embeddings.json");
     assert_eq!(e.native.num_rows(), 25);
-    check_totals(&e.canonical, &[
-        ("openai", "text-embedding-3-large", [8, 4393744, 0, 0, 0, 0, 13932], "0"),
-        ("openai", "text-embedding-3-small", [8, 2731432, 0, 0, 0, 0, 12956], "0"),
-        ("openai", "text-embedding-ada-002-v2", [9, 7903363, 0, 0, 0, 0, 19237], "0"),
-        ("*", "*", [25, 15028539, 0, 0, 0, 0, 46125], "0"),
-    ]);
+    check_totals(
+        &e.canonical,
+        &[
+            (
+                "openai",
+                "text-embedding-3-large",
+                [8, 4393744, 0, 0, 0, 0, 13932],
+                "0",
+            ),
+            (
+                "openai",
+                "text-embedding-3-small",
+                [8, 2731432, 0, 0, 0, 0, 12956],
+                "0",
+            ),
+            (
+                "openai",
+                "text-embedding-ada-002-v2",
+                [9, 7903363, 0, 0, 0, 0, 19237],
+                "0",
+            ),
+            ("*", "*", [25, 15028539, 0, 0, 0, 0, 46125], "0"),
+        ],
+    );
     let i = parse("OPENAI_USAGE", "openai/usage_images.json");
     assert_eq!(i.native.num_rows(), 32);
-    check_totals(&i.canonical, &[
-        ("openai", "dall-e-2", [5, 0, 0, 0, 0, 0, 64], "0"),
-        ("openai", "dall-e-3", [13, 0, 0, 0, 0, 0, 404], "0"),
-        ("openai", "gpt-image-1", [14, 0, 0, 0, 0, 0, 489], "0"),
-        ("*", "*", [32, 0, 0, 0, 0, 0, 957], "0"),
-    ]);
+    check_totals(
+        &i.canonical,
+        &[
+            ("openai", "dall-e-2", [5, 0, 0, 0, 0, 0, 64], "0"),
+            ("openai", "dall-e-3", [13, 0, 0, 0, 0, 0, 404], "0"),
+            ("openai", "gpt-image-1", [14, 0, 0, 0, 0, 0, 489], "0"),
+            ("*", "*", [32, 0, 0, 0, 0, 0, 957], "0"),
+        ],
+    );
     let row = rows_with(&i.canonical, "model", "dall-e-3")[0];
     let tags = text(&i.canonical, "tags", row).expect("tags");
-    assert!(tags.contains("\"images\":76") && tags.contains("\"size\":\"1024x1024\""), "{tags}");
+    assert!(
+        tags.contains("\"images\":76") && tags.contains("\"size\":\"1024x1024\""),
+        "{tags}"
+    );
 }
 
 /// Costs: cost = Σ `amount.value` exactly; `line_item` "<model>, <kind>" gives the model, and the
@@ -172,13 +236,36 @@ fn openai_usage_embeddings_and_images() {
 fn openai_costs() {
     let p = parse("OPENAI_COSTS", "openai/costs.json");
     assert_eq!(p.native.num_rows(), 98);
-    check_totals(&p.canonical, &[
-        ("openai", "gpt-4o-2024-08-06", [24, 70638918, 3115597, 0, 12778284, 0, 0], "623.87779250"),
-        ("openai", "gpt-4o-mini-2024-07-18", [36, 80443407, 22731283, 0, 16204531, 0, 0], "68.081362425"),
-        ("openai", "o3-mini-2025-01-31", [31, 57439136, 19173022, 0, 16416315, 0, 0], "348.68763655"),
-        ("openai", "unknown", [5, 0, 0, 0, 0, 0, 0], "61.7283945"),
-        ("*", "*", [96, 208521461, 45019902, 0, 45399130, 0, 0], "1102.375185975"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "openai",
+                "gpt-4o-2024-08-06",
+                [24, 70638918, 3115597, 0, 12778284, 0, 0],
+                "623.87779250",
+            ),
+            (
+                "openai",
+                "gpt-4o-mini-2024-07-18",
+                [36, 80443407, 22731283, 0, 16204531, 0, 0],
+                "68.081362425",
+            ),
+            (
+                "openai",
+                "o3-mini-2025-01-31",
+                [31, 57439136, 19173022, 0, 16416315, 0, 0],
+                "348.68763655",
+            ),
+            ("openai", "unknown", [5, 0, 0, 0, 0, 0, 0], "61.7283945"),
+            (
+                "*",
+                "*",
+                [96, 208521461, 45019902, 0, 45399130, 0, 0],
+                "1102.375185975",
+            ),
+        ],
+    );
     // Nine decimal places survive exactly.
     let n = &p.native;
     assert!((0..n.num_rows()).any(|i| money(n, "amount_value", i) == Some(131_013_075_000)));
@@ -193,15 +280,41 @@ fn openai_requests() {
     // chatcmpl-synth0001 appears twice: both rows kept, one event_id.
     assert_eq!(p.canonical.num_rows(), 32);
     assert_eq!(distinct_ids(&p.canonical), 31);
-    assert_eq!(rows_with(&p.canonical, "event_id", "chatcmpl-synth0001").len(), 2);
-    check_totals(&p.canonical, &[
-        ("openai", "gpt-3.5-turbo-0125", [1, 57, 0, 0, 17, 0, 1], "0"),
-        ("openai", "gpt-4.1-2025-04-14", [5, 96060, 30720, 4096, 4060, 0, 5], "0"),
-        ("openai", "gpt-4o-2024-08-06", [3, 16689, 15360, 0, 1762, 0, 3], "0"),
-        ("openai", "gpt-4o-mini-2024-07-18", [12, 170386, 22528, 0, 8692, 0, 12], "0"),
-        ("openai", "o3-mini-2025-01-31", [11, 161424, 104448, 0, 30340, 21554, 11], "0"),
-        ("*", "*", [32, 444616, 173056, 4096, 44871, 21554, 32], "0"),
-    ]);
+    assert_eq!(
+        rows_with(&p.canonical, "event_id", "chatcmpl-synth0001").len(),
+        2
+    );
+    check_totals(
+        &p.canonical,
+        &[
+            ("openai", "gpt-3.5-turbo-0125", [1, 57, 0, 0, 17, 0, 1], "0"),
+            (
+                "openai",
+                "gpt-4.1-2025-04-14",
+                [5, 96060, 30720, 4096, 4060, 0, 5],
+                "0",
+            ),
+            (
+                "openai",
+                "gpt-4o-2024-08-06",
+                [3, 16689, 15360, 0, 1762, 0, 3],
+                "0",
+            ),
+            (
+                "openai",
+                "gpt-4o-mini-2024-07-18",
+                [12, 170386, 22528, 0, 8692, 0, 12],
+                "0",
+            ),
+            (
+                "openai",
+                "o3-mini-2025-01-31",
+                [11, 161424, 104448, 0, 30340, 21554, 11],
+                "0",
+            ),
+            ("*", "*", [32, 444616, 173056, 4096, 44871, 21554, 32], "0"),
+        ],
+    );
     let c = &p.canonical;
     let legacy = one_row(c, "event_id", "chatcmpl-synthLEGACY");
     assert_eq!(text(c, "service_tier", legacy), None);
@@ -224,18 +337,50 @@ fn anthropic_usage() {
     assert_eq!(p.native.num_rows(), 96);
     // The all-zero result shares its grouping keys with a real one and is summed into it.
     assert_eq!(p.canonical.num_rows(), 95);
-    check_totals(&p.canonical, &[
-        ("anthropic", "claude-3-5-haiku-20241022", [26, 147796142, 81606000, 13950100, 14492470, 0, 0], "0"),
-        ("anthropic", "claude-3-5-sonnet-20241022", [13, 61744529, 34614000, 7354850, 5235304, 0, 0], "0"),
-        ("anthropic", "claude-opus-4-1-20250805", [17, 44256109, 23191200, 4982100, 4344854, 0, 0], "0"),
-        ("anthropic", "claude-sonnet-4-20250514", [39, 206215311, 94140000, 31053650, 21277149, 0, 0], "0"),
-        ("*", "*", [95, 460012091, 233551200, 57340700, 45349777, 0, 0], "0"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "anthropic",
+                "claude-3-5-haiku-20241022",
+                [26, 147796142, 81606000, 13950100, 14492470, 0, 0],
+                "0",
+            ),
+            (
+                "anthropic",
+                "claude-3-5-sonnet-20241022",
+                [13, 61744529, 34614000, 7354850, 5235304, 0, 0],
+                "0",
+            ),
+            (
+                "anthropic",
+                "claude-opus-4-1-20250805",
+                [17, 44256109, 23191200, 4982100, 4344854, 0, 0],
+                "0",
+            ),
+            (
+                "anthropic",
+                "claude-sonnet-4-20250514",
+                [39, 206215311, 94140000, 31053650, 21277149, 0, 0],
+                "0",
+            ),
+            (
+                "*",
+                "*",
+                [95, 460012091, 233551200, 57340700, 45349777, 0, 0],
+                "0",
+            ),
+        ],
+    );
     let c = &p.canonical;
     assert!((0..c.num_rows()).all(|i| int(c, "requests", i).is_none()));
     // Batch rows never carry 1h writes, so their tags never mention them.
     for i in rows_with(c, "service_tier", "batch") {
-        assert!(!text(c, "tags", i).unwrap_or_default().contains("cache_write_1h"));
+        assert!(
+            !text(c, "tags", i)
+                .unwrap_or_default()
+                .contains("cache_write_1h")
+        );
     }
     assert!((0..c.num_rows()).any(|i| text(c, "tags", i).is_some_and(|t| t.contains("200k-1M"))));
     assert!((0..c.num_rows()).any(|i| text(c, "project", i).is_none()));
@@ -247,14 +392,37 @@ fn anthropic_usage() {
 fn anthropic_costs() {
     let p = parse("ANTHROPIC_COSTS", "anthropic/cost_report.json");
     assert_eq!(p.native.num_rows(), 145);
-    check_totals(&p.canonical, &[
-        ("anthropic", "claude-3-5-haiku-20241022", [36, 0, 0, 0, 0, 0, 0], "971.05464604"),
-        ("anthropic", "claude-3-5-sonnet-20241022", [31, 0, 0, 0, 0, 0, 0], "2164.93599537"),
-        ("anthropic", "claude-opus-4-1-20250805", [38, 0, 0, 0, 0, 0, 0], "16956.65240661"),
-        ("anthropic", "claude-sonnet-4-20250514", [33, 0, 0, 0, 0, 0, 0], "2667.07858057"),
-        ("anthropic", "unknown", [7, 0, 0, 0, 0, 0, 0], "60.375"),
-        ("*", "*", [145, 0, 0, 0, 0, 0, 0], "22820.09662859"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "anthropic",
+                "claude-3-5-haiku-20241022",
+                [36, 0, 0, 0, 0, 0, 0],
+                "971.05464604",
+            ),
+            (
+                "anthropic",
+                "claude-3-5-sonnet-20241022",
+                [31, 0, 0, 0, 0, 0, 0],
+                "2164.93599537",
+            ),
+            (
+                "anthropic",
+                "claude-opus-4-1-20250805",
+                [38, 0, 0, 0, 0, 0, 0],
+                "16956.65240661",
+            ),
+            (
+                "anthropic",
+                "claude-sonnet-4-20250514",
+                [33, 0, 0, 0, 0, 0, 0],
+                "2667.07858057",
+            ),
+            ("anthropic", "unknown", [7, 0, 0, 0, 0, 0, 0], "60.375"),
+            ("*", "*", [145, 0, 0, 0, 0, 0, 0], "22820.09662859"),
+        ],
+    );
     // "1161.077216" cents is $11.61077216.
     let n = &p.native;
     assert_eq!(money(n, "amount", 0), Some(dollars("11.61077216")));
@@ -268,14 +436,42 @@ fn anthropic_messages() {
     let p = parse("ANTHROPIC_MESSAGES", "anthropic/messages_usage.jsonl");
     assert_eq!(p.canonical.num_rows(), 33);
     assert_eq!(distinct_ids(&p.canonical), 32);
-    check_totals(&p.canonical, &[
-        ("anthropic", "claude-3-5-haiku-20241022", [10, 68348, 9000, 43200, 11736, 0, 10], "0"),
-        ("anthropic", "claude-3-5-sonnet-20240620", [1, 812, 0, 0, 96, 0, 1], "0"),
-        ("anthropic", "claude-3-5-sonnet-20241022", [12, 158973, 93000, 40000, 18326, 0, 12], "0"),
-        ("anthropic", "claude-opus-4-1-20250805", [5, 103354, 66000, 27600, 6073, 0, 5], "0"),
-        ("anthropic", "claude-sonnet-4-20250514", [5, 102189, 72000, 17200, 8929, 0, 5], "0"),
-        ("*", "*", [33, 433676, 240000, 128000, 45160, 0, 33], "0"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "anthropic",
+                "claude-3-5-haiku-20241022",
+                [10, 68348, 9000, 43200, 11736, 0, 10],
+                "0",
+            ),
+            (
+                "anthropic",
+                "claude-3-5-sonnet-20240620",
+                [1, 812, 0, 0, 96, 0, 1],
+                "0",
+            ),
+            (
+                "anthropic",
+                "claude-3-5-sonnet-20241022",
+                [12, 158973, 93000, 40000, 18326, 0, 12],
+                "0",
+            ),
+            (
+                "anthropic",
+                "claude-opus-4-1-20250805",
+                [5, 103354, 66000, 27600, 6073, 0, 5],
+                "0",
+            ),
+            (
+                "anthropic",
+                "claude-sonnet-4-20250514",
+                [5, 102189, 72000, 17200, 8929, 0, 5],
+                "0",
+            ),
+            ("*", "*", [33, 433676, 240000, 128000, 45160, 0, 33], "0"),
+        ],
+    );
     let c = &p.canonical;
     let legacy = one_row(c, "event_id", "msg_01SynthLegacyNoCacheObj0");
     assert_eq!(int(c, "input_tokens", legacy), Some(812));
@@ -293,17 +489,63 @@ fn bedrock_invocations() {
     assert_eq!(p.canonical.num_rows(), 40);
     // The last line repeats a requestId.
     assert_eq!(distinct_ids(&p.canonical), 39);
-    assert_eq!(rows_with(&p.canonical, "event_id", "89b8a6a0-c8c0-417c-8814-db98eab7658c").len(), 2);
-    check_totals(&p.canonical, &[
-        ("aws_bedrock", "amazon.nova-lite-v1:0", [10, 35063, 0, 0, 5610, 0, 10], "0"),
-        ("aws_bedrock", "amazon.titan-embed-text-v2:0", [1, 412, 0, 0, 0, 0, 1], "0"),
-        ("aws_bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0", [7, 84737, 56000, 9300, 6475, 0, 7], "0"),
-        ("aws_bedrock", "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/synthprof0001", [5, 49086, 32096, 3100, 4544, 0, 5], "0"),
-        ("aws_bedrock", "meta.llama3-1-70b-instruct-v1:0", [2, 6447, 0, 0, 608, 0, 2], "0"),
-        ("aws_bedrock", "us.anthropic.claude-3-5-sonnet-20240620-v1:0", [8, 38262, 16048, 9300, 8025, 0, 8], "0"),
-        ("aws_bedrock", "us.anthropic.claude-sonnet-4-20250514-v1:0", [7, 389829, 32096, 159300, 12129, 0, 7], "0"),
-        ("*", "*", [40, 603836, 136240, 181000, 37391, 0, 40], "0"),
-    ]);
+    assert_eq!(
+        rows_with(
+            &p.canonical,
+            "event_id",
+            "89b8a6a0-c8c0-417c-8814-db98eab7658c"
+        )
+        .len(),
+        2
+    );
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "aws_bedrock",
+                "amazon.nova-lite-v1:0",
+                [10, 35063, 0, 0, 5610, 0, 10],
+                "0",
+            ),
+            (
+                "aws_bedrock",
+                "amazon.titan-embed-text-v2:0",
+                [1, 412, 0, 0, 0, 0, 1],
+                "0",
+            ),
+            (
+                "aws_bedrock",
+                "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                [7, 84737, 56000, 9300, 6475, 0, 7],
+                "0",
+            ),
+            (
+                "aws_bedrock",
+                "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/synthprof0001",
+                [5, 49086, 32096, 3100, 4544, 0, 5],
+                "0",
+            ),
+            (
+                "aws_bedrock",
+                "meta.llama3-1-70b-instruct-v1:0",
+                [2, 6447, 0, 0, 608, 0, 2],
+                "0",
+            ),
+            (
+                "aws_bedrock",
+                "us.anthropic.claude-3-5-sonnet-20240620-v1:0",
+                [8, 38262, 16048, 9300, 8025, 0, 8],
+                "0",
+            ),
+            (
+                "aws_bedrock",
+                "us.anthropic.claude-sonnet-4-20250514-v1:0",
+                [7, 389829, 32096, 159300, 12129, 0, 7],
+                "0",
+            ),
+            ("*", "*", [40, 603836, 136240, 181000, 37391, 0, 40], "0"),
+        ],
+    );
     let c = &p.canonical;
     let throttled = one_row(c, "event_id", "5d9057fa-7a03-49ed-b0d9-a018546e3434");
     assert_eq!(text(c, "status", throttled).as_deref(), Some("error"));
@@ -311,12 +553,24 @@ fn bedrock_invocations() {
     let big = one_row(c, "event_id", "e7001163-3aa3-4594-908c-04b4bd31e9d1");
     assert_eq!(int(c, "input_tokens", big), Some(180_233 + 150_000));
     let n = &p.native;
-    assert_eq!(n.column_by_name("input_body_s3_path").expect("col").null_count(), 39);
+    assert_eq!(
+        n.column_by_name("input_body_s3_path")
+            .expect("col")
+            .null_count(),
+        39
+    );
     // Unicode request metadata becomes the team and stays in tags.
     assert!(!rows_with(c, "team", "財務チーム").is_empty());
     // Converse bodies give latency.
     assert!((0..c.num_rows()).any(|i| int(c, "latency_ms", i).is_some()));
-    assert!(!rows_with(c, "user_id", "arn:aws:sts::111122223333:assumed-role/SynthSSORole/bob@example.com").is_empty());
+    assert!(
+        !rows_with(
+            c,
+            "user_id",
+            "arn:aws:sts::111122223333:assumed-role/SynthSSORole/bob@example.com"
+        )
+        .is_empty()
+    );
 }
 
 /// CUR: Usage lines' `line_item_usage_amount` is in 1K tokens (×1000), per usage type
@@ -328,18 +582,53 @@ fn bedrock_invocations() {
 fn aws_cur() {
     let p = parse("AWS_CUR", "aws/cur2_bedrock.csv");
     assert_eq!(p.native.num_rows(), 76);
-    check_totals(&p.canonical, &[
-        ("aws_bedrock", "Claude3.5Sonnet", [22, 98036664, 30640147, 39338166, 15982552, 0, 0], "455.62349960"),
-        ("aws_bedrock", "Claude4Sonnet", [18, 59312821, 30656111, 0, 32991186, 0, 0], "590.0347533"),
-        ("aws_bedrock", "Llama3.1-70B", [12, 24462284, 0, 0, 25537431, 0, 0], "17.99989740"),
-        ("aws_bedrock", "Nova2.0Lite", [11, 29785837, 0, 0, 31046217, 0, 0], "4.61912115"),
-        ("aws_bedrock", "TitanEmbeddingsV2-Text", [6, 21688654, 0, 0, 0, 0, 0], "0.43377308"),
-        ("aws_bedrock", "unknown", [1, 0, 0, 0, 0, 0, 0], "3.41"),
-        ("*", "*", [70, 233286260, 61296258, 39338166, 105557386, 0, 0], "1072.12104453"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "aws_bedrock",
+                "Claude3.5Sonnet",
+                [22, 98036664, 30640147, 39338166, 15982552, 0, 0],
+                "455.62349960",
+            ),
+            (
+                "aws_bedrock",
+                "Claude4Sonnet",
+                [18, 59312821, 30656111, 0, 32991186, 0, 0],
+                "590.0347533",
+            ),
+            (
+                "aws_bedrock",
+                "Llama3.1-70B",
+                [12, 24462284, 0, 0, 25537431, 0, 0],
+                "17.99989740",
+            ),
+            (
+                "aws_bedrock",
+                "Nova2.0Lite",
+                [11, 29785837, 0, 0, 31046217, 0, 0],
+                "4.61912115",
+            ),
+            (
+                "aws_bedrock",
+                "TitanEmbeddingsV2-Text",
+                [6, 21688654, 0, 0, 0, 0, 0],
+                "0.43377308",
+            ),
+            ("aws_bedrock", "unknown", [1, 0, 0, 0, 0, 0, 0], "3.41"),
+            (
+                "*",
+                "*",
+                [70, 233286260, 61296258, 39338166, 105557386, 0, 0],
+                "1072.12104453",
+            ),
+        ],
+    );
     let c = &p.canonical;
     let credit: Vec<usize> = (0..c.num_rows())
-        .filter(|&i| text(c, "tags", i).is_some_and(|t| t.contains("\"line_item_type\":\"Credit\"")))
+        .filter(|&i| {
+            text(c, "tags", i).is_some_and(|t| t.contains("\"line_item_type\":\"Credit\""))
+        })
         .collect();
     assert_eq!(credit.len(), 1);
     assert_eq!(money(c, "reported_cost", credit[0]), Some(dollars("-25")));
@@ -348,7 +637,13 @@ fn aws_cur() {
     assert!(!rows_with(c, "service_tier", "flex").is_empty());
     assert!(!rows_with(c, "team", "データ基盤").is_empty());
     // The open period has no invoice id.
-    assert_eq!(p.native.column_by_name("bill_invoice_id").expect("col").null_count(), 76);
+    assert_eq!(
+        p.native
+            .column_by_name("bill_invoice_id")
+            .expect("col")
+            .null_count(),
+        76
+    );
 }
 
 /// GCP billing: token SKUs count one token per `usage.amount` unit; cost = `cost` + Σ credits
@@ -358,19 +653,49 @@ fn aws_cur() {
 fn gcp_billing() {
     let p = parse("GCP_BILLING", "gcp/billing_export.jsonl");
     assert_eq!(p.native.num_rows(), 67);
-    check_totals(&p.canonical, &[
-        ("gcp_vertex", "claude-sonnet-4", [7, 433677454, 0, 0, 0, 0, 0], "1103.073018"),
-        ("gcp_vertex", "gemini-2.5-flash", [20, 793642647, 331093057, 0, 275053956, 0, 0], "846.731747"),
-        ("gcp_vertex", "gemini-2.5-pro", [15, 373670262, 0, 0, 332821663, 0, 0], "3795.304458"),
-        ("gcp_vertex", "unknown", [1, 0, 0, 0, 0, 0, 0], "1.23"),
-        ("google_gemini", "gemini-2.0-flash", [13, 380566850, 0, 0, 300944814, 0, 0], "127.331292"),
-        ("*", "*", [56, 1981557213, 331093057, 0, 908820433, 0, 0], "5873.670515"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "gcp_vertex",
+                "claude-sonnet-4",
+                [7, 433677454, 0, 0, 0, 0, 0],
+                "1103.073018",
+            ),
+            (
+                "gcp_vertex",
+                "gemini-2.5-flash",
+                [20, 793642647, 331093057, 0, 275053956, 0, 0],
+                "846.731747",
+            ),
+            (
+                "gcp_vertex",
+                "gemini-2.5-pro",
+                [15, 373670262, 0, 0, 332821663, 0, 0],
+                "3795.304458",
+            ),
+            ("gcp_vertex", "unknown", [1, 0, 0, 0, 0, 0, 0], "1.23"),
+            (
+                "google_gemini",
+                "gemini-2.0-flash",
+                [13, 380566850, 0, 0, 300944814, 0, 0],
+                "127.331292",
+            ),
+            (
+                "*",
+                "*",
+                [56, 1981557213, 331093057, 0, 908820433, 0, 0],
+                "5873.670515",
+            ),
+        ],
+    );
     let c = &p.canonical;
     assert!(!rows_with(c, "team", "équipe-ü").is_empty());
     let tax = rows_with(c, "model", "unknown");
     assert_eq!(text(c, "project", tax[0]), None);
-    assert!((0..c.num_rows()).any(|i| text(c, "tags", i).is_some_and(|t| t.contains("adjustment"))));
+    assert!(
+        (0..c.num_rows()).any(|i| text(c, "tags", i).is_some_and(|t| t.contains("adjustment")))
+    );
 }
 
 /// Gemini: input = promptTokenCount (includes cached) + toolUsePromptTokenCount; output =
@@ -381,24 +706,72 @@ fn gemini_usage() {
     let p = parse("GEMINI_USAGE", "gcp/gemini_usage_metadata.jsonl");
     assert_eq!(p.canonical.num_rows(), 30);
     assert_eq!(distinct_ids(&p.canonical), 29);
-    check_totals(&p.canonical, &[
-        ("gcp_vertex", "gemini-2.0-flash-001", [6, 434788, 121391, 0, 13814, 0, 6], "0"),
-        ("gcp_vertex", "gemini-2.5-flash", [1, 59934, 29811, 0, 9600, 6722, 1], "0"),
-        ("gcp_vertex", "gemini-2.5-flash-preview-05-20", [5, 410718, 70218, 0, 24315, 13122, 5], "0"),
-        ("gcp_vertex", "gemini-2.5-pro", [2, 126268, 12045, 0, 13699, 9392, 2], "0"),
-        ("google_gemini", "gemini-2.0-flash-001", [8, 534903, 0, 0, 13844, 0, 8], "0"),
-        ("google_gemini", "gemini-2.5-flash", [5, 216323, 20582, 0, 27847, 19186, 5], "0"),
-        ("google_gemini", "gemini-2.5-flash-preview-05-20", [2, 40734, 0, 0, 14080, 9825, 2], "0"),
-        ("google_gemini", "gemini-2.5-pro", [1, 105314, 0, 0, 7490, 5349, 1], "0"),
-        ("*", "*", [30, 1928982, 254047, 0, 124689, 63596, 30], "0"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "gcp_vertex",
+                "gemini-2.0-flash-001",
+                [6, 434788, 121391, 0, 13814, 0, 6],
+                "0",
+            ),
+            (
+                "gcp_vertex",
+                "gemini-2.5-flash",
+                [1, 59934, 29811, 0, 9600, 6722, 1],
+                "0",
+            ),
+            (
+                "gcp_vertex",
+                "gemini-2.5-flash-preview-05-20",
+                [5, 410718, 70218, 0, 24315, 13122, 5],
+                "0",
+            ),
+            (
+                "gcp_vertex",
+                "gemini-2.5-pro",
+                [2, 126268, 12045, 0, 13699, 9392, 2],
+                "0",
+            ),
+            (
+                "google_gemini",
+                "gemini-2.0-flash-001",
+                [8, 534903, 0, 0, 13844, 0, 8],
+                "0",
+            ),
+            (
+                "google_gemini",
+                "gemini-2.5-flash",
+                [5, 216323, 20582, 0, 27847, 19186, 5],
+                "0",
+            ),
+            (
+                "google_gemini",
+                "gemini-2.5-flash-preview-05-20",
+                [2, 40734, 0, 0, 14080, 9825, 2],
+                "0",
+            ),
+            (
+                "google_gemini",
+                "gemini-2.5-pro",
+                [1, 105314, 0, 0, 7490, 5349, 1],
+                "0",
+            ),
+            ("*", "*", [30, 1928982, 254047, 0, 124689, 63596, 30], "0"),
+        ],
+    );
     let c = &p.canonical;
     let blocked = one_row(c, "event_id", "synthRespBLOCKED");
     assert_eq!(text(c, "status", blocked).as_deref(), Some("error"));
     assert_eq!(int(c, "output_tokens", blocked), Some(0));
     assert_eq!(int(c, "input_tokens", blocked), Some(41));
     // Gemini API responses carry no createTime: 16 rows take the file time.
-    assert_eq!((0..c.num_rows()).filter(|&i| ts(c, "ts", i) == Some(FILE_TIME)).count(), 16);
+    assert_eq!(
+        (0..c.num_rows())
+            .filter(|&i| ts(c, "ts", i) == Some(FILE_TIME))
+            .count(),
+        16
+    );
     assert!(p.native.num_rows() == 30);
 }
 
@@ -410,14 +783,47 @@ fn gemini_usage() {
 fn azure_costs() {
     let p = parse("AZURE_COSTS", "azure/cost_export.csv");
     assert_eq!(p.native.num_rows(), 49);
-    check_totals(&p.canonical, &[
-        ("azure_openai", "Provisioned Managed Global Unit", [1, 0, 0, 0, 0, 0, 0], "0"),
-        ("azure_openai", "gpt-4o 0806", [13, 179786963, 70346430, 0, 82758856, 0, 0], "1113.66862395"),
-        ("azure_openai", "gpt-4o-mini 0718", [9, 50389796, 0, 0, 93144093, 0, 0], "69.71021760"),
-        ("azure_openai", "o4-mini 0416", [6, 64027516, 0, 0, 75678114, 0, 0], "403.41397041"),
-        ("azure_openai", "text-embedding-3-small", [4, 64415915, 0, 0, 0, 0, 0], "1.28831831"),
-        ("*", "*", [33, 358620190, 70346430, 0, 251581063, 0, 0], "1588.08113027"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "azure_openai",
+                "Provisioned Managed Global Unit",
+                [1, 0, 0, 0, 0, 0, 0],
+                "0",
+            ),
+            (
+                "azure_openai",
+                "gpt-4o 0806",
+                [13, 179786963, 70346430, 0, 82758856, 0, 0],
+                "1113.66862395",
+            ),
+            (
+                "azure_openai",
+                "gpt-4o-mini 0718",
+                [9, 50389796, 0, 0, 93144093, 0, 0],
+                "69.71021760",
+            ),
+            (
+                "azure_openai",
+                "o4-mini 0416",
+                [6, 64027516, 0, 0, 75678114, 0, 0],
+                "403.41397041",
+            ),
+            (
+                "azure_openai",
+                "text-embedding-3-small",
+                [4, 64415915, 0, 0, 0, 0, 0],
+                "1.28831831",
+            ),
+            (
+                "*",
+                "*",
+                [33, 358620190, 70346430, 0, 251581063, 0, 0],
+                "1588.08113027",
+            ),
+        ],
+    );
     let c = &p.canonical;
     assert!(!rows_with(c, "team", "プラットフォーム").is_empty());
     assert!(!rows_with(c, "service_tier", "batch").is_empty());
@@ -436,14 +842,47 @@ fn azure_costs() {
 fn focus() {
     let p = parse("FOCUS", "focus/focus_ai.csv");
     assert_eq!(p.native.num_rows(), 46);
-    check_totals(&p.canonical, &[
-        ("anthropic", "claude-sonnet-4-20250514", [9, 249198975, 99987119, 0, 60666299, 0, 0], "1387.6261887"),
-        ("aws_bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0", [6, 149434166, 45774071, 0, 37839132, 0, 0], "847.684511985"),
-        ("azure_openai", "gpt-4o-2024-08-06", [7, 188368131, 62392399, 0, 127387124, 0, 0], "1467.967802775"),
-        ("gcp_vertex", "gemini-2.5-flash", [5, 129539795, 24252677, 0, 152069103, 0, 0], "412.48647321"),
-        ("openai", "gpt-4o-2024-08-06", [11, 123802296, 16629723, 0, 82992962, 0, 0], "1054.95398325"),
-        ("*", "*", [38, 840343363, 249035989, 0, 460954620, 0, 0], "5170.718959920"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "anthropic",
+                "claude-sonnet-4-20250514",
+                [9, 249198975, 99987119, 0, 60666299, 0, 0],
+                "1387.6261887",
+            ),
+            (
+                "aws_bedrock",
+                "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                [6, 149434166, 45774071, 0, 37839132, 0, 0],
+                "847.684511985",
+            ),
+            (
+                "azure_openai",
+                "gpt-4o-2024-08-06",
+                [7, 188368131, 62392399, 0, 127387124, 0, 0],
+                "1467.967802775",
+            ),
+            (
+                "gcp_vertex",
+                "gemini-2.5-flash",
+                [5, 129539795, 24252677, 0, 152069103, 0, 0],
+                "412.48647321",
+            ),
+            (
+                "openai",
+                "gpt-4o-2024-08-06",
+                [11, 123802296, 16629723, 0, 82992962, 0, 0],
+                "1054.95398325",
+            ),
+            (
+                "*",
+                "*",
+                [38, 840343363, 249035989, 0, 460954620, 0, 0],
+                "5170.718959920",
+            ),
+        ],
+    );
     let c = &p.canonical;
     assert!(!rows_with(c, "provider", "azure_openai").is_empty());
     // Committed usage carries its amortized cost; the purchase row is 0 effective.
@@ -466,18 +905,61 @@ fn otel_genai() {
     assert_eq!(p.native.num_rows(), 41);
     assert_eq!(p.canonical.num_rows(), 40);
     assert_eq!(distinct_ids(&p.canonical), 39);
-    check_totals(&p.canonical, &[
-        ("anthropic", "claude-sonnet-4-20250514", [7, 110403, 18733, 6886, 7924, 0, 7], "0"),
-        ("aws_bedrock", "us.anthropic.claude-3-5-sonnet-20240620-v1:0", [6, 145584, 55925, 18345, 7717, 0, 6], "0"),
-        ("azure_openai", "gpt-4o-2024-08-06", [3, 107313, 0, 0, 7661, 0, 3], "0"),
-        ("gcp_vertex", "gemini-2.5-flash", [1, 18493, 0, 0, 2137, 597, 1], "0"),
-        ("google_gemini", "gemini-2.5-pro", [8, 173017, 0, 0, 7452, 3389, 8], "0"),
-        ("openai", "gpt-4o-2024-08-06", [3, 24033, 22528, 0, 4293, 0, 3], "0"),
-        ("openai", "gpt-4o-mini", [2, 9100, 0, 0, 640, 0, 2], "0"),
-        ("openai", "gpt-4o-mini-2024-07-18", [9, 216481, 180224, 0, 15034, 0, 9], "0"),
-        ("openai", "text-embedding-3-small", [1, 5120, 0, 0, 0, 0, 1], "0"),
-        ("*", "*", [40, 809544, 277410, 25231, 52858, 3986, 40], "0"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "anthropic",
+                "claude-sonnet-4-20250514",
+                [7, 110403, 18733, 6886, 7924, 0, 7],
+                "0",
+            ),
+            (
+                "aws_bedrock",
+                "us.anthropic.claude-3-5-sonnet-20240620-v1:0",
+                [6, 145584, 55925, 18345, 7717, 0, 6],
+                "0",
+            ),
+            (
+                "azure_openai",
+                "gpt-4o-2024-08-06",
+                [3, 107313, 0, 0, 7661, 0, 3],
+                "0",
+            ),
+            (
+                "gcp_vertex",
+                "gemini-2.5-flash",
+                [1, 18493, 0, 0, 2137, 597, 1],
+                "0",
+            ),
+            (
+                "google_gemini",
+                "gemini-2.5-pro",
+                [8, 173017, 0, 0, 7452, 3389, 8],
+                "0",
+            ),
+            (
+                "openai",
+                "gpt-4o-2024-08-06",
+                [3, 24033, 22528, 0, 4293, 0, 3],
+                "0",
+            ),
+            ("openai", "gpt-4o-mini", [2, 9100, 0, 0, 640, 0, 2], "0"),
+            (
+                "openai",
+                "gpt-4o-mini-2024-07-18",
+                [9, 216481, 180224, 0, 15034, 0, 9],
+                "0",
+            ),
+            (
+                "openai",
+                "text-embedding-3-small",
+                [1, 5120, 0, 0, 0, 0, 1],
+                "0",
+            ),
+            ("*", "*", [40, 809544, 277410, 25231, 52858, 3986, 40], "0"),
+        ],
+    );
     let c = &p.canonical;
     assert_eq!(rows_with(c, "status", "error").len(), 1);
     assert!(!rows_with(c, "team", "検索チーム").is_empty());
@@ -498,15 +980,48 @@ fn litellm_spend() {
     assert_eq!(p.native.num_rows(), 43);
     assert_eq!(p.canonical.num_rows(), 42);
     assert_eq!(distinct_ids(&p.canonical), 41);
-    check_totals(&p.canonical, &[
-        ("anthropic", "claude-sonnet-4-20250514", [10, 83128, 23439, 0, 9161, 0, 10], "0.3235137"),
-        ("aws_bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0", [4, 37208, 5862, 0, 1447, 0, 4], "0.1175016"),
-        ("azure_openai", "gpt-4o-2024-08-06", [3, 41767, 0, 0, 4477, 0, 3], "0.1491875"),
-        ("gcp_vertex", "gemini-2.5-flash", [7, 70547, 13323, 0, 5386, 0, 7], "0.03103189"),
-        ("openai", "gpt-4o-2024-08-06", [10, 106018, 19720, 0, 7848, 0, 10], "0.29915500"),
-        ("openai", "text-embedding-3-small", [8, 66062, 0, 0, 0, 0, 8], "0.00132124"),
-        ("*", "*", [42, 404730, 62344, 0, 28319, 0, 42], "0.92171093"),
-    ]);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "anthropic",
+                "claude-sonnet-4-20250514",
+                [10, 83128, 23439, 0, 9161, 0, 10],
+                "0.3235137",
+            ),
+            (
+                "aws_bedrock",
+                "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                [4, 37208, 5862, 0, 1447, 0, 4],
+                "0.1175016",
+            ),
+            (
+                "azure_openai",
+                "gpt-4o-2024-08-06",
+                [3, 41767, 0, 0, 4477, 0, 3],
+                "0.1491875",
+            ),
+            (
+                "gcp_vertex",
+                "gemini-2.5-flash",
+                [7, 70547, 13323, 0, 5386, 0, 7],
+                "0.03103189",
+            ),
+            (
+                "openai",
+                "gpt-4o-2024-08-06",
+                [10, 106018, 19720, 0, 7848, 0, 10],
+                "0.29915500",
+            ),
+            (
+                "openai",
+                "text-embedding-3-small",
+                [8, 66062, 0, 0, 0, 0, 8],
+                "0.00132124",
+            ),
+            ("*", "*", [42, 404730, 62344, 0, 28319, 0, 42], "0.92171093"),
+        ],
+    );
     let c = &p.canonical;
     assert_eq!(rows_with(c, "status", "error").len(), 1);
     let hits: Vec<usize> = (0..c.num_rows())
@@ -514,8 +1029,11 @@ fn litellm_spend() {
         .collect();
     assert_eq!(hits.len(), 4);
     assert!(hits.iter().all(|&i| int(c, "input_tokens", i) == Some(0)));
-    assert!(!rows_with(c, "tags", "{\"request_tags\":[\"prod\",\"サポート\"]}").is_empty()
-        || (0..c.num_rows()).any(|i| text(c, "tags", i).is_some_and(|t| t.contains("サポート"))));
+    assert!(
+        !rows_with(c, "tags", "{\"request_tags\":[\"prod\",\"サポート\"]}").is_empty()
+            || (0..c.num_rows())
+                .any(|i| text(c, "tags", i).is_some_and(|t| t.contains("サポート")))
+    );
     // Empty-string user is no user.
     assert!((0..c.num_rows()).all(|i| text(c, "user_id", i).as_deref() != Some("")));
 }

@@ -27,21 +27,53 @@ static COLUMNS: [Col; 62] = [
     col("billing_currency", "billingcurrency", Kind::Text),
     col("billing_period_end", "billingperiodend", Kind::Time),
     col("billing_period_start", "billingperiodstart", Kind::Time),
-    col("capacity_reservation_id", "capacityreservationid", Kind::Text),
-    col("capacity_reservation_status", "capacityreservationstatus", Kind::Text),
+    col(
+        "capacity_reservation_id",
+        "capacityreservationid",
+        Kind::Text,
+    ),
+    col(
+        "capacity_reservation_status",
+        "capacityreservationstatus",
+        Kind::Text,
+    ),
     col("charge_category", "chargecategory", Kind::Text),
     col("charge_class", "chargeclass", Kind::Text),
     col("charge_description", "chargedescription", Kind::Text),
     col("charge_frequency", "chargefrequency", Kind::Text),
     col("charge_period_end", "chargeperiodend", Kind::Time),
     col("charge_period_start", "chargeperiodstart", Kind::Time),
-    col("commitment_discount_category", "commitmentdiscountcategory", Kind::Text),
+    col(
+        "commitment_discount_category",
+        "commitmentdiscountcategory",
+        Kind::Text,
+    ),
     col("commitment_discount_id", "commitmentdiscountid", Kind::Text),
-    col("commitment_discount_name", "commitmentdiscountname", Kind::Text),
-    col("commitment_discount_quantity", "commitmentdiscountquantity", Kind::Float),
-    col("commitment_discount_status", "commitmentdiscountstatus", Kind::Text),
-    col("commitment_discount_type", "commitmentdiscounttype", Kind::Text),
-    col("commitment_discount_unit", "commitmentdiscountunit", Kind::Text),
+    col(
+        "commitment_discount_name",
+        "commitmentdiscountname",
+        Kind::Text,
+    ),
+    col(
+        "commitment_discount_quantity",
+        "commitmentdiscountquantity",
+        Kind::Float,
+    ),
+    col(
+        "commitment_discount_status",
+        "commitmentdiscountstatus",
+        Kind::Text,
+    ),
+    col(
+        "commitment_discount_type",
+        "commitmentdiscounttype",
+        Kind::Text,
+    ),
+    col(
+        "commitment_discount_unit",
+        "commitmentdiscountunit",
+        Kind::Text,
+    ),
     col("consumed_quantity", "consumedquantity", Kind::Float),
     col("consumed_unit", "consumedunit", Kind::Text),
     col("contracted_cost", "contractedcost", Kind::Money),
@@ -53,9 +85,21 @@ static COLUMNS: [Col; 62] = [
     col("list_unit_price", "listunitprice", Kind::Money),
     col("pricing_category", "pricingcategory", Kind::Text),
     col("pricing_currency", "pricingcurrency", Kind::Text),
-    col("pricing_currency_contracted_unit_price", "pricingcurrencycontractedunitprice", Kind::Money),
-    col("pricing_currency_effective_cost", "pricingcurrencyeffectivecost", Kind::Money),
-    col("pricing_currency_list_unit_price", "pricingcurrencylistunitprice", Kind::Money),
+    col(
+        "pricing_currency_contracted_unit_price",
+        "pricingcurrencycontractedunitprice",
+        Kind::Money,
+    ),
+    col(
+        "pricing_currency_effective_cost",
+        "pricingcurrencyeffectivecost",
+        Kind::Money,
+    ),
+    col(
+        "pricing_currency_list_unit_price",
+        "pricingcurrencylistunitprice",
+        Kind::Money,
+    ),
     col("pricing_quantity", "pricingquantity", Kind::Float),
     col("pricing_unit", "pricingunit", Kind::Text),
     col("provider_name", "providername", Kind::Text),
@@ -116,7 +160,12 @@ fn canonical_provider(provider: &str, service: &str) -> String {
     } else if p.contains("microsoft") || p.contains("azure") {
         "azure_openai".into()
     } else if p.contains("google") {
-        if s.contains("gemini api") { "google_gemini" } else { "gcp_vertex" }.into()
+        if s.contains("gemini api") {
+            "google_gemini"
+        } else {
+            "gcp_vertex"
+        }
+        .into()
     } else {
         p.replace(' ', "_")
     }
@@ -136,7 +185,12 @@ impl Format for Focus {
     }
 
     fn required(&self) -> &'static [&'static str] {
-        &["billedcost", "effectivecost", "chargecategory", "chargeperiodstart"]
+        &[
+            "billedcost",
+            "effectivecost",
+            "chargecategory",
+            "chargeperiodstart",
+        ]
     }
 
     fn rolls_up(&self) -> bool {
@@ -162,7 +216,10 @@ impl Format for Focus {
                 let q = key("consumedquantity").unwrap_or_else(|| "0".into());
                 let exact = parse_decimal(&q, 0)
                     .ok_or_else(|| format!("`ConsumedQuantity`: bad number {q:?}"))?;
-                Some((t, scaled_count(exact, factor).ok_or("quantity out of range")?))
+                Some((
+                    t,
+                    scaled_count(exact, factor).ok_or("quantity out of range")?,
+                ))
             }
             _ => None,
         };
@@ -183,9 +240,15 @@ impl Format for Focus {
         let model = key("x_modelid").unwrap_or_else(|| UNKNOWN_MODEL.into());
         let mut labels = tag_map.clone();
         for (k, v) in [
-            ("charge_category", (category != "Usage").then(|| category.clone())),
+            (
+                "charge_category",
+                (category != "Usage").then(|| category.clone()),
+            ),
             ("charge_class", class.clone()),
-            ("pricing_category", key("pricingcategory").filter(|p| p != "Standard")),
+            (
+                "pricing_category",
+                key("pricingcategory").filter(|p| p != "Standard"),
+            ),
             ("billed_cost", key("billedcost")),
             ("source_format", key("x_sourceformat")),
         ] {

@@ -39,14 +39,26 @@ static COLUMNS: [Col; 32] = [
     col("export_time", "export_time", Kind::Time),
     col("cost", "cost", Kind::Money),
     col("currency", "currency", Kind::Text),
-    col("currency_conversion_rate", "currency_conversion_rate", Kind::Float),
+    col(
+        "currency_conversion_rate",
+        "currency_conversion_rate",
+        Kind::Float,
+    ),
     col("usage_amount", "usage/amount", Kind::Float),
     col("usage_unit", "usage/unit", Kind::Text),
-    col("usage_amount_in_pricing_units", "usage/amount_in_pricing_units", Kind::Float),
+    col(
+        "usage_amount_in_pricing_units",
+        "usage/amount_in_pricing_units",
+        Kind::Float,
+    ),
     col("usage_pricing_unit", "usage/pricing_unit", Kind::Text),
     col("credits", "credits", Kind::Text),
     col("invoice_month", "invoice/month", Kind::Text),
-    col("invoice_publisher_type", "invoice/publisher_type", Kind::Text),
+    col(
+        "invoice_publisher_type",
+        "invoice/publisher_type",
+        Kind::Text,
+    ),
     col("cost_type", "cost_type", Kind::Text),
     col("adjustment_info", "adjustment_info", Kind::Text),
     col("cost_at_list", "cost_at_list", Kind::Money),
@@ -64,8 +76,18 @@ enum Token {
 
 /// Words that end the model part of a SKU description.
 const STOP_WORDS: [&str; 12] = [
-    "text", "cached", "input", "output", "image", "audio", "video", "thinking", "tokens",
-    "character", "characters", "predictions",
+    "text",
+    "cached",
+    "input",
+    "output",
+    "image",
+    "audio",
+    "video",
+    "thinking",
+    "tokens",
+    "character",
+    "characters",
+    "predictions",
 ];
 
 /// Model and token kind from a SKU description such as `Gemini 2.5 Flash Cached Text Input -
@@ -95,7 +117,10 @@ fn parse_sku(description: &str) -> (Option<String>, Option<Token>) {
         }
     };
     let model = phrase.split_whitespace().collect::<Vec<_>>().join("-");
-    ((!model.is_empty() && token.is_some()).then_some(model), token)
+    (
+        (!model.is_empty() && token.is_some()).then_some(model),
+        token,
+    )
 }
 
 fn labels(r: &Value, path: &str) -> Map<String, Value> {
@@ -103,7 +128,12 @@ fn labels(r: &Value, path: &str) -> Map<String, Value> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|kv| Some((kv.get("key")?.as_str()?.to_string(), kv.get("value")?.clone())))
+        .filter_map(|kv| {
+            Some((
+                kv.get("key")?.as_str()?.to_string(),
+                kv.get("value")?.clone(),
+            ))
+        })
         .collect()
 }
 
@@ -136,7 +166,10 @@ impl Format for GcpBilling {
             (Some(t), Some("count"), "regular") => {
                 let amount = float(r, "usage/amount")?.unwrap_or(0.0);
                 let exact = parse_decimal(&amount.to_string(), 0).ok_or("bad `usage.amount`")?;
-                Some((t, scaled_count(exact, 1).ok_or("usage amount out of range")?))
+                Some((
+                    t,
+                    scaled_count(exact, 1).ok_or("usage amount out of range")?,
+                ))
             }
             _ => None,
         };
@@ -147,7 +180,12 @@ impl Format for GcpBilling {
         };
         // `cost` is before credits; the credits (negative) are what makes it the billed amount.
         let mut cost = money(r, "cost", 0)?;
-        for (i, _) in at(r, "credits").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, _) in at(r, "credits")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let credit = money(r, &format!("credits/{i}/amount"), 0)?.unwrap_or(0);
             cost = Some(cost.unwrap_or(0) + credit);
         }
@@ -175,10 +213,21 @@ impl Format for GcpBilling {
                 ],
             ),
             ts: need_time(r, "usage_start_time")?,
-            provider: if gemini_api { "google_gemini" } else { "gcp_vertex" }.into(),
+            provider: if gemini_api {
+                "google_gemini"
+            } else {
+                "gcp_vertex"
+            }
+            .into(),
             model,
-            team: project_labels.get("team").and_then(Value::as_str).map(str::to_string),
-            environment: project_labels.get("env").and_then(Value::as_str).map(str::to_string),
+            team: project_labels
+                .get("team")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            environment: project_labels
+                .get("env")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             project: key("project/id"),
             input_tokens: count(&[Token::Input, Token::Cached]),
             cached_input_tokens: count(&[Token::Cached]),
@@ -201,14 +250,38 @@ mod tests {
     #[test]
     fn sku_descriptions_name_model_and_token() {
         let cases = [
-            ("Gemini 2.5 Flash Text Input - Predictions", "gemini-2.5-flash", Token::Input),
-            ("Gemini 2.5 Flash Cached Text Input - Predictions", "gemini-2.5-flash", Token::Cached),
-            ("Gemini 2.5 Pro Text and Thinking Output - Predictions", "gemini-2.5-pro", Token::Output),
-            ("Claude Sonnet 4 Input Tokens (Anthropic, Vertex AI Model Garden)", "claude-sonnet-4", Token::Input),
-            ("Generate content output token count gemini 2.0 flash", "gemini-2.0-flash", Token::Output),
+            (
+                "Gemini 2.5 Flash Text Input - Predictions",
+                "gemini-2.5-flash",
+                Token::Input,
+            ),
+            (
+                "Gemini 2.5 Flash Cached Text Input - Predictions",
+                "gemini-2.5-flash",
+                Token::Cached,
+            ),
+            (
+                "Gemini 2.5 Pro Text and Thinking Output - Predictions",
+                "gemini-2.5-pro",
+                Token::Output,
+            ),
+            (
+                "Claude Sonnet 4 Input Tokens (Anthropic, Vertex AI Model Garden)",
+                "claude-sonnet-4",
+                Token::Input,
+            ),
+            (
+                "Generate content output token count gemini 2.0 flash",
+                "gemini-2.0-flash",
+                Token::Output,
+            ),
         ];
         for (sku, model, token) in cases {
-            assert_eq!(parse_sku(sku), (Some(model.to_string()), Some(token)), "{sku}");
+            assert_eq!(
+                parse_sku(sku),
+                (Some(model.to_string()), Some(token)),
+                "{sku}"
+            );
         }
         assert_eq!(parse_sku("Tax"), (None, None));
     }

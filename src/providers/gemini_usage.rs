@@ -22,15 +22,51 @@ static COLUMNS: [Col; 16] = [
     col("model_version", "modelVersion", Kind::Text),
     col("response_id", "responseId", Kind::Text),
     col("create_time", "createTime", Kind::Time),
-    col("prompt_token_count", "usageMetadata/promptTokenCount", Kind::Int),
-    col("cached_content_token_count", "usageMetadata/cachedContentTokenCount", Kind::Int),
-    col("candidates_token_count", "usageMetadata/candidatesTokenCount", Kind::Int),
-    col("thoughts_token_count", "usageMetadata/thoughtsTokenCount", Kind::Int),
-    col("tool_use_prompt_token_count", "usageMetadata/toolUsePromptTokenCount", Kind::Int),
-    col("total_token_count", "usageMetadata/totalTokenCount", Kind::Int),
-    col("prompt_tokens_details", "usageMetadata/promptTokensDetails", Kind::Text),
-    col("cache_tokens_details", "usageMetadata/cacheTokensDetails", Kind::Text),
-    col("candidates_tokens_details", "usageMetadata/candidatesTokensDetails", Kind::Text),
+    col(
+        "prompt_token_count",
+        "usageMetadata/promptTokenCount",
+        Kind::Int,
+    ),
+    col(
+        "cached_content_token_count",
+        "usageMetadata/cachedContentTokenCount",
+        Kind::Int,
+    ),
+    col(
+        "candidates_token_count",
+        "usageMetadata/candidatesTokenCount",
+        Kind::Int,
+    ),
+    col(
+        "thoughts_token_count",
+        "usageMetadata/thoughtsTokenCount",
+        Kind::Int,
+    ),
+    col(
+        "tool_use_prompt_token_count",
+        "usageMetadata/toolUsePromptTokenCount",
+        Kind::Int,
+    ),
+    col(
+        "total_token_count",
+        "usageMetadata/totalTokenCount",
+        Kind::Int,
+    ),
+    col(
+        "prompt_tokens_details",
+        "usageMetadata/promptTokensDetails",
+        Kind::Text,
+    ),
+    col(
+        "cache_tokens_details",
+        "usageMetadata/cacheTokensDetails",
+        Kind::Text,
+    ),
+    col(
+        "candidates_tokens_details",
+        "usageMetadata/candidatesTokensDetails",
+        Kind::Text,
+    ),
     col(
         "tool_use_prompt_tokens_details",
         "usageMetadata/toolUsePromptTokensDetails",
@@ -97,7 +133,12 @@ impl Format for GeminiUsage {
         Ok(Some(CanonicalRow {
             event_id,
             ts,
-            provider: if vertex { "gcp_vertex" } else { "google_gemini" }.into(),
+            provider: if vertex {
+                "gcp_vertex"
+            } else {
+                "google_gemini"
+            }
+            .into(),
             model: model.unwrap_or_else(|| UNKNOWN_MODEL.into()),
             input_tokens: Some(prompt + tool_prompt),
             cached_input_tokens: Some(cached),
@@ -107,9 +148,12 @@ impl Format for GeminiUsage {
             requests: Some(1),
             status: Some(if block.is_some() { "error" } else { "ok" }.into()),
             tags: tags(&[
-                ("traffic_type", text(r, "usageMetadata/trafficType").map(|v| json!(v))),
+                (
+                    "traffic_type",
+                    text(r, "usageMetadata/trafficType").map(|v| json!(v)),
+                ),
                 ("block_reason", block.map(|v| json!(v))),
-                ("ts_from_file", ts_from_file.then(|| json!(true))),
+                ("ts_from_file", ts_from_file.then_some(Value::Bool(true))),
             ]),
             source: NAME.into(),
             ..Default::default()

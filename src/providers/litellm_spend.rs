@@ -47,7 +47,11 @@ static COLUMNS: [Col; 32] = [
     col("response", "response", Kind::Text),
     col("session_id", "session_id", Kind::Text),
     col("status", "status", Kind::Text),
-    col("mcp_namespaced_tool_name", "mcp_namespaced_tool_name", Kind::Text),
+    col(
+        "mcp_namespaced_tool_name",
+        "mcp_namespaced_tool_name",
+        Kind::Text,
+    ),
     col("agent_id", "agent_id", Kind::Text),
     col("proxy_server_request", "proxy_server_request", Kind::Text),
 ];
@@ -89,11 +93,16 @@ impl Format for LitellmSpend {
         // A proxy cache hit never reached the provider: no provider tokens were used.
         let cache_hit = text(r, "cache_hit").is_some_and(|c| c.eq_ignore_ascii_case("true"));
         let usage = |v: i64| Some(if cache_hit { 0 } else { v });
-        let cached = int(&meta, "additional_usage_values/prompt_tokens_details/cached_tokens")?
-            .or(int(&meta, "additional_usage_values/cache_read_input_tokens")?)
-            .unwrap_or(0);
-        let cache_write =
-            int0(&meta, "additional_usage_values/cache_creation_input_tokens")?;
+        let cached = int(
+            &meta,
+            "additional_usage_values/prompt_tokens_details/cached_tokens",
+        )?
+        .or(int(
+            &meta,
+            "additional_usage_values/cache_read_input_tokens",
+        )?)
+        .unwrap_or(0);
+        let cache_write = int0(&meta, "additional_usage_values/cache_creation_input_tokens")?;
         let failed = text(r, "status").is_some_and(|s| s.eq_ignore_ascii_case("failure"));
         let mut labels = serde_json::Map::new();
         if let Value::Array(t) = json_cell(r, "request_tags")?
@@ -111,7 +120,11 @@ impl Format for LitellmSpend {
             event_id: need_text(r, "request_id")?,
             ts: need_time(r, "starttime")?,
             provider,
-            model: if model.is_empty() { UNKNOWN_MODEL.into() } else { model },
+            model: if model.is_empty() {
+                UNKNOWN_MODEL.into()
+            } else {
+                model
+            },
             team: text(r, "team_id").or_else(|| m("user_api_key_team_id")),
             feature: m("spend_logs_metadata/feature"),
             user_id: text(r, "user")

@@ -155,7 +155,9 @@ impl NativeBuilder {
 
     /// Type-check every column of `record` without appending it.
     pub fn check(&self, record: &Value) -> ValueResult<()> {
-        self.cols.iter().try_for_each(|c| read(record, c).map(|_| ()))
+        self.cols
+            .iter()
+            .try_for_each(|c| read(record, c).map(|_| ()))
     }
 
     /// Type-check every column of `record`, then append it; on error nothing is appended.

@@ -29,10 +29,26 @@ static COLUMNS: [Col; 23] = [
     col("input_tokens", "usage/input_tokens", Kind::Int),
     col("output_tokens", "usage/output_tokens", Kind::Int),
     col("total_tokens", "usage/total_tokens", Kind::Int),
-    col("prompt_cached_tokens", "usage/prompt_tokens_details/cached_tokens", Kind::Int),
-    col("prompt_audio_tokens", "usage/prompt_tokens_details/audio_tokens", Kind::Int),
-    col("prompt_text_tokens", "usage/prompt_tokens_details/text_tokens", Kind::Int),
-    col("prompt_image_tokens", "usage/prompt_tokens_details/image_tokens", Kind::Int),
+    col(
+        "prompt_cached_tokens",
+        "usage/prompt_tokens_details/cached_tokens",
+        Kind::Int,
+    ),
+    col(
+        "prompt_audio_tokens",
+        "usage/prompt_tokens_details/audio_tokens",
+        Kind::Int,
+    ),
+    col(
+        "prompt_text_tokens",
+        "usage/prompt_tokens_details/text_tokens",
+        Kind::Int,
+    ),
+    col(
+        "prompt_image_tokens",
+        "usage/prompt_tokens_details/image_tokens",
+        Kind::Int,
+    ),
     col(
         "prompt_cache_write_tokens",
         "usage/prompt_tokens_details/cache_write_tokens",
@@ -43,7 +59,11 @@ static COLUMNS: [Col; 23] = [
         "usage/completion_tokens_details/reasoning_tokens",
         Kind::Int,
     ),
-    col("completion_audio_tokens", "usage/completion_tokens_details/audio_tokens", Kind::Int),
+    col(
+        "completion_audio_tokens",
+        "usage/completion_tokens_details/audio_tokens",
+        Kind::Int,
+    ),
     col(
         "accepted_prediction_tokens",
         "usage/completion_tokens_details/accepted_prediction_tokens",
@@ -54,13 +74,21 @@ static COLUMNS: [Col; 23] = [
         "usage/completion_tokens_details/rejected_prediction_tokens",
         Kind::Int,
     ),
-    col("input_cached_tokens", "usage/input_tokens_details/cached_tokens", Kind::Int),
+    col(
+        "input_cached_tokens",
+        "usage/input_tokens_details/cached_tokens",
+        Kind::Int,
+    ),
     col(
         "input_cache_write_tokens",
         "usage/input_tokens_details/cache_write_tokens",
         Kind::Int,
     ),
-    col("output_reasoning_tokens", "usage/output_tokens_details/reasoning_tokens", Kind::Int),
+    col(
+        "output_reasoning_tokens",
+        "usage/output_tokens_details/reasoning_tokens",
+        Kind::Int,
+    ),
 ];
 
 impl Format for OpenAiRequests {
@@ -126,4 +154,3 @@ impl Format for OpenAiRequests {
         }))
     }
 }
-

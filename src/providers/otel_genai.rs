@@ -32,23 +32,63 @@ static COLUMNS: [Col; 29] = [
     col("status_message", "status/message", Kind::Text),
     col("service_name", "resource/service.name", Kind::Text),
     col("scope_name", "scope/name", Kind::Text),
-    col("operation_name", "attributes/gen_ai.operation.name", Kind::Text),
-    col("provider_name", "attributes/gen_ai.provider.name", Kind::Text),
+    col(
+        "operation_name",
+        "attributes/gen_ai.operation.name",
+        Kind::Text,
+    ),
+    col(
+        "provider_name",
+        "attributes/gen_ai.provider.name",
+        Kind::Text,
+    ),
     col("system", "attributes/gen_ai.system", Kind::Text),
-    col("request_model", "attributes/gen_ai.request.model", Kind::Text),
-    col("response_model", "attributes/gen_ai.response.model", Kind::Text),
+    col(
+        "request_model",
+        "attributes/gen_ai.request.model",
+        Kind::Text,
+    ),
+    col(
+        "response_model",
+        "attributes/gen_ai.response.model",
+        Kind::Text,
+    ),
     col("response_id", "attributes/gen_ai.response.id", Kind::Text),
-    col("input_tokens", "attributes/gen_ai.usage.input_tokens", Kind::Int),
-    col("output_tokens", "attributes/gen_ai.usage.output_tokens", Kind::Int),
-    col("cache_read_input_tokens", "attributes/gen_ai.usage.cache_read.input_tokens", Kind::Int),
+    col(
+        "input_tokens",
+        "attributes/gen_ai.usage.input_tokens",
+        Kind::Int,
+    ),
+    col(
+        "output_tokens",
+        "attributes/gen_ai.usage.output_tokens",
+        Kind::Int,
+    ),
+    col(
+        "cache_read_input_tokens",
+        "attributes/gen_ai.usage.cache_read.input_tokens",
+        Kind::Int,
+    ),
     col(
         "cache_creation_input_tokens",
         "attributes/gen_ai.usage.cache_creation.input_tokens",
         Kind::Int,
     ),
-    col("reasoning_output_tokens", "attributes/gen_ai.usage.reasoning.output_tokens", Kind::Int),
-    col("prompt_tokens", "attributes/gen_ai.usage.prompt_tokens", Kind::Int),
-    col("completion_tokens", "attributes/gen_ai.usage.completion_tokens", Kind::Int),
+    col(
+        "reasoning_output_tokens",
+        "attributes/gen_ai.usage.reasoning.output_tokens",
+        Kind::Int,
+    ),
+    col(
+        "prompt_tokens",
+        "attributes/gen_ai.usage.prompt_tokens",
+        Kind::Int,
+    ),
+    col(
+        "completion_tokens",
+        "attributes/gen_ai.usage.completion_tokens",
+        Kind::Int,
+    ),
     col("server_address", "attributes/server.address", Kind::Text),
     col("server_port", "attributes/server.port", Kind::Int),
     col("error_type", "attributes/error.type", Kind::Text),
@@ -101,7 +141,10 @@ impl Format for OtelGenai {
         let attr = |k: &str| text(s, &format!("{A}{k}"));
         let num = |k: &str| int(s, &format!("{A}{k}"));
         // Deprecated names are read when the current one is absent.
-        let input = first(num("gen_ai.usage.input_tokens")?, num("gen_ai.usage.prompt_tokens")?);
+        let input = first(
+            num("gen_ai.usage.input_tokens")?,
+            num("gen_ai.usage.prompt_tokens")?,
+        );
         let output = first(
             num("gen_ai.usage.output_tokens")?,
             num("gen_ai.usage.completion_tokens")?,
@@ -117,7 +160,10 @@ impl Format for OtelGenai {
         let error = attr("error.type").is_some() || int(s, "status/code")? == Some(2);
         let event_id = match attr("gen_ai.response.id") {
             Some(id) => id,
-            None => stable_id(NAME, &[text(s, "traceId").as_deref(), text(s, "spanId").as_deref()]),
+            None => stable_id(
+                NAME,
+                &[text(s, "traceId").as_deref(), text(s, "spanId").as_deref()],
+            ),
         };
         let tier = attr("openai.response.service_tier")
             .or_else(|| attr("gen_ai.openai.response.service_tier"));
@@ -175,7 +221,10 @@ fn attributes(owner: &Value) -> Result<Value, String> {
                 .get("key")
                 .and_then(Value::as_str)
                 .ok_or("attribute without a key")?;
-            map.insert(key.to_string(), any_value(kv.get("value").unwrap_or(&Value::Null)));
+            map.insert(
+                key.to_string(),
+                any_value(kv.get("value").unwrap_or(&Value::Null)),
+            );
         }
     }
     Ok(Value::Object(map))
@@ -185,7 +234,11 @@ fn any_value(v: &Value) -> Value {
     let Some(obj) = v.as_object() else {
         return Value::Null;
     };
-    if let Some(values) = obj.get("arrayValue").and_then(|a| a.get("values")).and_then(Value::as_array) {
+    if let Some(values) = obj
+        .get("arrayValue")
+        .and_then(|a| a.get("values"))
+        .and_then(Value::as_array)
+    {
         return Value::Array(values.iter().map(any_value).collect());
     }
     for k in ["stringValue", "intValue", "doubleValue", "boolValue"] {

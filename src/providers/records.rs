@@ -72,7 +72,10 @@ pub fn decompress(name: &str, bytes: &[u8]) -> Result<Vec<u8>, FileProblem> {
 /// Cut `bytes` into records according to `layout`.
 pub fn split(layout: Layout, bytes: &[u8]) -> Result<Vec<RawRecord>, FileProblem> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = 1 + bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count();
+        let line = 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
         FileProblem::at_line(line as u64, format!("not UTF-8 text: {e}"))
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -105,10 +108,16 @@ fn json_lines(text: &str) -> Vec<RawRecord> {
 
 fn pages(text: &str) -> Result<Vec<RawRecord>, FileProblem> {
     let page: Value = serde_json::from_str(text).map_err(|e| {
-        FileProblem::at_line(e.line() as u64, format!("invalid JSON page (truncated?): {e}"))
+        FileProblem::at_line(
+            e.line() as u64,
+            format!("invalid JSON page (truncated?): {e}"),
+        )
     })?;
     let Some(buckets) = page.get("data").and_then(Value::as_array) else {
-        return Err(FileProblem::at_line(1, "expected a page object with a `data` array"));
+        return Err(FileProblem::at_line(
+            1,
+            "expected a page object with a `data` array",
+        ));
     };
     let mut out = Vec::new();
     for (b, bucket) in buckets.iter().enumerate() {
@@ -265,7 +274,12 @@ mod tests {
         let recs = split(Layout::Csv, b"a,b\n1,2\n3").expect("csv");
         assert!(recs[1].value.is_err());
         let recs = split(Layout::Csv, b"a,b\n1,\"2").expect("csv");
-        assert!(recs[0].value.as_ref().is_err_and(|e| e.contains("unterminated")));
+        assert!(
+            recs[0]
+                .value
+                .as_ref()
+                .is_err_and(|e| e.contains("unterminated"))
+        );
     }
 
     #[test]

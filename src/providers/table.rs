@@ -162,15 +162,21 @@ impl ProviderTable {
                 parsed.push(self.parse_cached(url, &store, meta).await?);
             }
         }
-        let skipped: Vec<SkippedRecord> =
-            parsed.iter().flat_map(|p| p.skipped.iter().cloned()).collect();
+        let skipped: Vec<SkippedRecord> = parsed
+            .iter()
+            .flat_map(|p| p.skipped.iter().cloned())
+            .collect();
         if let Ok(mut s) = self.skipped.lock() {
             *s = skipped;
         }
         Ok(parsed)
     }
 
-    async fn list(&self, url: &ListingTableUrl, store: &dyn ObjectStore) -> Result<Vec<ObjectMeta>> {
+    async fn list(
+        &self,
+        url: &ListingTableUrl,
+        store: &dyn ObjectStore,
+    ) -> Result<Vec<ObjectMeta>> {
         let prefix = url.prefix();
         let location = url.as_str().to_string();
         if !url.is_collection() {
@@ -250,9 +256,9 @@ fn wanted(meta: &ObjectMeta, layout: Option<Layout>) -> bool {
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     match layout {
         Some(Layout::Csv) => name.ends_with(".csv"),
-        Some(Layout::JsonLines | Layout::Pages) => {
-            [".json", ".jsonl", ".ndjson"].iter().any(|e| name.ends_with(e))
-        }
+        Some(Layout::JsonLines | Layout::Pages) => [".json", ".jsonl", ".ndjson"]
+            .iter()
+            .any(|e| name.ends_with(e)),
         None => false,
     }
 }
@@ -366,7 +372,8 @@ impl TableProvider for ProviderTable {
                 first_per_event(batches)?
             }
         };
-        let exec = MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())?;
+        let exec =
+            MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())?;
         Ok(exec)
     }
 }
@@ -417,8 +424,12 @@ impl TableProviderFactory for ProviderTableFactory {
                 }
             }
         }
-        let table =
-            ProviderTable::try_new(&cmd.file_type, &cmd.locations, on_error, Arc::clone(&self.cache))?;
+        let table = ProviderTable::try_new(
+            &cmd.file_type,
+            &cmd.locations,
+            on_error,
+            Arc::clone(&self.cache),
+        )?;
         Ok(Arc::new(table))
     }
 }

@@ -148,7 +148,11 @@ pub fn parse_decimal(text: &str, shift: i32) -> Option<i128> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
+    if !int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let mut value: i128 = 0;
@@ -173,7 +177,11 @@ pub fn scaled_count(quantity: i128, factor: i128) -> Option<i64> {
     let unit = 10i128.pow(MONEY_SCALE as u32);
     let total = quantity.checked_mul(factor)?;
     let (q, r) = (total / unit, total % unit);
-    let rounded = if r.abs() * 2 >= unit { q + total.signum() } else { q };
+    let rounded = if r.abs() * 2 >= unit {
+        q + total.signum()
+    } else {
+        q
+    };
     i64::try_from(rounded).ok()
 }
 
@@ -217,7 +225,9 @@ pub fn parse_time_text(s: &str) -> Option<i64> {
     }
     for fmt in ["%m/%d/%Y", "%Y-%m-%d"] {
         if let Ok(d) = NaiveDate::parse_from_str(naive, fmt) {
-            return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_micros());
+            return d
+                .and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc().timestamp_micros());
         }
     }
     None
