@@ -20,6 +20,7 @@ pub mod anthropic_usage;
 pub mod aws_cur;
 pub mod azure_costs;
 pub mod bedrock_invocations;
+pub mod cache;
 pub mod canonical;
 pub mod focus;
 pub mod gcp_billing;
@@ -34,8 +35,9 @@ pub mod records;
 pub mod table;
 pub mod value;
 
+pub use cache::ParseCache;
 pub use canonical::CanonicalRow;
-pub use table::{ParseCache, ProviderTable, ProviderTableFactory};
+pub use table::{ProviderTable, ProviderTableFactory};
 
 use canonical::roll_up;
 use native::{Col, NativeBuilder};
@@ -236,6 +238,8 @@ pub struct ParsedFile {
     pub skipped: Vec<SkippedRecord>,
     /// Smallest and largest canonical `ts`, for skipping files a `ts` filter cannot match.
     pub ts_range: Option<(i64, i64)>,
+    /// The file's last-modified time (µs), when known: the newest file wins a repeated `event_id`.
+    pub modified: Option<i64>,
 }
 
 /// Parse the bytes of one file of format `format_name`.
@@ -305,6 +309,7 @@ pub fn parse_file(
         canonical: canonical::to_batch(&rows)?,
         skipped,
         ts_range,
+        modified: ctx.modified,
     })
 }
 

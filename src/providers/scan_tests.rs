@@ -271,3 +271,40 @@ async fn unknown_options_and_columns_are_refused() {
     create(&ctx, "empty", "FOCUS", &location, "").await;
     assert_eq!(count(&ctx, "SELECT count(*) FROM empty").await, 0);
 }
+
+#[tokio::test]
+async fn the_newest_export_wins_a_repeated_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let line = |out: u32| {
+        format!(
+            "{{\"id\":\"chatcmpl-x\",\"created\":1756684800,\"model\":\"gpt-4o\",\"usage\":{{\"prompt_tokens\":10,\"completion_tokens\":{out},\"total_tokens\":{}}}}}\n",
+            10 + out
+        )
+    };
+    let old = dir.path().join("z-old.jsonl");
+    let new = dir.path().join("a-new.jsonl");
+    std::fs::write(&old, line(1)).expect("write");
+    std::fs::write(&new, line(5)).expect("write");
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .and_then(|f| f.set_modified(hour_ago))
+        .expect("mtime");
+    let (ctx, _) = context();
+    create(
+        &ctx,
+        "req",
+        "OPENAI_REQUESTS",
+        &format!("{}/", dir.path().display()),
+        "",
+    )
+    .await;
+    let table = canonical_of(&ctx, "req").await;
+    ctx.register_table("req_usage", table.canonical())
+        .expect("register");
+    assert_eq!(
+        count(&ctx, "SELECT sum(output_tokens) FROM req_usage").await,
+        5
+    );
+}

@@ -5,9 +5,8 @@
 //! Owns listing, the parse cache and scanning. It must not parse records (the format files do)
 //! nor register anything in a catalog (the engine does).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -26,54 +25,11 @@ use datafusion::physical_plan::ExecutionPlan;
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
+use super::cache::{FileVersion, ParseCache};
 use super::records::Layout;
 use super::{FileContext, OnError, ParsedFile, SkippedRecord, format, native, parse_file};
 use crate::error::{Error, Result};
 use crate::schema::usage_events_schema;
-
-/// Parsed files kept between scans, keyed by format, error mode and location, and valid while the
-/// object's size, last-modified time, ETag and version are unchanged.
-#[derive(Debug, Default)]
-pub struct ParseCache {
-    entries: Mutex<HashMap<String, (FileVersion, Arc<ParsedFile>)>>,
-    parses: AtomicU64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileVersion {
-    size: u64,
-    modified: i64,
-    e_tag: Option<String>,
-    version: Option<String>,
-}
-
-impl ParseCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// How many files were parsed (cache misses) since the cache was made.
-    pub fn parse_count(&self) -> u64 {
-        self.parses.load(Ordering::Relaxed)
-    }
-
-    fn lookup(&self, key: &str, version: &FileVersion) -> Option<Arc<ParsedFile>> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(key)
-            .filter(|(v, _)| v == version)
-            .map(|(_, p)| Arc::clone(p))
-    }
-
-    fn store(&self, key: String, version: FileVersion, parsed: Arc<ParsedFile>) {
-        self.parses.fetch_add(1, Ordering::Relaxed);
-        // A poisoned lock only loses caching, never correctness.
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(key, (version, parsed));
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum View {
@@ -129,8 +85,8 @@ impl ProviderTable {
     }
 
     /// The same files in the canonical `finops.usage_events` shape (what `finops.usage` unions).
-    /// Rows whose `event_id` already appeared in an earlier file or row of this table are left out,
-    /// so overlapping exports and repeated records are counted once.
+    /// Each `event_id` appears once: from the most recently modified file holding it (first row
+    /// within a file), so overlapping exports and repeated records are counted once.
     pub fn canonical(&self) -> Arc<dyn TableProvider> {
         Arc::new(Self {
             view: View::Canonical,
@@ -359,6 +315,10 @@ impl TableProvider for ProviderTable {
             View::Native => files.iter().map(|f| f.native.clone()).collect(),
             View::Canonical => {
                 let (lo, hi) = ts_bounds(filters);
+                // A later export restates an earlier one (late usage in a partial bucket): the
+                // newest file's row is the one kept for a repeated `event_id`.
+                let mut files = files;
+                files.sort_by_key(|f| std::cmp::Reverse(f.modified));
                 let batches = files
                     .iter()
                     .filter(|f| match f.ts_range {
