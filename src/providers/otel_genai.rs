@@ -1,5 +1,8 @@
-//! `OTEL_GENAI`: OpenTelemetry GenAI spans as OTLP/JSON `ExportTraceServiceRequest`s, one per
-//! line (collector file exporter), flattened to one row per span.
+//! `OTEL_GENAI`: OpenTelemetry GenAI telemetry as OTLP/JSON, one request per line (collector file
+//! exporter): `ExportTraceServiceRequest` lines give one row per span, and
+//! `ExportMetricsServiceRequest` lines one row per `gen_ai.client.token.usage` data point (DELTA
+//! temporality). Point a table at spans or at metrics of an application, not both: they describe
+//! the same requests.
 //!
 //! Owns the `gen_ai.*` attribute names of every semconv version seen (v1.37+ `provider.name`,
 //! legacy `system` and `prompt_tokens`/`completion_tokens`, `cache_creation` and `cache_write`);
@@ -20,7 +23,7 @@ const NAME: &str = "OTEL_GENAI";
 
 const A: &str = "attributes/";
 
-static COLUMNS: [Col; 29] = [
+static COLUMNS: [Col; 35] = [
     col("trace_id", "traceId", Kind::Text),
     col("span_id", "spanId", Kind::Text),
     col("parent_span_id", "parentSpanId", Kind::Text),
@@ -94,7 +97,16 @@ static COLUMNS: [Col; 29] = [
     col("error_type", "attributes/error.type", Kind::Text),
     col("resource_attributes", "resource", Kind::Text),
     col("attributes", "attributes", Kind::Text),
+    col("metric_name", "metric", Kind::Text),
+    col("token_type", "attributes/gen_ai.token.type", Kind::Text),
+    col("aggregation_temporality", "temporality", Kind::Int),
+    col("point_time", "timeUnixNano", Kind::TimeNanos),
+    col("point_count", "count", Kind::Int),
+    col("point_sum", "sum", Kind::Float),
 ];
+
+/// The token usage histogram of the GenAI semantic conventions.
+const TOKEN_USAGE: &str = "gen_ai.client.token.usage";
 
 /// Operations that call a model; other spans (tools, agents) count only if they carry usage.
 const INFERENCE: [&str; 4] = ["chat", "text_completion", "generate_content", "embeddings"];
@@ -113,10 +125,18 @@ impl Format for OtelGenai {
     }
 
     fn required(&self) -> &'static [&'static str] {
-        &["resourceSpans"]
+        &[]
     }
 
     fn expand(&self, record: Value) -> Result<Vec<Value>, String> {
+        if record.get("resourceMetrics").is_some() {
+            return metric_points(&record);
+        }
+        if record.get("resourceSpans").is_none() {
+            return Err(
+                "not an OTEL_GENAI record: neither resourceSpans nor resourceMetrics".into(),
+            );
+        }
         let mut out = Vec::new();
         for rs in array(&record, "resourceSpans")? {
             let resource = attributes(rs.get("resource").unwrap_or(&Value::Null))?;
@@ -138,6 +158,9 @@ impl Format for OtelGenai {
     }
 
     fn canonical(&self, s: &Value, _ctx: &FileContext<'_>) -> Result<Option<CanonicalRow>, String> {
+        if s.get("metric").is_some() {
+            return metric_row(s);
+        }
         let attr = |k: &str| text(s, &format!("{A}{k}"));
         let num = |k: &str| int(s, &format!("{A}{k}"));
         // Deprecated names are read when the current one is absent.
@@ -260,4 +283,90 @@ fn canonical_provider(raw: Option<&str>) -> String {
         other => return other.replace('.', "_"),
     }
     .into()
+}
+
+/// One flat record per data point of the token usage histogram.
+fn metric_points(record: &Value) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for rm in array(record, "resourceMetrics")? {
+        let resource = attributes(rm.get("resource").unwrap_or(&Value::Null))?;
+        for sm in array(rm, "scopeMetrics")? {
+            let scope = sm.get("scope").cloned().unwrap_or(Value::Null);
+            for metric in array(sm, "metrics")? {
+                let name = metric
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let Some(hist) = metric.get("histogram").filter(|_| name == TOKEN_USAGE) else {
+                    continue;
+                };
+                let temporality = hist.get("aggregationTemporality").cloned();
+                for point in array(hist, "dataPoints")? {
+                    let Value::Object(fields) = point else {
+                        return Err("a data point is not an object".into());
+                    };
+                    let mut flat: Map<String, Value> = fields.clone();
+                    flat.insert("attributes".into(), attributes(point)?);
+                    flat.insert("resource".into(), resource.clone());
+                    flat.insert("scope".into(), scope.clone());
+                    flat.insert("metric".into(), json!(name));
+                    flat.insert(
+                        "temporality".into(),
+                        temporality.clone().unwrap_or(Value::Null),
+                    );
+                    out.push(Value::Object(flat));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A token usage point: its sum is input or output tokens of the requests it counts.
+fn metric_row(p: &Value) -> Result<Option<CanonicalRow>, String> {
+    // OTLP enum: 1 = DELTA, 2 = CUMULATIVE. Summing cumulative points would count usage again
+    // at every export.
+    if int(p, "temporality")? != Some(1) {
+        return Err("only DELTA token usage histograms can be summed".into());
+    }
+    let attr = |k: &str| text(p, &format!("{A}{k}"));
+    let start = time_nanos(p, "startTimeUnixNano")?.ok_or("missing `startTimeUnixNano`")?;
+    let sum = super::value::float(p, "sum")?.unwrap_or(0.0);
+    // Token sums are integral; the JSON writes them as doubles.
+    let tokens = sum.round() as i64;
+    let input = attr("gen_ai.token.type").as_deref() == Some("input");
+    let event_id = stable_id(
+        NAME,
+        &[
+            text(p, "resource").as_deref(),
+            text(p, "metric").as_deref(),
+            text(p, "attributes").as_deref(),
+            text(p, "startTimeUnixNano").as_deref(),
+            text(p, "timeUnixNano").as_deref(),
+        ],
+    );
+    Ok(Some(CanonicalRow {
+        event_id,
+        ts: start,
+        provider: canonical_provider(attr("gen_ai.provider.name").as_deref()),
+        model: attr("gen_ai.response.model")
+            .or_else(|| attr("gen_ai.request.model"))
+            .unwrap_or_else(|| UNKNOWN_MODEL.into()),
+        team: text(p, "resource/team"),
+        app: text(p, "resource/service.name"),
+        environment: text(p, "resource/deployment.environment.name"),
+        input_tokens: Some(if input { tokens } else { 0 }),
+        cached_input_tokens: Some(0),
+        cache_write_tokens: Some(0),
+        output_tokens: Some(if input { 0 } else { tokens }),
+        // Every request records one input measurement; counting those counts requests.
+        requests: Some(if input {
+            int(p, "count")?.unwrap_or(0)
+        } else {
+            0
+        }),
+        tags: at(p, "resource").map(Value::to_string),
+        source: NAME.into(),
+        ..Default::default()
+    }))
 }

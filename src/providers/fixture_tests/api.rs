@@ -593,3 +593,60 @@ fn litellm_spend() {
     // Empty-string user is no user.
     assert!((0..c.num_rows()).all(|i| text(c, "user_id", i).as_deref() != Some("")));
 }
+
+/// Token usage histogram (DELTA points): `sum` of an `input` point is input tokens, of an
+/// `output` point output tokens; requests = `count` of input points.
+#[test]
+fn otel_genai_metrics() {
+    let p = parse("OTEL_GENAI", "otel/genai_token_usage_metrics.jsonl");
+    assert_eq!(p.native.num_rows(), 20);
+    check_totals(
+        &p.canonical,
+        &[
+            (
+                "anthropic",
+                "claude-sonnet-4-20250514",
+                [1, 572658, 0, 0, 0, 0, 22],
+                "0",
+            ),
+            (
+                "aws_bedrock",
+                "us.anthropic.claude-3-5-sonnet-20240620-v1:0",
+                [2, 485363, 0, 0, 0, 0, 15],
+                "0",
+            ),
+            (
+                "azure_openai",
+                "gpt-4o-2024-08-06",
+                [3, 744229, 0, 0, 999018, 0, 26],
+                "0",
+            ),
+            (
+                "gcp_vertex",
+                "gemini-2.5-flash",
+                [3, 908658, 0, 0, 679797, 0, 36],
+                "0",
+            ),
+            (
+                "google_gemini",
+                "gemini-2.5-pro",
+                [4, 936792, 0, 0, 1331233, 0, 38],
+                "0",
+            ),
+            (
+                "openai",
+                "gpt-4o-2024-08-06",
+                [3, 460732, 0, 0, 448887, 0, 16],
+                "0",
+            ),
+            (
+                "openai",
+                "gpt-4o-mini-2024-07-18",
+                [4, 1214665, 0, 0, 628787, 0, 59],
+                "0",
+            ),
+            ("*", "*", [20, 5323097, 0, 0, 4087722, 0, 212], "0"),
+        ],
+    );
+    assert_eq!(rows_with(&p.native, "token_type", "output").len(), 10);
+}
