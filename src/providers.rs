@@ -10,6 +10,7 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::SessionContext;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -142,6 +143,11 @@ pub fn register_factories(state: &mut SessionState, factory: Arc<ProviderTableFa
             .table_factories_mut()
             .insert((*name).to_string(), Arc::clone(&factory) as _);
     }
+}
+
+/// Same as [`register_factories`] for the state inside a live `SessionContext`.
+pub fn register_factories_in(ctx: &SessionContext, factory: Arc<ProviderTableFactory>) {
+    register_factories(&mut ctx.state_ref().write(), factory);
 }
 
 /// Same as [`register_factories`] for a state still being built.

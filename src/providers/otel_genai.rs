@@ -108,7 +108,8 @@ static COLUMNS: [Col; 35] = [
 /// The token usage histogram of the GenAI semantic conventions.
 const TOKEN_USAGE: &str = "gen_ai.client.token.usage";
 
-/// Operations that call a model; other spans (tools, agents) count only if they carry usage.
+/// Operations that call a model; other spans (tool calls, orchestration) count only if they
+/// carry usage.
 const INFERENCE: [&str; 4] = ["chat", "text_completion", "generate_content", "embeddings"];
 
 impl Format for OtelGenai {

@@ -11,7 +11,7 @@ use datafusion::prelude::SessionContext;
 
 use super::{
     FileContext, OnError, ProviderTable, ProviderTableFactory, parse_file, register_factories,
-    skipped_batch,
+    register_factories_in, skipped_batch,
 };
 use crate::error::Error;
 
@@ -25,6 +25,22 @@ fn context() -> (SessionContext, Arc<ProviderTableFactory>) {
     let mut state = SessionStateBuilder::new().with_default_features().build();
     register_factories(&mut state, Arc::clone(&factory));
     (SessionContext::new_with_state(state), factory)
+}
+
+#[tokio::test]
+async fn factories_are_registered_under_upper_case_names() {
+    let ctx = SessionContext::new();
+    register_factories_in(&ctx, Arc::new(ProviderTableFactory::new()));
+    for name in super::formats() {
+        assert!(ctx.table_factory(name).is_some(), "{name}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("report.json");
+    std::fs::write(&file, fixture("anthropic/usage_report.json")).expect("write");
+    // `STORED AS` in any case, and a `file://` URL.
+    let location = format!("file://{}", file.display());
+    create(&ctx, "usage", "anthropic_usage", &location, "").await;
+    assert_eq!(count(&ctx, "SELECT count(*) FROM usage").await, 96);
 }
 
 async fn count(ctx: &SessionContext, sql: &str) -> i64 {

@@ -393,3 +393,29 @@ impl TableProviderFactory for ProviderTableFactory {
         Ok(Arc::new(table))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::{col, lit};
+
+    use super::*;
+
+    fn at(us: i64) -> Expr {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(us),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn ts_filters_bound_the_scan() {
+        let filters = [
+            col("ts").gt_eq(at(10)),
+            at(20).gt(col("ts")),
+            col("model").eq(lit("x")),
+        ];
+        assert_eq!(ts_bounds(&filters), (Some(10), Some(20)));
+        assert_eq!(ts_bounds(&[col("ts").eq(at(7))]), (Some(7), Some(7)));
+        assert_eq!(ts_bounds(&[col("input_tokens").gt(lit(1))]), (None, None));
+    }
+}

@@ -453,7 +453,7 @@ fn gemini_usage() {
 
 /// OTel spans: `gen_ai.usage.input_tokens` (or legacy `prompt_tokens`) includes cache read and
 /// creation (subsets); reasoning ⊂ output; spans of inference operations or carrying usage count
-/// (the agent span has usage, its tool child does not); provider names mapped; response model
+/// (the orchestrating span has usage, its tool child does not); provider names mapped; response model
 /// preferred to request model.
 #[test]
 fn otel_genai() {
