@@ -151,7 +151,10 @@ impl ProviderTable {
         let layout = format(self.format).map(|f| f.layout());
         files.retain(|m| wanted(m, layout));
         if files.is_empty() && !url.is_collection() {
-            return Err(Error::TableNotFound(location));
+            return Err(Error::InvalidParameter(format!(
+                "no {} export file or folder at {location}",
+                self.format
+            )));
         }
         files.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(files)
