@@ -2,7 +2,15 @@
 //! file into its native and canonical batches, and the DataFusion table factory.
 //!
 //! Each format lives in its own file under `providers/` and only turns records into Arrow rows:
-//! parse → Arrow in canonical shape, no SQL. Caching, listing and scanning live in `table`.
+//! parse → Arrow in canonical shape, no SQL. Caching, listing and scanning live in `table` and
+//! `cache`; shared builders in `native`, `canonical`, `records` and `value`.
+//!
+//! Use from the engine: [`register_factories`] (or [`register_factories_in`] / [`with_factories`])
+//! with one [`ProviderTableFactory`]; `CREATE EXTERNAL TABLE t STORED AS <FORMAT> LOCATION '...'
+//! [OPTIONS ('on_error' 'skip')]` then yields a [`ProviderTable`] with the native columns;
+//! [`ProviderTable::canonical`] gives the same files as `finops.usage_events` rows, and
+//! [`ProviderTable::skipped`] / [`skipped_batch`] the records skipped (for `finops.ingest_errors`).
+//! [`parse_file`] parses bytes directly (for `finops-db ingest`).
 
 use std::sync::Arc;
 
@@ -64,7 +72,7 @@ pub trait Format: Send + Sync {
     /// The native columns.
     fn columns(&self) -> &'static [Col];
     /// Keys every record of this format has (possibly null); a record without them is reported
-    /// as "not a <FORMAT> record", which is how a file of the wrong format is caught.
+    /// as "not a `<FORMAT>` record", which is how a file of the wrong format is caught.
     fn required(&self) -> &'static [&'static str];
     /// Split one file record into the records the native view shows (OTLP lines hold spans).
     fn expand(&self, record: Value) -> std::result::Result<Vec<Value>, String> {
