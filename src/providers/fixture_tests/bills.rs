@@ -331,3 +331,32 @@ fn focus() {
     // The correction row is dated in its own (earlier) period.
     assert!((0..c.num_rows()).any(|i| ts(c, "ts", i) == Some(1_756_512_000_000_000)));
 }
+
+/// MCA exports name the same columns in camelCase; headers are matched case-insensitively.
+#[test]
+fn azure_mca_camel_case_headers_read_the_same() {
+    let ea = String::from_utf8(fixture("azure/cost_export.csv")).expect("utf8");
+    let (header, rows) = ea.split_once('\n').expect("header");
+    let camel: Vec<String> = header
+        .split(',')
+        .map(|h| {
+            let mut c = h.chars();
+            c.next()
+                .map(|f| f.to_lowercase().chain(c).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let mca = format!("{}\n{rows}", camel.join(","));
+    let ctx = FileContext {
+        file: "mca.csv",
+        modified: None,
+    };
+    let p = parse_file("AZURE_COSTS", &ctx, mca.as_bytes(), OnError::Fail).expect("parse");
+    let ea = parse("AZURE_COSTS", "azure/cost_export.csv");
+    assert!(camel.iter().any(|h| h == "costInBillingCurrency"));
+    assert_eq!(p.canonical.num_rows(), ea.canonical.num_rows());
+    assert_eq!(
+        p.canonical.column_by_name("reported_cost"),
+        ea.canonical.column_by_name("reported_cost")
+    );
+}
