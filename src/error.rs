@@ -68,6 +68,22 @@ pub enum Error {
         message: String,
     },
 
+    /// A provider export file, or one record in it, cannot be read (malformed, truncated, or not
+    /// the declared format) — SQLSTATE 22P04 like other bad input files.
+    #[error("{format} file {file}, {location}: {message}")]
+    ProviderData {
+        /// The declared format (`OPENAI_USAGE`, ...).
+        format: String,
+        /// The file (object store location).
+        file: String,
+        /// 1-based line of the record, when the layout is line-oriented.
+        line: Option<u64>,
+        /// Human position of the record (`line 12`, `bucket 2, result 3`).
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+
     /// An argument has an unacceptable value (unknown option, bad cron string) — SQLSTATE 22023.
     #[error("{0}")]
     InvalidParameter(String),
@@ -139,6 +155,7 @@ impl Error {
             | Error::NotNullViolation { .. }
             | Error::CheckViolation { .. }
             | Error::BadCopyData { .. }
+            | Error::ProviderData { .. }
             | Error::InvalidParameter(_)
             | Error::TableExists(_) => ErrorKind::InvalidInput,
             Error::TableNotFound(_) => ErrorKind::NotFound,

@@ -17,6 +17,7 @@ pub mod config;
 pub mod copy;
 pub mod engine;
 pub mod error;
+pub mod providers;
 pub mod schema;
 pub mod server;
 pub mod statements;

@@ -1,0 +1,424 @@
+//! `ProviderTable`: a read-only DataFusion table over the export files of one provider format at a
+//! location (one file or a folder listed recursively through `object_store`), in its native or
+//! canonical shape; `ProviderTableFactory` creates it from `CREATE EXTERNAL TABLE ... STORED AS`.
+//!
+//! Owns listing, the parse cache and scanning. It must not parse records (the format files do)
+//! nor register anything in a catalog (the engine does).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{
+    BinaryExpr, CreateExternalTable, Expr, Operator, TableProviderFilterPushDown, TableType,
+};
+use datafusion::physical_plan::ExecutionPlan;
+use futures::TryStreamExt;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+
+use super::cache::{FileVersion, ParseCache};
+use super::records::Layout;
+use super::{FileContext, OnError, ParsedFile, SkippedRecord, format, native, parse_file};
+use crate::error::{Error, Result};
+use crate::schema::usage_events_schema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Native,
+    Canonical,
+}
+
+/// A provider export location as a table; see the module docs.
+#[derive(Clone)]
+pub struct ProviderTable {
+    format: &'static str,
+    urls: Vec<ListingTableUrl>,
+    on_error: OnError,
+    cache: Arc<ParseCache>,
+    view: View,
+    skipped: Arc<Mutex<Vec<SkippedRecord>>>,
+}
+
+impl fmt::Debug for ProviderTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderTable")
+            .field("format", &self.format)
+            .field("locations", &self.locations())
+            .field("on_error", &self.on_error)
+            .field("view", &self.view)
+            .finish()
+    }
+}
+
+impl ProviderTable {
+    /// A table of format `format_name` over `locations` (paths, `file://` or object store URLs;
+    /// a trailing `/` or an existing local directory means a folder, listed recursively).
+    pub fn try_new(
+        format_name: &str,
+        locations: &[impl AsRef<str>],
+        on_error: OnError,
+        cache: Arc<ParseCache>,
+    ) -> Result<Self> {
+        let fmt = format(format_name).ok_or_else(|| {
+            Error::InvalidParameter(format!("unknown provider format {format_name}"))
+        })?;
+        Ok(Self {
+            format: fmt.name(),
+            urls: locations
+                .iter()
+                .map(ListingTableUrl::parse)
+                .collect::<std::result::Result<_, _>>()?,
+            on_error,
+            cache,
+            view: View::Native,
+            skipped: Arc::default(),
+        })
+    }
+
+    /// The same files in the canonical `finops.usage_events` shape (what `finops.usage` unions).
+    /// Each `event_id` appears once: from the most recently modified file holding it (first row
+    /// within a file), so overlapping exports and repeated records are counted once.
+    pub fn canonical(&self) -> Arc<dyn TableProvider> {
+        Arc::new(Self {
+            view: View::Canonical,
+            ..self.clone()
+        })
+    }
+
+    /// The format name.
+    pub fn format(&self) -> &'static str {
+        self.format
+    }
+
+    /// The locations as URLs.
+    pub fn locations(&self) -> Vec<&str> {
+        self.urls.iter().map(|u| u.as_str()).collect()
+    }
+
+    /// Records skipped under `on_error 'skip'` by the latest scan or [`Self::load`].
+    pub fn skipped(&self) -> Vec<SkippedRecord> {
+        self.skipped.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// List the location and parse every file (from the cache when unchanged), in path order.
+    pub async fn load(&self, state: &dyn Session) -> Result<Vec<Arc<ParsedFile>>> {
+        let mut parsed = Vec::new();
+        for url in &self.urls {
+            let store = state.runtime_env().object_store(url.object_store())?;
+            for meta in self.list(url, store.as_ref()).await? {
+                parsed.push(self.parse_cached(url, &store, meta).await?);
+            }
+        }
+        let skipped: Vec<SkippedRecord> = parsed
+            .iter()
+            .flat_map(|p| p.skipped.iter().cloned())
+            .collect();
+        if let Ok(mut s) = self.skipped.lock() {
+            *s = skipped;
+        }
+        Ok(parsed)
+    }
+
+    async fn list(
+        &self,
+        url: &ListingTableUrl,
+        store: &dyn ObjectStore,
+    ) -> Result<Vec<ObjectMeta>> {
+        let prefix = url.prefix();
+        let location = url.as_str().to_string();
+        if !url.is_collection() {
+            match store.head(prefix).await {
+                Ok(meta) => return Ok(vec![meta]),
+                // Not an object: read it as a folder (object stores have no directories).
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::object_store(location, e)),
+            }
+        }
+        let mut files: Vec<ObjectMeta> = store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::object_store(location.clone(), e))?;
+        let layout = format(self.format).map(|f| f.layout());
+        files.retain(|m| wanted(m, layout));
+        if files.is_empty() && !url.is_collection() {
+            return Err(Error::InvalidParameter(format!(
+                "no {} export file or folder at {location}",
+                self.format
+            )));
+        }
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(files)
+    }
+
+    async fn parse_cached(
+        &self,
+        url: &ListingTableUrl,
+        store: &Arc<dyn ObjectStore>,
+        meta: ObjectMeta,
+    ) -> Result<Arc<ParsedFile>> {
+        // The store URL always ends in `/` and object paths never start with one.
+        let name = format!("{}{}", url.object_store().as_str(), meta.location);
+        let key = format!("{}|{:?}|{name}", self.format, self.on_error);
+        let version = FileVersion {
+            size: meta.size,
+            modified: meta.last_modified.timestamp_micros(),
+            e_tag: meta.e_tag.clone(),
+            version: meta.version.clone(),
+        };
+        if let Some(hit) = self.cache.lookup(&key, &version) {
+            return Ok(hit);
+        }
+        let bytes = store
+            .get(&meta.location)
+            .await
+            .map_err(|e| Error::object_store(name.clone(), e))?
+            .bytes()
+            .await
+            .map_err(|e| Error::object_store(name.clone(), e))?;
+        let (format_name, on_error, modified) = (self.format, self.on_error, version.modified);
+        let file = name.clone();
+        // Parsing is CPU work; keep it off the async workers.
+        let parsed = tokio::task::spawn_blocking(move || {
+            let ctx = FileContext {
+                file: &file,
+                modified: Some(modified),
+            };
+            parse_file(format_name, &ctx, &bytes, on_error)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("parsing {name}: {e}")))??;
+        let parsed = Arc::new(parsed);
+        self.cache.store(key, version, Arc::clone(&parsed));
+        Ok(parsed)
+    }
+}
+
+/// Files a folder listing reads: the format's extensions (optionally `.gz`), no hidden files.
+fn wanted(meta: &ObjectMeta, layout: Option<Layout>) -> bool {
+    let Some(name) = meta.location.filename() else {
+        return false;
+    };
+    if name.starts_with('.') || name.starts_with('_') {
+        return false;
+    }
+    let name = name.to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    match layout {
+        Some(Layout::Csv) => name.ends_with(".csv"),
+        Some(Layout::JsonLines | Layout::Pages) => [".json", ".jsonl", ".ndjson"]
+            .iter()
+            .any(|e| name.ends_with(e)),
+        None => false,
+    }
+}
+
+/// Bounds `[lo, hi]` (µs) on `ts` implied by simple comparisons with timestamp literals.
+fn ts_bounds(filters: &[Expr]) -> (Option<i64>, Option<i64>) {
+    let mut lo: Option<i64> = None;
+    let mut hi: Option<i64> = None;
+    let micros = |v: &ScalarValue| -> Option<i64> {
+        match v {
+            ScalarValue::TimestampSecond(Some(s), _) => s.checked_mul(1_000_000),
+            ScalarValue::TimestampMillisecond(Some(s), _) => s.checked_mul(1_000),
+            ScalarValue::TimestampMicrosecond(Some(s), _) => Some(*s),
+            ScalarValue::TimestampNanosecond(Some(s), _) => Some(s.div_euclid(1_000)),
+            _ => None,
+        }
+    };
+    for f in filters {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = f else {
+            continue;
+        };
+        let (op, value) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) if c.name == "ts" => (*op, micros(v)),
+            (Expr::Literal(v, _), Expr::Column(c)) if c.name == "ts" => match op.swap() {
+                Some(op) => (op, micros(v)),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let Some(v) = value else { continue };
+        match op {
+            Operator::Gt | Operator::GtEq => lo = Some(lo.map_or(v, |l| l.max(v))),
+            Operator::Lt | Operator::LtEq => hi = Some(hi.map_or(v, |h| h.min(v))),
+            Operator::Eq => {
+                lo = Some(lo.map_or(v, |l| l.max(v)));
+                hi = Some(hi.map_or(v, |h| h.min(v)));
+            }
+            _ => {}
+        }
+    }
+    (lo, hi)
+}
+
+/// Keep only the first row of each `event_id` across `batches`.
+fn first_per_event(batches: Vec<RecordBatch>) -> DfResult<Vec<RecordBatch>> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| DataFusionError::Internal("event_id is not text".into()))?;
+        let keep: BooleanArray = (0..ids.len())
+            .map(|i| Some(seen.insert(ids.value(i).to_string())))
+            .collect();
+        out.push(filter_record_batch(&batch, &keep)?);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl TableProvider for ProviderTable {
+    fn schema(&self) -> SchemaRef {
+        match self.view {
+            View::Canonical => usage_events_schema(),
+            View::Native => format(self.format)
+                .map(|f| native::native_schema(f.columns()))
+                .unwrap_or_else(usage_events_schema),
+        }
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Filters only prune whole files here; DataFusion still applies them to the rows.
+        let support = match self.view {
+            View::Canonical => TableProviderFilterPushDown::Inexact,
+            View::Native => TableProviderFilterPushDown::Unsupported,
+        };
+        Ok(vec![support; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let files = self.load(state).await.map_err(DataFusionError::from)?;
+        let batches = match self.view {
+            View::Native => files.iter().map(|f| f.native.clone()).collect(),
+            View::Canonical => {
+                let (lo, hi) = ts_bounds(filters);
+                // A later export restates an earlier one (late usage in a partial bucket): the
+                // newest file's row is the one kept for a repeated `event_id`.
+                let mut files = files;
+                files.sort_by_key(|f| std::cmp::Reverse(f.modified));
+                let batches = files
+                    .iter()
+                    .filter(|f| match f.ts_range {
+                        Some((min, max)) => {
+                            lo.is_none_or(|lo| max >= lo) && hi.is_none_or(|hi| min <= hi)
+                        }
+                        None => false,
+                    })
+                    .map(|f| f.canonical.clone())
+                    .collect();
+                first_per_event(batches)?
+            }
+        };
+        let exec =
+            MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())?;
+        Ok(exec)
+    }
+}
+
+/// Creates [`ProviderTable`]s for `CREATE EXTERNAL TABLE ... STORED AS <FORMAT> LOCATION '...'
+/// [OPTIONS ('on_error' 'skip')]`; every table it makes shares one [`ParseCache`].
+#[derive(Debug, Default)]
+pub struct ProviderTableFactory {
+    cache: Arc<ParseCache>,
+}
+
+impl ProviderTableFactory {
+    /// A factory with a fresh cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The cache shared by the tables this factory makes.
+    pub fn cache(&self) -> &Arc<ParseCache> {
+        &self.cache
+    }
+}
+
+#[async_trait]
+impl TableProviderFactory for ProviderTableFactory {
+    async fn create(
+        &self,
+        _state: &dyn Session,
+        cmd: &CreateExternalTable,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        if !cmd.schema.fields().is_empty() {
+            return Err(Error::InvalidParameter(format!(
+                "{} tables take their columns from the format; declare none",
+                cmd.file_type
+            ))
+            .into());
+        }
+        let mut on_error = OnError::Fail;
+        for (key, value) in &cmd.options {
+            match key.to_ascii_lowercase().as_str() {
+                "on_error" | "format.on_error" => on_error = OnError::parse(value)?,
+                other => {
+                    return Err(Error::InvalidParameter(format!(
+                        "unknown option '{other}' for {} (known: on_error)",
+                        cmd.file_type
+                    ))
+                    .into());
+                }
+            }
+        }
+        let table = ProviderTable::try_new(
+            &cmd.file_type,
+            &cmd.locations,
+            on_error,
+            Arc::clone(&self.cache),
+        )?;
+        Ok(Arc::new(table))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::{col, lit};
+
+    use super::*;
+
+    fn at(us: i64) -> Expr {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(us),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn ts_filters_bound_the_scan() {
+        let filters = [
+            col("ts").gt_eq(at(10)),
+            at(20).gt(col("ts")),
+            col("model").eq(lit("x")),
+        ];
+        assert_eq!(ts_bounds(&filters), (Some(10), Some(20)));
+        assert_eq!(ts_bounds(&[col("ts").eq(at(7))]), (Some(7), Some(7)));
+        assert_eq!(ts_bounds(&[col("input_tokens").gt(lit(1))]), (None, None));
+    }
+}
