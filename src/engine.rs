@@ -138,6 +138,10 @@ impl Engine {
             .with_default_features()
             .build();
         let base = SessionContext::new_with_state(state);
+        crate::providers::register_factories_in(
+            &base,
+            Arc::new(crate::providers::ProviderTableFactory::new()),
+        );
         catalog::register_schemas(&base)?;
         datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
             &base,

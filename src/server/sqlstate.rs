@@ -77,7 +77,7 @@ pub fn error_info(e: &Error) -> ErrorInfo {
         Error::InvalidValue { .. } => INVALID_TEXT,
         Error::NotNullViolation { .. } => NOT_NULL,
         Error::CheckViolation { .. } => CHECK_VIOLATION,
-        Error::BadCopyData { .. } => BAD_COPY_FORMAT,
+        Error::BadCopyData { .. } | Error::ProviderData { .. } => BAD_COPY_FORMAT,
         Error::InvalidParameter(_) | Error::Config(_) => INVALID_PARAMETER,
         Error::TableNotFound(_) => UNDEFINED_TABLE,
         Error::TableExists(_) => DUPLICATE_TABLE,
