@@ -13,6 +13,7 @@ use datafusion::common::extensions_options;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 
 use crate::catalog;
@@ -232,6 +233,11 @@ impl Session {
 
     /// Run one parsed statement.
     pub async fn execute(&self, statement: Statement) -> Result<Output> {
+        crate::statements::execute(self, DFStatement::Statement(Box::new(statement))).await
+    }
+
+    /// Run one parsed statement, including DataFusion's own (`CREATE EXTERNAL TABLE`).
+    pub async fn execute_df(&self, statement: DFStatement) -> Result<Output> {
         crate::statements::execute(self, statement).await
     }
 
@@ -240,7 +246,7 @@ impl Session {
         let statements = crate::statements::parse(sql)?;
         let mut outputs = Vec::with_capacity(statements.len());
         for statement in statements {
-            outputs.push(self.execute(statement).await?);
+            outputs.push(self.execute_df(statement).await?);
         }
         Ok(outputs)
     }

@@ -10,22 +10,47 @@ pub use rewrite::rewrite;
 use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::engine::{Output, Session};
 use crate::error::{Error, Result};
 
-/// Parse `sql` into statements with the Postgres-compatible parser (the same the server uses).
-pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    let statements = PostgresCompatibilityParser::new()
-        .parse(sql)
-        .map_err(|e| Error::DataFusion(datafusion::error::DataFusionError::SQL(Box::new(e), None)))?;
-    Ok(statements
-        .into_iter()
-        .map(|s| rewrite(&s).unwrap_or(s))
-        .collect())
+/// Parse `sql` into statements with the Postgres-compatible parser (the same the server uses),
+/// falling back to DataFusion's parser for its own statements (`CREATE EXTERNAL TABLE`).
+pub fn parse(sql: &str) -> Result<Vec<DFStatement>> {
+    match PostgresCompatibilityParser::new().parse(sql) {
+        Ok(statements) => Ok(statements
+            .into_iter()
+            .map(|s| DFStatement::Statement(Box::new(rewrite(&s).unwrap_or(s))))
+            .collect()),
+        Err(postgres_error) => {
+            match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
+                Ok(statements)
+                    if statements
+                        .iter()
+                        .any(|s| !matches!(s, DFStatement::Statement(_))) =>
+                {
+                    Ok(statements.into_iter().collect())
+                }
+                _ => Err(Error::DataFusion(
+                    datafusion::error::DataFusionError::SQL(Box::new(postgres_error), None),
+                )),
+            }
+        }
+    }
+}
+
+/// The command tag of a parsed statement (`None` for row-returning statements).
+pub fn df_command_tag(statement: &DFStatement) -> Option<&'static str> {
+    match statement {
+        DFStatement::Statement(s) => command_tag(s),
+        DFStatement::CreateExternalTable(_) => Some("CREATE EXTERNAL TABLE"),
+        DFStatement::CopyTo(_) => Some("COPY"),
+        _ => None,
+    }
 }
 
 /// Whether the engine runs `statement` itself (its own DDL and DML, with exact command tags)
@@ -60,8 +85,11 @@ pub fn command_tag(statement: &Statement) -> Option<&'static str> {
 }
 
 /// Run one statement in `session`.
-pub async fn execute(session: &Session, statement: Statement) -> Result<Output> {
-    execute_with_params(session, statement, None).await
+pub async fn execute(session: &Session, statement: DFStatement) -> Result<Output> {
+    let tag = df_command_tag(&statement);
+    let state = session.context().state();
+    let plan = state.statement_to_plan(statement).await?;
+    execute_plan(session, tag, plan, None).await
 }
 
 /// Plan and run one statement, binding `params` (`$1`, `$2`, ...) when given.

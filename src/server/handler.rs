@@ -24,6 +24,8 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
 use pgwire::messages::data::DataRow;
+use datafusion::sql::parser::Statement as DFStatement;
+use pgwire::types::format::FormatOptions;
 use tokio::sync::watch;
 
 use crate::engine::{Engine, Identity, Session};
@@ -322,6 +324,7 @@ impl SimpleQueryHandler for QueryHandler {
     {
         let connected = self.state.connected()?;
         let service = Arc::clone(&connected.service);
+        let session = connected.session.clone();
         let timeout = self.timeout(client);
         self.guarded(timeout, async move {
             // Statement by statement, so that an error after a success still reports both,
@@ -330,13 +333,27 @@ impl SimpleQueryHandler for QueryHandler {
                 Ok(s) => s,
                 Err(e) => return Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e)))),
             };
-            if statements.len() <= 1 {
-                return SimpleQueryHandler::do_query(service.as_ref(), client, query).await;
-            }
+            let single = statements.len() == 1;
             let mut responses = Vec::with_capacity(statements.len());
             for statement in statements {
-                let text = statement.to_string();
-                match SimpleQueryHandler::do_query(service.as_ref(), client, &text).await {
+                let outcome = match statement {
+                    DFStatement::Statement(s) => {
+                        // The generic service parses again; a lone statement keeps its text.
+                        let text = if single { query.to_string() } else { s.to_string() };
+                        SimpleQueryHandler::do_query(service.as_ref(), client, &text).await
+                    }
+                    other => match session.execute_df(other).await {
+                        Ok(output) => hooks::respond(
+                            output,
+                            &Format::UnifiedText,
+                            Arc::new(FormatOptions::from_client_metadata(client.metadata())),
+                        )
+                        .await
+                        .map(|r| vec![r]),
+                        Err(e) => Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e)))),
+                    },
+                };
+                match outcome {
                     Ok(mut r) => responses.append(&mut r),
                     Err(e) => {
                         let info = match sqlstate::map_pgwire(e) {
