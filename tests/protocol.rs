@@ -332,3 +332,76 @@ async fn tls_configured_refuses_plain_text() {
     let err = TestServer::start(bad).await.err().expect("refuses to start");
     assert!(err.to_string().contains("tls.key"), "{err}");
 }
+
+#[tokio::test]
+async fn copy_in_csv_and_text_then_copy_out() {
+    use futures::{SinkExt, TryStreamExt};
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    client
+        .batch_execute("CREATE TABLE c (id BIGINT NOT NULL, name TEXT, amount NUMERIC(10, 2))")
+        .await
+        .expect("create");
+    let sink = client
+        .copy_in("COPY c FROM STDIN WITH (FORMAT csv, HEADER true)")
+        .await
+        .expect("copy in");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"id,name,amount\n1,\"a, \"\"b\"\"\",1.5\n2,"))
+        .await
+        .expect("chunk");
+    sink.send(bytes::Bytes::from_static(b",2.25\n")).await.expect("chunk");
+    assert_eq!(sink.finish().await.expect("copy done"), 2);
+
+    let sink = client.copy_in("COPY c (id, name) FROM STDIN").await.expect("text copy");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"3\ttab\\there\n4\t\\N\n"))
+        .await
+        .expect("chunk");
+    assert_eq!(sink.finish().await.expect("copy done"), 2);
+
+    let out = client
+        .copy_out("COPY (SELECT id, name, amount FROM c ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER true)")
+        .await
+        .expect("copy out");
+    let chunks: Vec<bytes::Bytes> = out.try_collect().await.expect("read");
+    let text = String::from_utf8(chunks.concat()).expect("utf8");
+    assert_eq!(
+        text,
+        "id,name,amount\n1,\"a, \"\"b\"\"\",1.50\n2,,2.25\n3,tab\there,\n4,,\n"
+    );
+}
+
+#[tokio::test]
+async fn copy_with_a_bad_row_rejects_the_whole_statement() {
+    use futures::SinkExt;
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    client
+        .batch_execute("CREATE TABLE c (id BIGINT NOT NULL, name TEXT)")
+        .await
+        .expect("create");
+    let sink = client.copy_in("COPY c FROM STDIN WITH (FORMAT csv)").await.expect("copy");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"1,a\n2,b\nthree,c\n4,d\n"))
+        .await
+        .expect("chunk");
+    let e = sink.finish().await.expect_err("bad row");
+    assert_eq!(sqlstate(&e), "22P02");
+    let db = e.as_db_error().expect("server error");
+    assert!(db.message().contains("line 3"), "{}", db.message());
+    let row = client.query_one("SELECT count(*) FROM c", &[]).await.expect("count");
+    assert_eq!(row.get::<_, i64>(0), 0, "nothing of the failed COPY is stored");
+
+    let sink = client.copy_in("COPY c FROM STDIN WITH (FORMAT csv)").await.expect("copy");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"1,a\n,b\n")).await.expect("chunk");
+    let e = sink.finish().await.expect_err("null id");
+    assert_eq!(sqlstate(&e), "23502");
+    let e = client
+        .copy_in::<_, bytes::Bytes>("COPY no_such_table FROM STDIN")
+        .await
+        .err()
+        .expect("unknown table");
+    assert_eq!(sqlstate(&e), "42P01");
+}
