@@ -5,5 +5,6 @@
 
 pub mod error;
 pub mod schema;
+pub mod storage;
 
 pub use error::{Error, ErrorKind, Result};

@@ -73,10 +73,18 @@ mod tests {
         assert_eq!(names.len(), 24);
         assert_eq!(&names[..4], &["event_id", "ts", "provider", "model"]);
         for required in ["event_id", "ts", "provider", "model"] {
-            assert!(!schema.field_with_name(required).expect("column").is_nullable());
+            assert!(
+                !schema
+                    .field_with_name(required)
+                    .expect("column")
+                    .is_nullable()
+            );
         }
         assert_eq!(
-            schema.field_with_name("reported_cost").expect("column").data_type(),
+            schema
+                .field_with_name("reported_cost")
+                .expect("column")
+                .data_type(),
             &money_type()
         );
     }
