@@ -45,6 +45,7 @@ mod exec;
 mod keys;
 mod manifest;
 mod mutate;
+mod options;
 mod provider;
 mod segment;
 mod table;
@@ -61,8 +62,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use object_store::path::Path;
 
+pub use options::{ColumnDefault, TableKind, TableOptions};
 pub use provider::{DurableTable, TableStats};
-pub use table::{ColumnDefault, TableKind, TableOptions};
 
 use backend::Backend;
 use manifest::{Catalog, CatalogEntry};
@@ -289,10 +290,10 @@ async fn open_table(
 async fn delete_dropped(backend: &Backend, catalog: &Catalog) -> Result<()> {
     let mut unlisted = std::collections::BTreeSet::new();
     for meta in backend.list(&Path::from("tables")).await? {
-        if let Some(id) = meta.location.parts().nth(1) {
-            if !catalog.tables.iter().any(|t| t.id == id.as_ref()) {
-                unlisted.insert(id.as_ref().to_string());
-            }
+        if let Some(id) = meta.location.parts().nth(1)
+            && !catalog.tables.iter().any(|t| t.id == id.as_ref())
+        {
+            unlisted.insert(id.as_ref().to_string());
         }
     }
     for id in unlisted {

@@ -9,8 +9,9 @@
 //! It owns choosing and merging segments. It must not change rows.
 
 use super::manifest::SegmentMeta;
+use super::options::TableKind;
 use super::segment;
-use super::table::{TableCore, TableKind};
+use super::table::TableCore;
 use crate::error::Result;
 
 impl TableCore {

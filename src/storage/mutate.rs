@@ -17,9 +17,10 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::keys;
 use super::manifest::SegmentMeta;
+use super::options::TableKind;
 use super::provider::prune;
 use super::segment;
-use super::table::{TableCore, TableKind};
+use super::table::TableCore;
 use crate::error::{Error, Result};
 
 impl TableCore {

@@ -30,8 +30,9 @@ use datafusion::physical_plan::union::UnionExec;
 
 use super::exec::{StorageWriteExec, WriteOp};
 use super::manifest::SegmentMeta;
+use super::options::{TableKind, TableOptions};
 use super::segment::{self, TS};
-use super::table::{TableCore, TableKind, TableOptions};
+use super::table::TableCore;
 
 /// A durable table: Parquet segments plus a write-ahead log, readable and writable through
 /// DataFusion, and appendable directly (COPY, file ingest) with [`DurableTable::append`].

@@ -160,12 +160,11 @@ pub(crate) async fn read_keys(
     segment: &SegmentMeta,
 ) -> Result<Vec<u64>> {
     let path = keys_path(table_dir, segment.id);
-    if let Ok(bytes) = backend.get(&path).await {
-        if let Some(hashes) = keys::decode(&bytes) {
-            if hashes.len() as u64 == segment.rows {
-                return Ok(hashes);
-            }
-        }
+    if let Ok(bytes) = backend.get(&path).await
+        && let Some(hashes) = keys::decode(&bytes)
+        && hashes.len() as u64 == segment.rows
+    {
+        return Ok(hashes);
     }
     log::warn!("key index {path} is missing or damaged; rebuilding it from the segment");
     let batch = read(backend, table_dir, schema, segment).await?;

@@ -13,84 +13,19 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::kernels::zip::zip;
 use datafusion::arrow::compute::{cast, filter_record_batch, is_not_null};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::ScalarValue;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, lit};
 use object_store::path::Path;
-use serde::{Deserialize, Serialize};
 
 use super::StorageOptions;
 use super::backend::Backend;
 use super::keys::{self, KeySet};
 use super::manifest::{self, SegmentMeta, TableManifest};
+use super::options::{TableKind, TableOptions};
 use super::segment;
 use super::wal::Wal;
 use crate::error::{Error, Result};
-
-/// What a table is for, which decides its write semantics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TableKind {
-    /// Append-only usage data, idempotent by `event_id`: a row whose `event_id` is already stored
-    /// (or earlier in the same statement) is skipped. Segments are sorted by `ts`. NULL in a column
-    /// with a default takes the default.
-    Usage,
-    /// A small, editable table (prices, budgets, owners): plain inserts, UPDATE and DELETE.
-    #[default]
-    Config,
-}
-
-/// A column default, kept in the catalog.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum ColumnDefault {
-    /// A `bigint` value.
-    Int64(i64),
-    /// A `double precision` value.
-    Float64(f64),
-    /// A `boolean` value.
-    Boolean(bool),
-    /// A `text` value.
-    Text(String),
-}
-
-impl ColumnDefault {
-    /// The default as a scalar.
-    pub fn scalar(&self) -> ScalarValue {
-        match self {
-            ColumnDefault::Int64(v) => ScalarValue::Int64(Some(*v)),
-            ColumnDefault::Float64(v) => ScalarValue::Float64(Some(*v)),
-            ColumnDefault::Boolean(v) => ScalarValue::Boolean(Some(*v)),
-            ColumnDefault::Text(v) => ScalarValue::Utf8(Some(v.clone())),
-        }
-    }
-}
-
-/// How a table behaves: kind, constraints beyond the schema's nullability, and defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TableOptions {
-    /// Usage (idempotent append) or config (editable).
-    pub kind: TableKind,
-    /// Columns that reject NULL, in addition to the schema's non-nullable fields.
-    pub not_null: Vec<String>,
-    /// Column defaults, used for columns an INSERT leaves out (and, in usage tables, for NULLs).
-    pub defaults: Vec<(String, ColumnDefault)>,
-}
-
-impl TableOptions {
-    /// Options of `finops.usage_events` (SPEC 3.1): usage kind, `requests` defaults to 1.
-    pub fn usage() -> Self {
-        Self {
-            kind: TableKind::Usage,
-            not_null: Vec::new(),
-            defaults: vec![("requests".into(), ColumnDefault::Int64(1))],
-        }
-    }
-
-    /// Options of an editable config table with no extra constraints.
-    pub fn config() -> Self {
-        Self::default()
-    }
-}
 
 /// What readers see: immutable, swapped whole on every commit.
 #[derive(Debug, Default)]
@@ -278,13 +213,13 @@ impl TableCore {
             segments: current.segments.clone(),
             mem,
         });
-        if mem_rows >= self.settings.flush_rows || mem_batches >= self.settings.flush_statements {
-            if let Err(e) = self.flush_locked(&mut writer).await {
-                log::warn!(
-                    "flush of {} failed, rows stay in the WAL: {e}",
-                    self.qualified_name()
-                );
-            }
+        let due =
+            mem_rows >= self.settings.flush_rows || mem_batches >= self.settings.flush_statements;
+        if due && let Err(e) = self.flush_locked(&mut writer).await {
+            log::warn!(
+                "flush of {} failed, rows stay in the WAL: {e}",
+                self.qualified_name()
+            );
         }
         Ok(rows as u64)
     }
@@ -315,17 +250,17 @@ impl TableCore {
                         message: format!("column \"{}\": {e}", field.name()),
                     })?
                 };
-                if column.null_count() > 0 && self.options.kind == TableKind::Usage {
-                    if let Some((_, default)) = self
+                if column.null_count() > 0
+                    && self.options.kind == TableKind::Usage
+                    && let Some((_, default)) = self
                         .options
                         .defaults
                         .iter()
                         .find(|(c, _)| c == field.name())
-                    {
-                        let value = default.scalar().cast_to(field.data_type())?.to_scalar()?;
-                        let present = is_not_null(&column).map_err(DataFusionError::from)?;
-                        column = zip(&present, &column, &value).map_err(DataFusionError::from)?;
-                    }
+                {
+                    let value = default.scalar().cast_to(field.data_type())?.to_scalar()?;
+                    let present = is_not_null(&column).map_err(DataFusionError::from)?;
+                    column = zip(&present, &column, &value).map_err(DataFusionError::from)?;
                 }
                 let required = !field.is_nullable() || self.options.not_null.contains(field.name());
                 if required && column.null_count() > 0 {
