@@ -8,11 +8,16 @@
 //!
 //! It owns choosing and merging segments. It must not change rows.
 
+use std::collections::BTreeMap;
+
 use super::manifest::SegmentMeta;
 use super::options::TableKind;
 use super::segment;
 use super::table::TableCore;
 use crate::error::Result;
+
+/// Segments per size tier that trigger a merge, and the size ratio between tiers.
+const FAN_IN: usize = 4;
 
 impl TableCore {
     /// Merge small segments; returns how many merges were committed.
@@ -26,30 +31,36 @@ impl TableCore {
         Ok(merges)
     }
 
-    /// Groups of small segments to merge: consecutive runs (in `ts` order) of segments below the
-    /// target, each run up to about the target size, only runs of two or more.
+    /// Groups of small segments to merge. Segments below the target are put in size tiers (a tier
+    /// spans a factor of [`FAN_IN`] in rows); a tier holding at least [`FAN_IN`] segments is merged
+    /// in `ts` order into groups of up to about the target. Each row is thus rewritten about
+    /// log_FAN_IN(target / flush size) times, and at most `FAN_IN - 1` segments wait per tier, so
+    /// the file count stays bounded by `total / target + (FAN_IN - 1) × tiers`.
     fn plan_compaction(&self) -> Vec<Vec<SegmentMeta>> {
         let target = self.settings.compaction_target_rows.max(1) as u64;
-        let mut small: Vec<SegmentMeta> = self
-            .snapshot()
-            .segments
-            .iter()
-            .filter(|s| s.rows < target)
-            .cloned()
-            .collect();
-        small.sort_by_key(|s| (s.min_ts, s.id));
-        let mut groups = Vec::new();
-        let mut group: Vec<SegmentMeta> = Vec::new();
-        let mut rows = 0u64;
-        for seg in small {
-            if !group.is_empty() && rows + seg.rows > target {
-                groups.push(std::mem::take(&mut group));
-                rows = 0;
-            }
-            rows += seg.rows;
-            group.push(seg);
+        let mut tiers: BTreeMap<u32, Vec<SegmentMeta>> = BTreeMap::new();
+        for seg in self.snapshot().segments.iter().filter(|s| s.rows < target) {
+            let tier = seg.rows.max(1).ilog(FAN_IN as u64);
+            tiers.entry(tier).or_default().push(seg.clone());
         }
-        groups.push(group);
+        let mut groups = Vec::new();
+        for (_, mut tier) in tiers {
+            if tier.len() < FAN_IN {
+                continue;
+            }
+            tier.sort_by_key(|s| (s.min_ts, s.id));
+            let mut group: Vec<SegmentMeta> = Vec::new();
+            let mut rows = 0u64;
+            for seg in tier {
+                if !group.is_empty() && rows + seg.rows > target {
+                    groups.push(std::mem::take(&mut group));
+                    rows = 0;
+                }
+                rows += seg.rows;
+                group.push(seg);
+            }
+            groups.push(group);
+        }
         groups.retain(|g| g.len() >= 2);
         groups
     }

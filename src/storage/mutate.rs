@@ -20,7 +20,7 @@ use super::manifest::SegmentMeta;
 use super::options::TableKind;
 use super::provider::prune;
 use super::segment;
-use super::table::TableCore;
+use super::table::{STRICT_CAST, TableCore};
 use crate::error::{Error, Result};
 
 impl TableCore {
@@ -56,8 +56,12 @@ impl TableCore {
                 let values = if values.data_type() == field.data_type() {
                     values
                 } else {
-                    datafusion::arrow::compute::cast(&values, field.data_type())
-                        .map_err(DataFusionError::from)?
+                    datafusion::arrow::compute::cast_with_options(
+                        &values,
+                        field.data_type(),
+                        &STRICT_CAST,
+                    )
+                    .map_err(DataFusionError::from)?
                 };
                 let merged =
                     zip(matches, &values, &columns[*index]).map_err(DataFusionError::from)?;

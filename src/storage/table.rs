@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::kernels::zip::zip;
-use datafusion::arrow::compute::{cast, filter_record_batch, is_not_null};
+use datafusion::arrow::compute::{
+    CastOptions, cast_with_options, filter_record_batch, is_not_null,
+};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::error::DataFusionError;
@@ -26,6 +28,12 @@ use super::options::{TableKind, TableOptions};
 use super::segment;
 use super::wal::Wal;
 use crate::error::{Error, Result};
+
+/// Casting that fails on a value that does not convert, instead of storing NULL in its place.
+pub(crate) const STRICT_CAST: CastOptions<'static> = CastOptions {
+    safe: false,
+    format_options: datafusion::arrow::util::display::FormatOptions::new(),
+};
 
 /// What readers see: immutable, swapped whole on every commit.
 #[derive(Debug, Default)]
@@ -92,6 +100,8 @@ impl TableCore {
         let usage = options.kind == TableKind::Usage;
         let mut key_set = usage.then(KeySet::default);
         if let Some(set) = key_set.as_mut() {
+            // One allocation up front: growing by doubling would briefly need 1.5x the memory.
+            set.reserve(manifest.segments.iter().map(|s| s.rows as usize).sum());
             for seg in &manifest.segments {
                 set.extend(segment::read_keys(&backend, &dir, &schema, seg).await?);
             }
@@ -246,8 +256,10 @@ impl TableCore {
                 let mut column = if column.data_type() == field.data_type() {
                     Arc::clone(column)
                 } else {
-                    cast(column, field.data_type()).map_err(|e| Error::InvalidValue {
-                        message: format!("column \"{}\": {e}", field.name()),
+                    cast_with_options(column, field.data_type(), &STRICT_CAST).map_err(|e| {
+                        Error::InvalidValue {
+                            message: format!("column \"{}\": {e}", field.name()),
+                        }
                     })?
                 };
                 if column.null_count() > 0

@@ -650,3 +650,131 @@ async fn interrupted_flush_leftovers_are_removed_at_open() {
     table.flush().await.expect("flush");
     assert_eq!(event_ids(&table).await, ["a"]);
 }
+
+#[tokio::test]
+async fn sql_insert_without_model_names_column_and_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open(dir.path()).await;
+    let table = usage_table(&storage).await;
+    let ctx = SessionContext::new();
+    ctx.register_table("t", Arc::new(table.clone()))
+        .expect("register");
+    let result = ctx
+        .sql("INSERT INTO t (event_id, ts, provider) VALUES ('r1', '2026-01-01T00:00:00Z', 'openai')")
+        .await
+        .expect("plan")
+        .collect()
+        .await;
+    let err = result.expect_err("model is NOT NULL");
+    let message = err.to_string();
+    assert!(
+        message.contains("\"model\"") && message.contains("row 1"),
+        "{message}"
+    );
+    assert_eq!(
+        crate::error::classify_datafusion(&err),
+        crate::ErrorKind::InvalidInput
+    );
+    assert!(event_ids(&table).await.is_empty());
+}
+
+#[tokio::test]
+async fn value_that_does_not_convert_fails_instead_of_becoming_null() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open(dir.path()).await;
+    let schema = Arc::new(Schema::new(vec![Field::new("amount", money_type(), true)]));
+    let table = storage
+        .create_table("finops", "prices", schema, TableOptions::config())
+        .await
+        .expect("create");
+    let text = Arc::new(Schema::new(vec![Field::new(
+        "amount",
+        DataType::Utf8,
+        true,
+    )]));
+    let batch = RecordBatch::try_new(text, vec![Arc::new(StringArray::from(vec!["1.5", "abc"]))])
+        .expect("batch");
+    let err = table
+        .append(vec![batch])
+        .await
+        .expect_err("abc is not numeric");
+    assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
+    assert_eq!(table.stats().wal_rows, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_are_serialized_and_all_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut options = test_options();
+    options.flush_statements = 16;
+    let storage = Storage::open(dir.path().to_str().expect("utf-8"), options)
+        .await
+        .expect("open");
+    let table = usage_table(&storage).await;
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let table = table.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut inserted = 0;
+            for statement in 0..25 {
+                let ids: Vec<String> = (0..4)
+                    .map(|i| format!("w{writer}-s{statement}-{i}"))
+                    .collect();
+                let mut rows: Vec<(&str, i64, Option<i64>)> = ids
+                    .iter()
+                    .map(|id| (id.as_str(), statement, None))
+                    .collect();
+                // Every statement also repeats a row all writers share.
+                rows.push(("shared", 0, None));
+                inserted += table
+                    .append(vec![usage_batch(&rows)])
+                    .await
+                    .expect("append");
+            }
+            inserted
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("task");
+    }
+    assert_eq!(total, 8 * 25 * 4 + 1);
+    assert_eq!(scalar_i64(&table, "SELECT count(*) FROM t").await, 801);
+    storage.maintain().await.expect("maintain");
+    drop(storage);
+    let storage = open(dir.path()).await;
+    let table = usage_table(&storage).await;
+    assert_eq!(
+        scalar_i64(&table, "SELECT count(DISTINCT event_id) FROM t").await,
+        801
+    );
+    assert_eq!(scalar_i64(&table, "SELECT count(*) FROM t").await, 801);
+}
+
+#[tokio::test]
+async fn query_planned_before_compaction_reads_its_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open(dir.path()).await;
+    let table = table_with_daily_segments(&storage, 4).await;
+    let ctx = SessionContext::new();
+    ctx.register_table("t", Arc::new(table.clone()))
+        .expect("register");
+    let df = ctx.sql("SELECT count(*) FROM t").await.expect("plan");
+    let plan = df.create_physical_plan().await.expect("physical plan");
+    table
+        .append(vec![usage_batch(&[("after", 1, None)])])
+        .await
+        .expect("append");
+    assert_eq!(table.compact().await.expect("compact"), 1);
+    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+        .await
+        .expect("run");
+    assert_eq!(
+        batches[0]
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .value(0),
+        40
+    );
+    assert_eq!(scalar_i64(&table, "SELECT count(*) FROM t").await, 41);
+}
