@@ -778,3 +778,52 @@ async fn query_planned_before_compaction_reads_its_snapshot() {
     );
     assert_eq!(scalar_i64(&table, "SELECT count(*) FROM t").await, 41);
 }
+
+/// Append throughput, for the README's numbers: `cargo test --release --lib append_throughput --
+/// --ignored --nocapture`. Not a test of behaviour, so ignored by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn append_throughput() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (sync, rows_per_statement, statements) in
+        [(true, 10_000, 100), (false, 10_000, 100), (true, 1, 2_000)]
+    {
+        let mut options = StorageOptions {
+            sync,
+            ..StorageOptions::default()
+        };
+        options.background_interval = None;
+        let path = dir.path().join(format!("s{sync}-{rows_per_statement}"));
+        let storage = Storage::open(path.to_str().expect("utf-8"), options)
+            .await
+            .expect("open");
+        let table = usage_table(&storage).await;
+        let ids: Vec<String> = (0..rows_per_statement * statements)
+            .map(|i| format!("req_{i:012}"))
+            .collect();
+        let batches: Vec<RecordBatch> = ids
+            .chunks(rows_per_statement)
+            .enumerate()
+            .map(|(s, chunk)| {
+                let rows: Vec<(&str, i64, Option<i64>)> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.as_str(), (s * rows_per_statement + i) as i64, Some(1)))
+                    .collect();
+                usage_batch(&rows)
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        for batch in batches {
+            table.append(vec![batch]).await.expect("append");
+        }
+        table.flush().await.expect("flush");
+        let elapsed = start.elapsed();
+        let total = rows_per_statement * statements;
+        println!(
+            "sync={sync} rows/statement={rows_per_statement}: {total} rows in {elapsed:?} = {:.0} rows/s, {:.0} statements/s",
+            total as f64 / elapsed.as_secs_f64(),
+            statements as f64 / elapsed.as_secs_f64()
+        );
+    }
+}
