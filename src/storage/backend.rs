@@ -32,6 +32,9 @@ pub(crate) struct Backend {
     pub(crate) sync: bool,
     /// How the user named the data directory, for messages.
     pub(crate) display: String,
+    /// Held (with an OS file lock) while this process uses a local data directory, so a second
+    /// process cannot interleave WAL files and manifest versions with ours.
+    _lock: Option<std::fs::File>,
 }
 
 impl Backend {
@@ -60,6 +63,7 @@ impl Backend {
             let root = dir
                 .canonicalize()
                 .map_err(|e| Error::io(dir.display().to_string(), e))?;
+            let lock = lock_dir(&root)?;
             let store = LocalFileSystem::new_with_prefix(&root)
                 .map_err(|e| Error::object_store(root.display().to_string(), e))?;
             return Ok(Self {
@@ -67,6 +71,7 @@ impl Backend {
                 local_root: Some(root),
                 sync,
                 display,
+                _lock: Some(lock),
             });
         }
         let url = url::Url::parse(url_or_path)
@@ -88,6 +93,7 @@ impl Backend {
             local_root: None,
             sync,
             display,
+            _lock: None,
         })
     }
 
@@ -189,6 +195,26 @@ impl Backend {
         tokio::task::spawn_blocking(move || fsync_file_and_dir(&file))
             .await
             .map_err(|e| Error::Internal(format!("fsync task failed: {e}")))?
+    }
+}
+
+/// Take the exclusive lock of a local data directory. The OS releases it when the process dies,
+/// so a crash never leaves the directory locked.
+fn lock_dir(root: &FsPath) -> Result<std::fs::File> {
+    let path = root.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(path.display().to_string(), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config(format!(
+            "data directory {} is in use by another finops-db process",
+            root.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path.display().to_string(), e)),
     }
 }
 

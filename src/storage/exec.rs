@@ -21,7 +21,7 @@ use datafusion::physical_plan::{
     PlanProperties, ReplaceChildrenOptions,
 };
 
-use super::table::TableCore;
+use super::table::{TableCore, detached};
 
 /// What a [`StorageWriteExec`] does.
 #[derive(Debug, Clone)]
@@ -178,13 +178,15 @@ impl ExecutionPlan for StorageWriteExec {
                     // The whole statement is gathered first so it is logged as one record:
                     // all its rows or none.
                     let batches = datafusion::physical_plan::collect(input, context).await?;
-                    core.append(batches).await?
+                    detached(async move { core.append(batches).await }).await?
                 }
-                WriteOp::Delete(predicate) => core.delete(predicate).await?,
+                WriteOp::Delete(predicate) => {
+                    detached(async move { core.delete(predicate).await }).await?
+                }
                 WriteOp::Update(assignments, predicate) => {
-                    core.update(assignments, predicate).await?
+                    detached(async move { core.update(assignments, predicate).await }).await?
                 }
-                WriteOp::Truncate => core.truncate().await?,
+                WriteOp::Truncate => detached(async move { core.truncate().await }).await?,
             };
             let column: ArrayRef = Arc::new(UInt64Array::from(vec![count]));
             Ok(RecordBatch::try_new(out_schema, vec![column])?)

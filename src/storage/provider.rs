@@ -32,7 +32,7 @@ use super::exec::{StorageWriteExec, WriteOp};
 use super::manifest::SegmentMeta;
 use super::options::{TableKind, TableOptions};
 use super::segment::{self, TS};
-use super::table::TableCore;
+use super::table::{TableCore, detached};
 
 /// A durable table: Parquet segments plus a write-ahead log, readable and writable through
 /// DataFusion, and appendable directly (COPY, file ingest) with [`DurableTable::append`].
@@ -80,18 +80,24 @@ impl DurableTable {
         &self,
         batches: Vec<datafusion::arrow::array::RecordBatch>,
     ) -> crate::Result<u64> {
-        self.core.append(batches).await
+        let core = Arc::clone(&self.core);
+        detached(async move { core.append(batches).await }).await
     }
 
     /// Fold rows still in the WAL into a Parquet segment now.
     pub async fn flush(&self) -> crate::Result<()> {
-        let mut writer = self.core.writer.lock().await;
-        self.core.flush_locked(&mut writer).await
+        let core = Arc::clone(&self.core);
+        detached(async move {
+            let mut writer = core.writer.lock().await;
+            core.flush_locked(&mut writer).await
+        })
+        .await
     }
 
     /// Merge small segments now; returns how many merges were done.
     pub async fn compact(&self) -> crate::Result<usize> {
-        self.core.compact().await
+        let core = Arc::clone(&self.core);
+        detached(async move { core.compact().await }).await
     }
 
     /// Current sizes.

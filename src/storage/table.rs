@@ -6,6 +6,7 @@
 //! `provider.rs`) nor rewrite segments (that is `mutate.rs` and `compaction.rs`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -34,6 +35,17 @@ pub(crate) const STRICT_CAST: CastOptions<'static> = CastOptions {
     safe: false,
     format_options: datafusion::arrow::util::display::FormatOptions::new(),
 };
+
+/// Run a write to completion even if the statement that started it is cancelled: a write dropped
+/// halfway (WAL record durable but not published, manifest committed but not adopted) would leave
+/// memory and storage disagreeing.
+pub(crate) async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Error::Internal(format!("storage write task failed: {e}")))?
+}
 
 /// What readers see: immutable, swapped whole on every commit.
 #[derive(Debug, Default)]

@@ -284,6 +284,7 @@ async fn failed_wal_write_leaves_nothing_and_table_keeps_working() {
             .expect("append"),
         1
     );
+    drop(table);
     drop(storage);
     let storage = open(dir.path()).await;
     assert_eq!(event_ids(&usage_table(&storage).await).await, ["a"]);
@@ -333,6 +334,7 @@ async fn torn_wal_tail_is_dropped_on_recovery() {
             .expect("append"),
         1
     );
+    drop(table);
     drop(storage);
     let storage = open(dir.path()).await;
     assert_eq!(event_ids(&usage_table(&storage).await).await, ["a", "b"]);
@@ -395,6 +397,7 @@ async fn delete_rewrites_only_segments_with_matching_rows() {
         1
     );
     drop(ctx);
+    drop(table);
     drop(storage);
     let storage = open(dir.path()).await;
     assert_eq!(
@@ -492,6 +495,7 @@ async fn compaction_merges_small_segments_and_keeps_rows() {
     for path in old {
         assert!(!dir.path().join(path).exists(), "retired file left behind");
     }
+    drop(table);
     drop(storage);
     let storage = open(dir.path()).await;
     let table = usage_table(&storage).await;
@@ -578,6 +582,7 @@ async fn reopen_restores_tables_and_drop_deletes_files() {
     let owners_dir = storage.backend.local_path(&owners.core.dir).expect("local");
     storage.drop_table("finops", "owners").await.expect("drop");
     assert!(!owners_dir.exists());
+    drop(owners);
     drop(storage);
     let storage = open(dir.path()).await;
     assert!(storage.table("finops", "owners").is_none());
@@ -619,6 +624,7 @@ async fn truncate_empties_table_and_forgets_event_ids() {
         1
     );
     drop(ctx);
+    drop(table);
     drop(storage);
     let storage = open(dir.path()).await;
     assert_eq!(event_ids(&usage_table(&storage).await).await, ["d0-0"]);
@@ -741,6 +747,7 @@ async fn concurrent_appends_are_serialized_and_all_kept() {
     assert_eq!(total, 8 * 25 * 4 + 1);
     assert_eq!(scalar_i64(&table, "SELECT count(*) FROM t").await, 801);
     storage.maintain().await.expect("maintain");
+    drop(table);
     drop(storage);
     let storage = open(dir.path()).await;
     let table = usage_table(&storage).await;
@@ -826,4 +833,16 @@ async fn append_throughput() {
             statements as f64 / elapsed.as_secs_f64()
         );
     }
+}
+
+#[tokio::test]
+async fn second_open_of_a_local_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open(dir.path()).await;
+    let second = Storage::open(dir.path().to_str().expect("utf-8"), test_options()).await;
+    assert!(matches!(second, Err(Error::Config(_))), "{second:?}");
+    drop(storage);
+    Storage::open(dir.path().to_str().expect("utf-8"), test_options())
+        .await
+        .expect("free again once the first is gone");
 }

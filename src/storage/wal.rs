@@ -72,10 +72,14 @@ impl Wal {
         let record = encode_record(schema, batches)?;
         let path = self.file_path(self.seq);
         let Some(fs_path) = self.backend.local_path(&path) else {
-            // One object per record: a put is atomic and durable once it returns.
-            self.backend.put(&path, record.into()).await?;
+            // One object per record: a put is atomic and durable once it returns. A failed put may
+            // still have landed (a lost response), so remove it before failing the statement.
+            let outcome = self.backend.put(&path, record.into()).await;
+            if outcome.is_err() {
+                let _ = self.backend.delete(&path).await;
+            }
             self.seq += 1;
-            return Ok(());
+            return outcome;
         };
         let sync = self.backend.sync;
         let local = self.local.take();
