@@ -209,6 +209,43 @@ impl Storage {
         Ok(table)
     }
 
+    /// The table `schema.name`, created with `arrow_schema` and `options` if it does not exist.
+    /// An existing table must have the same columns; otherwise [`Error::InvalidParameter`].
+    pub async fn ensure_table(
+        &self,
+        schema_name: &str,
+        table_name: &str,
+        arrow_schema: SchemaRef,
+        options: TableOptions,
+    ) -> Result<DurableTable> {
+        if let Some(table) = self.table(schema_name, table_name) {
+            let existing = table.core.schema.fields();
+            let same = existing.len() == arrow_schema.fields().len()
+                && existing.iter().zip(arrow_schema.fields()).all(|(a, b)| {
+                    a.name() == b.name()
+                        && a.data_type() == b.data_type()
+                        && a.is_nullable() == b.is_nullable()
+                });
+            if !same {
+                return Err(Error::InvalidParameter(format!(
+                    "stored table {schema_name}.{table_name} has different columns than expected"
+                )));
+            }
+            return Ok(table);
+        }
+        self.create_table(schema_name, table_name, arrow_schema, options)
+            .await
+    }
+
+    /// Flush every table's WAL into segments, so the next open replays nothing. Not needed for
+    /// durability; makes restarts fast after a clean shutdown.
+    pub async fn close(&self) -> Result<()> {
+        for (_, _, table) in self.tables() {
+            table.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Drop a durable table and delete its files. Fails with [`Error::TableNotFound`].
     pub async fn drop_table(&self, schema_name: &str, table_name: &str) -> Result<()> {
         let mut catalog = self.catalog.lock().await;
@@ -256,7 +293,7 @@ impl Storage {
     pub async fn maintain(&self) -> Result<()> {
         for (_, _, table) in self.tables() {
             table.flush().await?;
-            table.core.compact().await?;
+            table.compact().await?;
             table.core.collect_garbage(false).await?;
         }
         Ok(())

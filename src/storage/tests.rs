@@ -65,18 +65,15 @@ async fn open(dir: &std::path::Path) -> Arc<Storage> {
 }
 
 async fn usage_table(storage: &Storage) -> DurableTable {
-    match storage.table("finops", "usage_events") {
-        Some(t) => t,
-        None => storage
-            .create_table(
-                "finops",
-                "usage_events",
-                usage_events_schema(),
-                TableOptions::usage(),
-            )
-            .await
-            .expect("create"),
-    }
+    storage
+        .ensure_table(
+            "finops",
+            "usage_events",
+            usage_events_schema(),
+            TableOptions::usage(),
+        )
+        .await
+        .expect("usage table")
 }
 
 async fn query(table: &DurableTable, sql: &str) -> Vec<RecordBatch> {
