@@ -25,6 +25,14 @@
 //!
 //! A crash at any point leaves either the old manifest plus a WAL that replays the rows, or the new
 //! manifest; files no manifest references are deleted at open, and a torn WAL tail is dropped.
+//! Steps 2–4 run in their own task, so a cancelled statement cannot stop a write halfway (durable
+//! but unpublished); like any cancel racing a commit, the statement may still have committed.
+//!
+//! On an object store (no append) each WAL record is its own object, and create-if-absent is the
+//! store's conditional put (S3 `If-None-Match`, GCS generation match, Azure `If-None-Match`).
+//!
+//! One process owns a data directory: a local one is locked with an OS file lock (released when the
+//! process dies); on an object store a second writer is detected when its manifest commit collides.
 //!
 //! # Idempotency of usage tables
 //! A hash set of 64-bit XXH3 hashes of every stored `event_id` (about 12 bytes per row in memory,
@@ -32,9 +40,15 @@
 //!
 //! # DELETE / UPDATE / TRUNCATE and compaction
 //! Copy-on-write of only the segments that hold matching rows (segments are first pruned by their
-//! `ts` range), committed as one manifest version. Background compaction merges small segments
+//! `ts` range), committed as one manifest version. UPDATE is for config tables; usage events are
+//! append-only. Background compaction merges small segments in size tiers (see `compaction.rs`)
 //! without blocking readers or writers. Replaced files are deleted `gc_grace` after they leave the
 //! manifest, so queries still reading an older snapshot finish.
+//!
+//! # Reads
+//! A scan takes the current snapshot: a Parquet scan of the segments whose `ts` range can match the
+//! filters (DataFusion's own pruning over per-segment min/max, then row-group and page pruning inside
+//! each file), unioned with the unflushed rows held in memory.
 //!
 //! This module owns the catalog of durable tables and the background work. It must not parse SQL or
 //! know about the wire protocol; the engine registers [`DurableTable`]s as DataFusion tables.
