@@ -16,7 +16,10 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 
+use datafusion::catalog::{CatalogProvider, MemorySchemaProvider};
+
 use crate::catalog;
+use crate::storage::{Storage, StorageOptions, TableOptions};
 use crate::config::{Config, DATABASE, Role};
 use crate::error::{Error, Result};
 
@@ -84,6 +87,7 @@ impl Identity {
 pub struct Engine {
     base: SessionContext,
     config: Config,
+    storage: Arc<Storage>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -109,9 +113,25 @@ pub enum Output {
     },
 }
 
+impl Output {
+    /// A command without a row count.
+    pub fn command(tag: &str) -> Output {
+        Output::Command {
+            tag: tag.to_string(),
+            rows: None,
+        }
+    }
+}
+
 impl Engine {
     /// Open the data directory named in `config` and register everything.
     pub async fn open(config: Config) -> Result<Arc<Engine>> {
+        Self::open_with(config, StorageOptions::default()).await
+    }
+
+    /// Open with explicit storage options (tests and benches tune flushing and durability).
+    pub async fn open_with(config: Config, storage_options: StorageOptions) -> Result<Arc<Engine>> {
+        let storage = Storage::open(&config.data_dir, storage_options).await?;
         let session_config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, "public")
             .with_create_default_catalog_and_schema(true)
@@ -151,7 +171,66 @@ impl Engine {
         )
         .map_err(|e| Error::DataFusion(*e))?;
         catalog::register_functions(&base);
-        Ok(Arc::new(Engine { base, config }))
+        let engine = Arc::new(Engine {
+            base,
+            config,
+            storage,
+        });
+        engine.register_durable_tables().await?;
+        let session = engine.session(Identity::local_admin())?;
+        crate::statements::restore_provider_tables(&session).await?;
+        Ok(engine)
+    }
+
+    /// Create the built-in tables on first start and register every durable table.
+    async fn register_durable_tables(&self) -> Result<()> {
+        self.storage
+            .ensure_table(
+                "finops",
+                crate::schema::USAGE_EVENTS,
+                crate::schema::usage_events_schema(),
+                TableOptions::usage(),
+            )
+            .await?;
+        let (schema, name) = crate::statements::PROVIDER_TABLES;
+        self.storage
+            .ensure_table(
+                schema,
+                name,
+                crate::statements::provider_tables_schema(),
+                TableOptions::config(),
+            )
+            .await?;
+        let catalog = self.catalog()?;
+        for (schema_name, table_name, table) in self.storage.tables() {
+            let schema = match catalog.schema(&schema_name) {
+                Some(s) => s,
+                None => {
+                    let s = Arc::new(MemorySchemaProvider::new());
+                    catalog.register_schema(&schema_name, s.clone())?;
+                    s
+                }
+            };
+            schema.register_table(table_name, Arc::new(table))?;
+        }
+        Ok(())
+    }
+
+    /// The durable storage of the data directory.
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
+    /// The `finops` database's catalog.
+    pub fn catalog(&self) -> Result<Arc<dyn CatalogProvider>> {
+        self.base
+            .catalog(DATABASE)
+            .ok_or_else(|| Error::Internal(format!("catalog {DATABASE} missing")))
+    }
+
+    /// Flush unflushed writes so the next start replays nothing (durability does not need it).
+    pub async fn close(&self) -> Result<()> {
+        self.storage.close().await
     }
 
     /// The configuration the engine was opened with.

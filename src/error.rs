@@ -26,6 +26,15 @@ pub enum Error {
         source: object_store::Error,
     },
 
+    /// A stored object (manifest, WAL, segment, key index) is unreadable or inconsistent.
+    #[error("corrupt storage at {location}: {message}")]
+    Corrupt {
+        /// The object concerned.
+        location: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// Local I/O failed.
     #[error("I/O error at {path}: {source}")]
     Io {
@@ -145,6 +154,7 @@ impl Error {
                 object_store::Error::NotFound { .. } => ErrorKind::NotFound,
                 _ => ErrorKind::Internal,
             },
+            Error::Corrupt { .. } => ErrorKind::Internal,
             Error::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => ErrorKind::NotFound,
                 std::io::ErrorKind::StorageFull => ErrorKind::ResourceExhausted,

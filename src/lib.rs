@@ -22,6 +22,7 @@ pub mod schema;
 pub mod server;
 pub mod statements;
 pub mod testing;
+pub mod storage;
 
 pub use engine::{Engine, Session};
 pub use error::{Error, ErrorKind, Result};

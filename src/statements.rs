@@ -3,13 +3,16 @@
 //!
 //! It must not know about the wire protocol; the server turns [`Output`] into messages.
 
+mod ddl;
 mod rewrite;
+
+pub use ddl::{PROVIDER_TABLES, provider_tables_schema, restore_provider_tables};
 
 pub use rewrite::rewrite;
 
 use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::common::ParamValues;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
@@ -122,6 +125,21 @@ pub async fn execute_plan(
         Some(p) => plan.replace_params_with_values(p)?,
         None => plan,
     };
+    match plan {
+        LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
+            return ddl::create_table(session, create).await;
+        }
+        LogicalPlan::Ddl(DdlStatement::CreateExternalTable(ref create)) => {
+            let create = create.as_ref().clone();
+            return ddl::create_external_table(session, create, plan).await;
+        }
+        LogicalPlan::Ddl(DdlStatement::DropTable(ref drop)) => {
+            if let Some(output) = ddl::drop_table(session, drop).await? {
+                return Ok(output);
+            }
+        }
+        _ => {}
+    }
     let df = session.context().execute_logical_plan(plan).await?;
     let Some(tag) = tag else {
         return Ok(Output::Rows(df));
