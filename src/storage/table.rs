@@ -195,11 +195,15 @@ impl TableCore {
             return Ok(0);
         }
         let batch = segment::concat(&self.schema, &batches)?;
+        // Hashing is the costly part of idempotency; do it before taking the writer lock.
+        let hashes = match self.options.kind {
+            TableKind::Usage => Some(keys::event_id_hashes(&batch)?),
+            TableKind::Config => None,
+        };
         let mut writer = self.writer.lock().await;
-        let (batch, hashes) = match writer.keys.as_ref() {
-            Some(stored) => {
-                let hashes = keys::event_id_hashes(&batch)?;
-                let mut seen = KeySet::default();
+        let (batch, hashes) = match (writer.keys.as_ref(), hashes) {
+            (Some(stored), Some(hashes)) => {
+                let mut seen = KeySet::with_capacity_and_hasher(hashes.len(), Default::default());
                 let keep: BooleanArray = hashes
                     .iter()
                     .map(|h| Some(!stored.contains(h) && seen.insert(*h)))
@@ -212,7 +216,7 @@ impl TableCore {
                     .collect();
                 (kept, kept_hashes)
             }
-            None => (batch, Vec::new()),
+            _ => (batch, Vec::new()),
         };
         let rows = batch.num_rows();
         if rows == 0 {
