@@ -202,6 +202,12 @@ impl Engine {
             )
             .await?;
         let catalog = self.catalog()?;
+        if let Some(finops) = catalog.schema("finops") {
+            finops.register_table(
+                crate::usage::USAGE_ALL.to_string(),
+                Arc::new(crate::usage::UsageAll::new(&catalog)),
+            )?;
+        }
         for (schema_name, table_name, table) in self.storage.tables() {
             let schema = match catalog.schema(&schema_name) {
                 Some(s) => s,

@@ -22,6 +22,7 @@ pub mod schema;
 pub mod server;
 pub mod statements;
 pub mod testing;
+pub mod usage;
 pub mod storage;
 
 pub use engine::{Engine, Session};
