@@ -37,7 +37,7 @@ import csv
 import json
 import re
 import sys
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 COLUMNS = [
@@ -109,9 +109,11 @@ def dec(value) -> str:
     if value is None:
         return ""
     d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    d = d.normalize()
-    text = format(d, "f")
-    return text
+    if d.as_tuple().exponent < -12:
+        # Prices are stored at scale 12 (Decimal128(38, 12)); longer fractions are upstream
+        # float artefacts of thirds and twelfths (0.08333333333333334), rounded half-even.
+        d = d.quantize(Decimal(1).scaleb(-12), rounding=ROUND_HALF_EVEN)
+    return format(d.normalize(), "f")
 
 
 def per_million(value) -> str:

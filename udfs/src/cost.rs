@@ -15,3 +15,6 @@ pub use token_cost::TokenCostFunc;
 pub(crate) fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
+
+#[cfg(test)]
+mod golden_tests;

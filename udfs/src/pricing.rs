@@ -18,3 +18,6 @@ pub use row::{MatchKind, PriceKind, PriceRow};
 pub(crate) fn parse_instant_for_tests(text: &str) -> i64 {
     catalog::parse_instant(text).expect("valid instant")
 }
+
+#[cfg(test)]
+mod resolve_tests;

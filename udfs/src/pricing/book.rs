@@ -9,7 +9,7 @@ use regex::{Regex, RegexBuilder};
 use rustc_hash::FxHashMap;
 
 use super::catalog::{BUNDLED_CATALOG_CSV, parse_catalog_csv};
-use super::resolve::{canonical_provider, fallback_providers, model_candidates};
+use super::resolve::{canonical_provider, exact_only, fallback_providers, lookup_candidates};
 use super::row::{MatchKind, PriceRow};
 use crate::cost::semantics::RowRates;
 
@@ -138,7 +138,7 @@ impl PriceBook {
     }
 
     /// Resolves a reported (provider, model) to a catalog entry: for each candidate id of
-    /// [`model_candidates`], most specific first, an exact entry beats the longest prefix
+    /// [`super::model_candidates`], most specific first, an exact entry beats the longest prefix
     /// beats a regex; the provider's own rows come before its fallbacks (Azure → OpenAI,
     /// Vertex → Gemini / Anthropic). `None` = unpriced.
     pub fn resolve(&self, provider: &str, model: &str) -> Option<Resolved> {
@@ -160,15 +160,21 @@ impl PriceBook {
 
     fn resolve_uncached(&self, provider: &str, model: &str) -> Option<Resolved> {
         let provider = canonical_provider(provider);
-        let candidates = model_candidates(&provider, model);
+        let candidates = lookup_candidates(&provider, model);
         let own = std::iter::once(provider.as_str());
         for name in own.chain(fallback_providers(&provider).iter().copied()) {
             let Some(index) = self.providers.get(name) else {
                 continue;
             };
             for candidate in &candidates {
+                let (exact_only, candidate) = exact_only(candidate);
                 if let Some(&id) = index.exact.get(candidate) {
                     return Some(self.resolved(id, None));
+                }
+                // An ARN or an Azure meter name is priced only by a rule naming it exactly;
+                // patterns apply to the model id read out of it, a later candidate.
+                if exact_only {
+                    continue;
                 }
                 if let Some((_, id)) = index.prefix.iter().find(|(p, _)| candidate.starts_with(p)) {
                     return Some(self.resolved(*id, None));

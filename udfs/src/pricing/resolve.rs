@@ -58,6 +58,15 @@ const AZURE_NOISE: &[&str] = &[
 /// Lookup candidates for `model` as reported by `provider` (already canonical), lowercased,
 /// most specific first, without duplicates.
 pub fn model_candidates(provider: &str, model: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for candidate in lookup_candidates(provider, model) {
+        push(&mut out, exact_only(&candidate).1.to_string());
+    }
+    out
+}
+
+/// [`model_candidates`] with exact-only candidates marked by a leading `#`.
+pub(crate) fn lookup_candidates(provider: &str, model: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let raw = model.trim().to_ascii_lowercase();
     if raw.is_empty() {
@@ -114,6 +123,15 @@ pub fn model_candidates(provider: &str, model: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether `candidate` may only match an exact catalog id (an ARN, an Azure meter name, or
+/// an id with a guessed date), and the id to look up.
+pub(crate) fn exact_only(candidate: &str) -> (bool, &str) {
+    match candidate.strip_prefix('#') {
+        Some(id) => (true, id),
+        None => (candidate.starts_with("arn:") || candidate.contains(' '), candidate),
+    }
 }
 
 fn push(out: &mut Vec<String>, id: String) {
@@ -207,7 +225,8 @@ fn azure_meter_candidates(raw: &str, out: &mut Vec<String>) {
     }
     if let Some(mmdd) = version {
         for year in ["2026", "2025", "2024", "2023"] {
-            push(out, format!("{name}-{year}-{}-{}", &mmdd[..2], &mmdd[2..]));
+            // Guessed years must hit an exact id; `#` marks them (see `exact_only`).
+            push(out, format!("#{name}-{year}-{}-{}", &mmdd[..2], &mmdd[2..]));
         }
         push(out, format!("{name}-{mmdd}"));
     }
