@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import re
 import sys
@@ -246,11 +247,15 @@ def same_price(a: str, b: str) -> bool:
 def main(argv: list[str]) -> int:
     here = Path(__file__).resolve().parent
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--genai", default=str(here / "../../../shared/data/genai_prices.json"))
-    parser.add_argument("--litellm", default=str(here / "../../../shared/data/model_prices.json"))
+    parser.add_argument("--genai", required=True, help="genai-prices data.json")
+    parser.add_argument("--litellm", required=True, help="litellm model prices JSON")
     parser.add_argument("--out", default=str(here / "catalog.csv"))
     args = parser.parse_args(argv)
 
+    for path in (args.genai, args.litellm):
+        # Compare with the sha256 recorded in NOTICE.md when refreshing the inputs.
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        print(f"{path}: sha256 {digest}", file=sys.stderr)
     genai = json.loads(Path(args.genai).read_text(encoding="utf-8"))
     litellm = json.loads(Path(args.litellm).read_text(encoding="utf-8"))
 
