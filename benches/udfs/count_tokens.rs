@@ -6,5 +6,7 @@ use super::harness::{arrays, bench_sizes, prompts};
 
 /// Registers the `count_tokens` benches.
 pub fn bench(c: &mut Criterion) {
-    bench_sizes(c, "count_tokens", "count_tokens", |n| arrays(vec![prompts(n)]));
+    bench_sizes(c, "count_tokens", "count_tokens", |n| {
+        arrays(vec![prompts(n)])
+    });
 }

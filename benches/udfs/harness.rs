@@ -31,7 +31,10 @@ pub const MODELS: &[(&str, &str)] = &[
     ("anthropic", "claude-3-5-haiku-20241022"),
     ("anthropic", "claude-opus-4-1"),
     ("anthropic", "claude-3-5-sonnet-20241022"),
-    ("aws_bedrock", "us.anthropic.claude-3-5-sonnet-20240620-v1:0"),
+    (
+        "aws_bedrock",
+        "us.anthropic.claude-3-5-sonnet-20240620-v1:0",
+    ),
     ("aws_bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0"),
     ("aws_bedrock", "amazon.nova-lite-v1:0"),
     ("aws_bedrock", "meta.llama3-1-70b-instruct-v1:0"),
@@ -53,7 +56,10 @@ pub struct Lcg(pub u64);
 impl Lcg {
     /// Next value below `bound`.
     pub fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % bound.max(1)
     }
 }
@@ -61,14 +67,18 @@ impl Lcg {
 /// The registered UDF named `name`, over the bundled price book.
 pub fn udf(name: &str) -> ScalarUDF {
     let book = PriceBookHandle::bundled().expect("bundled price book");
-    all_udfs(book).into_iter().find(|u| u.name() == name).expect("udf exists")
+    all_udfs(book)
+        .into_iter()
+        .find(|u| u.name() == name)
+        .expect("udf exists")
 }
 
 /// Provider and model columns of `n` rows drawn from [`MODELS`].
 pub fn model_columns(n: usize, seed: u64) -> (ArrayRef, ArrayRef) {
     let mut rng = Lcg(seed);
-    let picks: Vec<(&str, &str)> =
-        (0..n).map(|_| MODELS[rng.below(MODELS.len() as u64) as usize]).collect();
+    let picks: Vec<(&str, &str)> = (0..n)
+        .map(|_| MODELS[rng.below(MODELS.len() as u64) as usize])
+        .collect();
     let providers = StringArray::from_iter_values(picks.iter().map(|p| p.0));
     let models = StringArray::from_iter_values(picks.iter().map(|p| p.1));
     (Arc::new(providers), Arc::new(models))
@@ -77,7 +87,9 @@ pub fn model_columns(n: usize, seed: u64) -> (ArrayRef, ArrayRef) {
 /// `n` integers below `bound`.
 pub fn int_column(n: usize, bound: u64, seed: u64) -> ArrayRef {
     let mut rng = Lcg(seed);
-    Arc::new(Int64Array::from_iter_values((0..n).map(|_| rng.below(bound) as i64)))
+    Arc::new(Int64Array::from_iter_values(
+        (0..n).map(|_| rng.below(bound) as i64),
+    ))
 }
 
 /// `n` timestamps within 2025.
@@ -93,7 +105,10 @@ pub fn ts_column(n: usize, seed: u64) -> ArrayRef {
 /// Calls `udf` on `args` the way DataFusion's executor does.
 pub fn invoke(udf: &ScalarUDF, args: &[ColumnarValue], n: usize) -> ColumnarValue {
     let types: Vec<DataType> = args.iter().map(|a| a.data_type()).collect();
-    let arg_fields = types.iter().map(|t| Arc::new(Field::new("a", t.clone(), true))).collect();
+    let arg_fields = types
+        .iter()
+        .map(|t| Arc::new(Field::new("a", t.clone(), true)))
+        .collect();
     let return_type = udf.return_type(&types).expect("return type");
     udf.invoke_with_args(ScalarFunctionArgs {
         args: args.to_vec(),
@@ -133,12 +148,37 @@ pub fn arrays(columns: Vec<ArrayRef>) -> Vec<ColumnarValue> {
 pub fn prompts(n: usize) -> ArrayRef {
     let mut rng = Lcg(11);
     let words = [
-        "summarise", "the", "following", "support", "ticket", "for", "customer", "order",
-        "delivery", "refund", "please", "answer", "in", "json", "with", "fields", "status",
-        "reason", "and", "next", "steps", "using", "a", "friendly", "tone",
+        "summarise",
+        "the",
+        "following",
+        "support",
+        "ticket",
+        "for",
+        "customer",
+        "order",
+        "delivery",
+        "refund",
+        "please",
+        "answer",
+        "in",
+        "json",
+        "with",
+        "fields",
+        "status",
+        "reason",
+        "and",
+        "next",
+        "steps",
+        "using",
+        "a",
+        "friendly",
+        "tone",
     ];
     Arc::new(StringArray::from_iter_values((0..n).map(|i| {
-        let mut text = format!("Ticket {i} for user {:08x}-1111-2222-3333-444455556666: ", i);
+        let mut text = format!(
+            "Ticket {i} for user {:08x}-1111-2222-3333-444455556666: ",
+            i
+        );
         for _ in 0..60 {
             text.push_str(words[rng.below(words.len() as u64) as usize]);
             text.push(' ');

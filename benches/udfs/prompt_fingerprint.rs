@@ -6,5 +6,7 @@ use super::harness::{arrays, bench_sizes, prompts};
 
 /// Registers the `prompt_fingerprint` benches.
 pub fn bench(c: &mut Criterion) {
-    bench_sizes(c, "prompt_fingerprint", "prompt_fingerprint", |n| arrays(vec![prompts(n)]));
+    bench_sizes(c, "prompt_fingerprint", "prompt_fingerprint", |n| {
+        arrays(vec![prompts(n)])
+    });
 }

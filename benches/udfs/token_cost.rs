@@ -12,14 +12,21 @@ use super::harness::{Lcg, arrays, bench_sizes, int_column, model_columns, ts_col
 fn tiers(n: usize) -> ArrayRef {
     let mut rng = Lcg(7);
     let names = ["standard", "batch", "priority", "flex", "default"];
-    Arc::new(StringArray::from_iter_values((0..n).map(|_| names[rng.below(5) as usize])))
+    Arc::new(StringArray::from_iter_values(
+        (0..n).map(|_| names[rng.below(5) as usize]),
+    ))
 }
 
 /// Registers the `token_cost` benches.
 pub fn bench(c: &mut Criterion) {
     bench_sizes(c, "token_cost/4_args", "token_cost", |n| {
         let (p, m) = model_columns(n, 1);
-        arrays(vec![p, m, int_column(n, 300_000, 2), int_column(n, 4_000, 3)])
+        arrays(vec![
+            p,
+            m,
+            int_column(n, 300_000, 2),
+            int_column(n, 4_000, 3),
+        ])
     });
     bench_sizes(c, "token_cost/8_args", "token_cost", |n| {
         let (p, m) = model_columns(n, 1);
@@ -39,7 +46,10 @@ pub fn bench(c: &mut Criterion) {
             ColumnarValue::Scalar(ScalarValue::Utf8(Some("openai".into()))),
             ColumnarValue::Scalar(ScalarValue::Utf8(Some("gpt-4o".into()))),
         ];
-        args.extend(arrays(vec![int_column(n, 300_000, 2), int_column(n, 4_000, 3)]));
+        args.extend(arrays(vec![
+            int_column(n, 300_000, 2),
+            int_column(n, 4_000, 3),
+        ]));
         args
     });
 }

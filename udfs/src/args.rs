@@ -14,14 +14,23 @@ use datafusion::logical_expr::{ColumnarValue, DocSection};
 use crate::money::{MONEY_PRECISION, MONEY_SCALE};
 
 /// Documentation section of every FinOps function.
-pub(crate) const FINOPS_SECTION: DocSection =
-    DocSection { include: true, label: "FinOps Functions", description: None };
+pub(crate) const FINOPS_SECTION: DocSection = DocSection {
+    include: true,
+    label: "FinOps Functions",
+    description: None,
+};
 
 /// The money type, `Decimal128(38, 12)`.
 pub(crate) const MONEY_TYPE: DataType = DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE);
 
 /// Checks `min..=max` arguments, naming the function and its syntax on failure.
-pub(crate) fn check_arity(name: &str, syntax: &str, n: usize, min: usize, max: usize) -> Result<()> {
+pub(crate) fn check_arity(
+    name: &str,
+    syntax: &str,
+    n: usize,
+    min: usize,
+    max: usize,
+) -> Result<()> {
     if n < min || n > max {
         return plan_err!("{name} takes {min} to {max} arguments, got {n}: {syntax}");
     }
@@ -70,7 +79,9 @@ pub(crate) fn to_arrays(args: &[ColumnarValue]) -> Result<(Vec<ArrayRef>, bool)>
 /// Wraps a result array as the UDF output, collapsing to a scalar for scalar inputs.
 pub(crate) fn output(array: ArrayRef, all_scalar: bool) -> Result<ColumnarValue> {
     if all_scalar && array.len() == 1 {
-        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?));
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &array, 0,
+        )?));
     }
     Ok(ColumnarValue::Array(array))
 }

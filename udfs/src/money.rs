@@ -30,8 +30,16 @@ pub fn parse_money(text: &str) -> Option<i128> {
     {
         return None;
     }
-    let int_value: i128 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
-    let mut frac_value: i128 = if frac_part.is_empty() { 0 } else { frac_part.parse().ok()? };
+    let int_value: i128 = if int_part.is_empty() {
+        0
+    } else {
+        int_part.parse().ok()?
+    };
+    let mut frac_value: i128 = if frac_part.is_empty() {
+        0
+    } else {
+        frac_part.parse().ok()?
+    };
     for _ in frac_part.len()..MONEY_SCALE as usize {
         frac_value *= 10;
     }
@@ -62,7 +70,11 @@ pub fn div_round(numerator: i128, denominator: i128) -> Option<i128> {
     let quotient = numerator / denominator;
     let remainder = numerator % denominator;
     if remainder.unsigned_abs() * 2 >= denominator.unsigned_abs() {
-        let away = if (numerator < 0) == (denominator < 0) { 1 } else { -1 };
+        let away = if (numerator < 0) == (denominator < 0) {
+            1
+        } else {
+            -1
+        };
         Some(quotient + away)
     } else {
         Some(quotient)

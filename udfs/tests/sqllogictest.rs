@@ -22,7 +22,10 @@ struct UdfDb {
 impl UdfDb {
     fn new() -> Self {
         let ctx = SessionContext::new();
-        register_all(&ctx, PriceBookHandle::bundled().expect("bundled price book"));
+        register_all(
+            &ctx,
+            PriceBookHandle::bundled().expect("bundled price book"),
+        );
         Self { ctx }
     }
 }
@@ -39,7 +42,11 @@ impl AsyncDB for UdfDb {
         if schema.fields().is_empty() {
             return Ok(DBOutput::StatementComplete(0));
         }
-        let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+        let types = schema
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
         let mut rows = Vec::new();
         for batch in &batches {
             rows.extend(row_strings(batch)?);
@@ -75,7 +82,11 @@ fn row_strings(batch: &RecordBatch) -> Result<Vec<Vec<String>>> {
                         "NULL".to_string()
                     } else {
                         let text = formatters[col].value(row).to_string();
-                        if text.is_empty() { "(empty)".to_string() } else { text }
+                        if text.is_empty() {
+                            "(empty)".to_string()
+                        } else {
+                            text
+                        }
                     }
                 })
                 .collect()
@@ -119,5 +130,10 @@ async fn udf_slt_files_pass() {
             failures.push(format!("{}:\n{e}", file.display()));
         }
     }
-    assert!(failures.is_empty(), "{} file(s) failed:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} file(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

@@ -12,9 +12,8 @@ use datafusion::logical_expr::{
 
 use super::now_micros;
 use crate::args::{
-    FINOPS_SECTION,
-    MONEY_TYPE, Text, check_arity, coerce_text, coerce_time, literal_text, money_array, output,
-    to_arrays,
+    FINOPS_SECTION, MONEY_TYPE, Text, check_arity, coerce_text, coerce_time, literal_text,
+    money_array, output, to_arrays,
 };
 use crate::pricing::{PriceBookHandle, PriceKind};
 
@@ -51,7 +50,10 @@ pub struct ModelPriceFunc {
 impl ModelPriceFunc {
     /// A `model_price` reading prices from `book`.
     pub fn new(book: PriceBookHandle) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Stable), book }
+        Self {
+            signature: Signature::user_defined(Volatility::Stable),
+            book,
+        }
     }
 }
 
@@ -111,9 +113,14 @@ impl ScalarUDFImpl for ModelPriceFunc {
         let book = self.book.snapshot();
         let n = arrays[0].len();
         let result: ArrayRef = {
-            let (provider, model, kind) =
-                (Text::new(&arrays[0])?, Text::new(&arrays[1])?, Text::new(&arrays[2])?);
-            let ts = arrays.get(3).map(|a| a.as_primitive::<TimestampMicrosecondType>());
+            let (provider, model, kind) = (
+                Text::new(&arrays[0])?,
+                Text::new(&arrays[1])?,
+                Text::new(&arrays[2])?,
+            );
+            let ts = arrays
+                .get(3)
+                .map(|a| a.as_primitive::<TimestampMicrosecondType>());
             let now = now_micros();
             let mut values = vec![0i128; n];
             let mut valid = vec![false; n];
@@ -127,7 +134,9 @@ impl ScalarUDFImpl for ModelPriceFunc {
                 else {
                     continue;
                 };
-                let Some(kind) = PriceKind::parse(k) else { continue };
+                let Some(kind) = PriceKind::parse(k) else {
+                    continue;
+                };
                 if let Some(price) = book.price_at(p, m, at).and_then(|row| row.price(kind)) {
                     values[i] = price;
                     valid[i] = true;

@@ -11,8 +11,7 @@ use datafusion::logical_expr::{
 };
 
 use super::now_micros;
-use crate::args::{
-    FINOPS_SECTION,Text, check_arity, coerce_text, coerce_time, output, to_arrays};
+use crate::args::{FINOPS_SECTION, Text, check_arity, coerce_text, coerce_time, output, to_arrays};
 use crate::pricing::PriceBookHandle;
 
 const NAME: &str = "price_version";
@@ -47,7 +46,10 @@ pub struct PriceVersionFunc {
 impl PriceVersionFunc {
     /// A `price_version` reading prices from `book`.
     pub fn new(book: PriceBookHandle) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Stable), book }
+        Self {
+            signature: Signature::user_defined(Volatility::Stable),
+            book,
+        }
     }
 }
 
@@ -94,7 +96,9 @@ impl ScalarUDFImpl for PriceVersionFunc {
         let (arrays, all_scalar) = to_arrays(&args.args)?;
         let book = self.book.snapshot();
         let (provider, model) = (Text::new(&arrays[0])?, Text::new(&arrays[1])?);
-        let ts = arrays.get(2).map(|a| a.as_primitive::<TimestampMicrosecondType>());
+        let ts = arrays
+            .get(2)
+            .map(|a| a.as_primitive::<TimestampMicrosecondType>());
         let now = now_micros();
         let mut builder = StringBuilder::new();
         for i in 0..arrays[0].len() {

@@ -130,8 +130,12 @@ impl RowRates {
                 Rates {
                     input: tier_input,
                     output: row.tier_output.or(base.output),
-                    cache_read: row.tier_cache_read.unwrap_or_else(|| ratio.apply(base.cache_read)),
-                    cache_write: row.tier_cache_write.unwrap_or_else(|| ratio.apply(cache_write)),
+                    cache_read: row
+                        .tier_cache_read
+                        .unwrap_or_else(|| ratio.apply(base.cache_read)),
+                    cache_write: row
+                        .tier_cache_write
+                        .unwrap_or_else(|| ratio.apply(cache_write)),
                     cache_write_1h: ratio.apply(base.cache_write_1h),
                 }
             }
@@ -173,11 +177,19 @@ impl RowRates {
 /// cached + cache writes above input, output without an output price, or overflow.
 #[inline]
 pub fn row_cost(rates: &RowRates, usage: &TokenUsage, tier: ServiceTier) -> Option<i128> {
-    let TokenUsage { input, output, cached, cache_write, cache_write_1h } = *usage;
+    let TokenUsage {
+        input,
+        output,
+        cached,
+        cache_write,
+        cache_write_1h,
+    } = *usage;
     if (input | output | cached | cache_write | cache_write_1h) < 0 {
         return None;
     }
-    let uncached = i128::from(input) - i128::from(cached) - i128::from(cache_write)
+    let uncached = i128::from(input)
+        - i128::from(cached)
+        - i128::from(cache_write)
         - i128::from(cache_write_1h);
     if uncached < 0 {
         return None;

@@ -7,24 +7,24 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use datafusion::common::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use rustc_hash::FxHashMap;
 
 use super::now_micros;
 use super::semantics::{ServiceTier, TokenUsage, row_cost};
 use crate::args::{
-    FINOPS_SECTION, MONEY_TYPE, Text, check_arity, coerce_int, coerce_text, coerce_time, money_array, output,
-    to_arrays,
+    FINOPS_SECTION, MONEY_TYPE, Text, check_arity, coerce_int, coerce_text, coerce_time,
+    money_array, output, to_arrays,
 };
 use crate::pricing::PriceBookHandle;
 
 const NAME: &str = "token_cost";
 const SYNTAX: &str = "token_cost(provider, model, input_tokens, output_tokens [, cached_input_tokens [, cache_write_tokens [, ts [, service_tier [, cache_write_1h_tokens]]]]])";
 
-static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
-    Documentation::builder(
+static DOCUMENTATION: LazyLock<Documentation> =
+    LazyLock::new(|| {
+        Documentation::builder(
         FINOPS_SECTION,
         "Cost in USD (NUMERIC(38,12)) of one usage row at the price valid at `ts`. \
          `input_tokens` includes cached reads and cache writes; `output_tokens` includes \
@@ -53,7 +53,7 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     .with_related_udf("model_price")
     .with_related_udf("canonical_model")
     .build()
-});
+    });
 
 /// `token_cost`: exact cost of a usage row from the current price book.
 #[derive(Debug)]
@@ -65,7 +65,10 @@ pub struct TokenCostFunc {
 impl TokenCostFunc {
     /// A `token_cost` reading prices from `book`.
     pub fn new(book: PriceBookHandle) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Stable), book }
+        Self {
+            signature: Signature::user_defined(Volatility::Stable),
+            book,
+        }
     }
 }
 
@@ -98,8 +101,15 @@ impl ScalarUDFImpl for TokenCostFunc {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         check_arity(NAME, SYNTAX, arg_types.len(), 4, 9)?;
         const ARGS: [&str; 9] = [
-            "provider", "model", "input_tokens", "output_tokens", "cached_input_tokens",
-            "cache_write_tokens", "ts", "service_tier", "cache_write_1h_tokens",
+            "provider",
+            "model",
+            "input_tokens",
+            "output_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "ts",
+            "service_tier",
+            "cache_write_1h_tokens",
         ];
         arg_types
             .iter()
@@ -115,7 +125,7 @@ impl ScalarUDFImpl for TokenCostFunc {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let (arrays, all_scalar) = to_arrays(&args.args)?;
         let book = self.book.snapshot();
-        let result = compute(&book, &arrays, args.number_rows.max(arrays[0].len()))?;
+        let result = compute(&book, &arrays)?;
         output(result, all_scalar)
     }
 
@@ -124,14 +134,18 @@ impl ScalarUDFImpl for TokenCostFunc {
     }
 }
 
-/// The batch kernel, public to the crate for benches and tests through the UDF.
-fn compute(book: &crate::PriceBook, arrays: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+/// Costs of one batch. Model resolution runs once per distinct (provider, model) in the
+/// batch, and consecutive rows of the same model skip even that hash lookup.
+fn compute(book: &crate::PriceBook, arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let n = arrays[0].len();
     let provider = Text::new(&arrays[0])?;
     let model = Text::new(&arrays[1])?;
     let int = |i: usize| arrays.get(i).map(|a| a.as_primitive::<Int64Type>());
     let (input, out) = (int(2), int(3));
     let (cached, cache_write, cache_write_1h) = (int(4), int(5), int(8));
-    let ts = arrays.get(6).map(|a| a.as_primitive::<TimestampMicrosecondType>());
+    let ts = arrays
+        .get(6)
+        .map(|a| a.as_primitive::<TimestampMicrosecondType>());
     let tier = arrays.get(7).map(Text::new).transpose()?;
     let now = now_micros();
 
@@ -178,11 +192,18 @@ fn compute(book: &crate::PriceBook, arrays: &[ArrayRef], n: usize) -> Result<Arr
             Some(t) => t.value(i),
         };
         let service_tier = match &tier {
-            Some(t) => t.get(i).map(ServiceTier::parse).unwrap_or(ServiceTier::Standard),
+            Some(t) => t
+                .get(i)
+                .map(ServiceTier::parse)
+                .unwrap_or(ServiceTier::Standard),
             None => ServiceTier::Standard,
         };
-        let Some(row) = book.row_index_at(entry, at) else { continue };
-        let Some(rates) = book.rates(row) else { continue };
+        let Some(row) = book.row_index_at(entry, at) else {
+            continue;
+        };
+        let Some(rates) = book.rates(row) else {
+            continue;
+        };
         if let Some(cost) = row_cost(rates, &usage, service_tier) {
             values[i] = cost;
             valid[i] = true;

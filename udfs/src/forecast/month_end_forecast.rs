@@ -5,8 +5,9 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{DataType, Date32Type, Decimal128Type, TimeUnit,
-    TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -30,7 +31,10 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
         SYNTAX,
     )
     .with_sql_example("SELECT month_end_forecast(100, DATE '2025-09-10');\n-- 300.000000000000")
-    .with_argument("spend_to_date", "Spend since the first of the month (numeric).")
+    .with_argument(
+        "spend_to_date",
+        "Spend since the first of the month (numeric).",
+    )
     .with_argument("as_of", "DATE or TIMESTAMP the spend runs through.")
     .build()
 });
@@ -41,7 +45,10 @@ fn project(spend: i128, elapsed_micros: i64, month_micros: i64) -> Option<i128> 
     if elapsed_micros <= 0 {
         return None;
     }
-    div_round(spend.checked_mul(i128::from(month_micros))?, i128::from(elapsed_micros))
+    div_round(
+        spend.checked_mul(i128::from(month_micros))?,
+        i128::from(elapsed_micros),
+    )
 }
 
 fn month_bounds(date: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
@@ -83,7 +90,9 @@ impl Default for MonthEndForecastFunc {
 impl MonthEndForecastFunc {
     /// A `month_end_forecast`.
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -131,7 +140,9 @@ impl ScalarUDFImpl for MonthEndForecastFunc {
                     month_end_forecast(spend.value(i), days * MICROS_PER_DAY, true)
                 }
                 _ => {
-                    let ts = arrays[1].as_primitive::<TimestampMicrosecondType>().value(i);
+                    let ts = arrays[1]
+                        .as_primitive::<TimestampMicrosecondType>()
+                        .value(i);
                     month_end_forecast(spend.value(i), ts, false)
                 }
             };
@@ -170,6 +181,9 @@ mod tests {
             let got = month_end_forecast(spend, micros(as_of), whole_day);
             assert_eq!(got, parse_money(expected), "{as_of}");
         }
-        assert_eq!(month_end_forecast(MONEY_ONE, micros("2025-09-01T00:00:00Z"), false), None);
+        assert_eq!(
+            month_end_forecast(MONEY_ONE, micros("2025-09-01T00:00:00Z"), false),
+            None
+        );
     }
 }

@@ -46,7 +46,10 @@ pub struct CanonicalModelFunc {
 impl CanonicalModelFunc {
     /// A `canonical_model` resolving against `book`.
     pub fn new(book: PriceBookHandle) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Stable), book }
+        Self {
+            signature: Signature::user_defined(Volatility::Stable),
+            book,
+        }
     }
 }
 

@@ -22,8 +22,22 @@ const SYNTAX: &str = "cheaper_alternative(provider, model)";
 
 /// Ids with these parts are not general text models a request could move to.
 const NOT_ALTERNATIVES: &[&str] = &[
-    "embed", "audio", "realtime", "tts", "transcribe", "image", "search", "moderation", "ft:",
-    "vision", "instruct", "whisper", "dall-e", "guard", "computer-use", "deep-research",
+    "embed",
+    "audio",
+    "realtime",
+    "tts",
+    "transcribe",
+    "image",
+    "search",
+    "moderation",
+    "ft:",
+    "vision",
+    "instruct",
+    "whisper",
+    "dall-e",
+    "guard",
+    "computer-use",
+    "deep-research",
 ];
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
@@ -52,7 +66,10 @@ pub struct CheaperAlternativeFunc {
 impl CheaperAlternativeFunc {
     /// A `cheaper_alternative` reading prices from `book`.
     pub fn new(book: PriceBookHandle) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Stable), book }
+        Self {
+            signature: Signature::user_defined(Volatility::Stable),
+            book,
+        }
     }
 }
 
@@ -136,7 +153,9 @@ impl ScalarUDFImpl for CheaperAlternativeFunc {
         for i in 0..arrays[0].len() {
             match (provider.get(i), model.get(i)) {
                 (Some(p), Some(m)) => {
-                    let alt = memo.entry((p, m)).or_insert_with(|| alternative(&book, p, m, now));
+                    let alt = memo
+                        .entry((p, m))
+                        .or_insert_with(|| alternative(&book, p, m, now));
                     builder.append_option(alt.as_deref());
                 }
                 _ => builder.append_null(),

@@ -42,7 +42,10 @@ pub struct ModelTierFunc {
 impl ModelTierFunc {
     /// A `model_tier` reading prices from `book`.
     pub fn new(book: PriceBookHandle) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Stable), book }
+        Self {
+            signature: Signature::user_defined(Volatility::Stable),
+            book,
+        }
     }
 }
 

@@ -88,14 +88,19 @@ impl PriceBook {
         }
         let mut providers: FxHashMap<String, ProviderIndex> = FxHashMap::default();
         for (id, entry) in entries.iter_mut().enumerate() {
-            entry.rows.sort_by_key(|&r| rows[r as usize].valid_from.unwrap_or(i64::MIN));
+            entry
+                .rows
+                .sort_by_key(|&r| rows[r as usize].valid_from.unwrap_or(i64::MIN));
             for pair in entry.rows.windows(2) {
                 let (a, b) = (&rows[pair[0] as usize], &rows[pair[1] as usize]);
                 let a_end = a.valid_to.unwrap_or(i64::MAX);
                 if a_end > b.valid_from.unwrap_or(i64::MIN) {
                     return Err(DataFusionError::Plan(format!(
                         "price book: overlapping validity for {}/{} ({} and {})",
-                        entry.provider, entry.model, a.version(), b.version()
+                        entry.provider,
+                        entry.model,
+                        a.version(),
+                        b.version()
                     )));
                 }
             }
@@ -121,10 +126,18 @@ impl PriceBook {
             }
         }
         for index in providers.values_mut() {
-            index.prefix.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+            index
+                .prefix
+                .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         }
         let rates = rows.iter().map(RowRates::from_row).collect();
-        Ok(PriceBook { rows, rates, entries, providers, memo: RwLock::default() })
+        Ok(PriceBook {
+            rows,
+            rates,
+            entries,
+            providers,
+            memo: RwLock::default(),
+        })
     }
 
     /// All rows, in load order.
@@ -189,7 +202,10 @@ impl PriceBook {
 
     fn resolved(&self, id: u32, matched: Option<&str>) -> Resolved {
         let canonical = matched.unwrap_or(&self.entries[id as usize].model);
-        Resolved { entry: id, canonical: Arc::from(canonical) }
+        Resolved {
+            entry: id,
+            canonical: Arc::from(canonical),
+        }
     }
 
     /// Index of the row of `entry` valid at `ts` (UTC microseconds), if any.
@@ -199,7 +215,10 @@ impl PriceBook {
         if let [only] = rows.as_slice() {
             return self.rows[*only as usize].covers(ts).then_some(*only);
         }
-        rows.iter().rev().copied().find(|&r| self.rows[r as usize].covers(ts))
+        rows.iter()
+            .rev()
+            .copied()
+            .find(|&r| self.rows[r as usize].covers(ts))
     }
 
     /// The row with index `row`.
@@ -221,6 +240,9 @@ impl PriceBook {
 
     /// Entries of one provider with exact ids (the models a user can pick).
     pub fn exact_entries<'a>(&'a self, provider: &'a str) -> impl Iterator<Item = u32> + 'a {
-        self.providers.get(provider).into_iter().flat_map(|index| index.exact.values().copied())
+        self.providers
+            .get(provider)
+            .into_iter()
+            .flat_map(|index| index.exact.values().copied())
     }
 }

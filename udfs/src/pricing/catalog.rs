@@ -14,16 +14,18 @@ pub const BUNDLED_CATALOG_CSV: &str = include_str!("../../data/catalog.csv");
 /// Parses catalog CSV text into rows. Columns are found by header name, so extra columns
 /// are ignored; `provider`, `model` and `input` are required.
 pub fn parse_catalog_csv(text: &str) -> Result<Vec<PriceRow>> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     let Some((_, header)) = lines.next() else {
         return Ok(Vec::new());
     };
     let header = split_csv_line(header);
     let column = |name: &str| header.iter().position(|h| h.trim() == name);
     let required = |name: &str| {
-        column(name).ok_or_else(|| {
-            DataFusionError::Plan(format!("price catalog: missing column `{name}`"))
-        })
+        column(name)
+            .ok_or_else(|| DataFusionError::Plan(format!("price catalog: missing column `{name}`")))
     };
     let provider_col = required("provider")?;
     let model_col = required("model")?;
@@ -45,20 +47,30 @@ pub fn parse_catalog_csv(text: &str) -> Result<Vec<PriceRow>> {
         optional("tier_cache_read"),
         optional("tier_cache_write"),
     ];
-    let (match_col, from_col, to_col) =
-        (optional("match"), optional("valid_from"), optional("valid_to"));
-    let (threshold_col, tier_col, source_col) =
-        (optional("tier_threshold_tokens"), optional("tier"), optional("source"));
+    let (match_col, from_col, to_col) = (
+        optional("match"),
+        optional("valid_from"),
+        optional("valid_to"),
+    );
+    let (threshold_col, tier_col, source_col) = (
+        optional("tier_threshold_tokens"),
+        optional("tier"),
+        optional("source"),
+    );
 
     let mut rows = Vec::new();
     for (index, line) in lines {
         let line_no = index + 1;
         let fields = split_csv_line(line);
         let get = |col: Option<usize>| -> &str {
-            col.and_then(|c| fields.get(c)).map(|s| s.trim()).unwrap_or("")
+            col.and_then(|c| fields.get(c))
+                .map(|s| s.trim())
+                .unwrap_or("")
         };
         let bad = |what: &str, value: &str| {
-            DataFusionError::Plan(format!("price catalog line {line_no}: bad {what} `{value}`"))
+            DataFusionError::Plan(format!(
+                "price catalog line {line_no}: bad {what} `{value}`"
+            ))
         };
         let price = |col: Option<usize>, name: &str| -> Result<Option<i128>> {
             let value = get(col);
@@ -72,7 +84,9 @@ pub fn parse_catalog_csv(text: &str) -> Result<Vec<PriceRow>> {
             if value.is_empty() {
                 return Ok(None);
             }
-            parse_instant(value).map(Some).ok_or_else(|| bad(name, value))
+            parse_instant(value)
+                .map(Some)
+                .ok_or_else(|| bad(name, value))
         };
         let match_text = get(match_col);
         let match_kind = if match_text.is_empty() {
@@ -102,7 +116,11 @@ pub fn parse_catalog_csv(text: &str) -> Result<Vec<PriceRow>> {
             tier_threshold_tokens: if threshold.is_empty() {
                 None
             } else {
-                Some(threshold.parse().map_err(|_| bad("tier_threshold_tokens", threshold))?)
+                Some(
+                    threshold
+                        .parse()
+                        .map_err(|_| bad("tier_threshold_tokens", threshold))?,
+                )
             },
             tier_input: price(cols[10], "tier_input")?,
             tier_output: price(cols[11], "tier_output")?,

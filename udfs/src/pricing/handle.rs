@@ -17,7 +17,9 @@ pub struct PriceBookHandle {
 impl PriceBookHandle {
     /// A handle holding `book`.
     pub fn new(book: PriceBook) -> Self {
-        Self { inner: Arc::new(RwLock::new(Arc::new(book))) }
+        Self {
+            inner: Arc::new(RwLock::new(Arc::new(book))),
+        }
     }
 
     /// A handle holding the bundled catalog.

@@ -7,9 +7,7 @@
 pub fn canonical_provider(provider: &str) -> String {
     let lower = provider.trim().to_ascii_lowercase();
     let canonical = match lower.as_str() {
-        "aws" | "bedrock" | "amazon_bedrock" | "aws-bedrock" | "bedrock_converse" => {
-            "aws_bedrock"
-        }
+        "aws" | "bedrock" | "amazon_bedrock" | "aws-bedrock" | "bedrock_converse" => "aws_bedrock",
         "vertex" | "vertex_ai" | "vertexai" | "gcp" | "google_vertex" | "gcp.vertex_ai" => {
             "gcp_vertex"
         }
@@ -38,15 +36,46 @@ pub(crate) fn fallback_providers(provider: &str) -> &'static [&'static str] {
 }
 
 const GATEWAY_PREFIXES: &[&str] = &[
-    "bedrock/", "vertex_ai/", "azure/", "openai/", "anthropic/", "gemini/", "google/",
-    "xai/", "groq/", "mistral/", "deepseek/", "together_ai/", "fireworks_ai/", "models/",
+    "bedrock/",
+    "vertex_ai/",
+    "azure/",
+    "openai/",
+    "anthropic/",
+    "gemini/",
+    "google/",
+    "xai/",
+    "groq/",
+    "mistral/",
+    "deepseek/",
+    "together_ai/",
+    "fireworks_ai/",
+    "models/",
 ];
 const BEDROCK_REGIONS: &[&str] = &[
-    "global.", "us.", "eu.", "apac.", "us-gov.", "jp.", "au.", "ca.", "regional.",
+    "global.",
+    "us.",
+    "eu.",
+    "apac.",
+    "us-gov.",
+    "jp.",
+    "au.",
+    "ca.",
+    "regional.",
 ];
 const BEDROCK_VENDORS: &[&str] = &[
-    "anthropic.", "amazon.", "meta.", "mistral.", "cohere.", "ai21.", "deepseek.", "openai.",
-    "qwen.", "writer.", "google.", "moonshotai.", "minimax.",
+    "anthropic.",
+    "amazon.",
+    "meta.",
+    "mistral.",
+    "cohere.",
+    "ai21.",
+    "deepseek.",
+    "openai.",
+    "qwen.",
+    "writer.",
+    "google.",
+    "moonshotai.",
+    "minimax.",
 ];
 // Words of Azure meter names that describe the meter, not the model.
 const AZURE_NOISE: &[&str] = &[
@@ -106,8 +135,13 @@ pub(crate) fn lookup_candidates(provider: &str, model: &str) -> Vec<String> {
         push(&mut out, base);
     }
     // Each step keeps the earlier, more specific spellings ahead of the stripped ones.
-    let steps: [fn(&str) -> Option<String>; 5] =
-        [vertex_at_date, strip_region, strip_bedrock_version, strip_vendor, strip_date];
+    let steps: [fn(&str) -> Option<String>; 5] = [
+        vertex_at_date,
+        strip_region,
+        strip_bedrock_version,
+        strip_vendor,
+        strip_date,
+    ];
     for step in steps {
         let snapshot = out.clone();
         for id in snapshot {
@@ -130,7 +164,10 @@ pub(crate) fn lookup_candidates(provider: &str, model: &str) -> Vec<String> {
 pub(crate) fn exact_only(candidate: &str) -> (bool, &str) {
     match candidate.strip_prefix('#') {
         Some(id) => (true, id),
-        None => (candidate.starts_with("arn:") || candidate.contains(' '), candidate),
+        None => (
+            candidate.starts_with("arn:") || candidate.contains(' '),
+            candidate,
+        ),
     }
 }
 
@@ -161,11 +198,17 @@ fn vertex_at_date(id: &str) -> Option<String> {
 }
 
 fn strip_region(id: &str) -> Option<String> {
-    BEDROCK_REGIONS.iter().find_map(|r| id.strip_prefix(r)).map(str::to_string)
+    BEDROCK_REGIONS
+        .iter()
+        .find_map(|r| id.strip_prefix(r))
+        .map(str::to_string)
 }
 
 fn strip_vendor(id: &str) -> Option<String> {
-    BEDROCK_VENDORS.iter().find_map(|v| id.strip_prefix(v)).map(str::to_string)
+    BEDROCK_VENDORS
+        .iter()
+        .find_map(|v| id.strip_prefix(v))
+        .map(str::to_string)
 }
 
 /// `...-v1:0` / `...-v2` / `...:0` Bedrock version suffixes.
@@ -240,18 +283,54 @@ mod tests {
     #[test]
     fn candidates_include_the_normalised_ids() {
         let cases: &[(&str, &str, &str)] = &[
-            ("aws_bedrock", "us.anthropic.claude-3-5-sonnet-20240620-v1:0", "claude-3-5-sonnet-20240620"),
-            ("aws_bedrock", "us.anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0"),
-            ("aws_bedrock", "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0", "amazon.nova-lite-v1:0"),
-            ("gcp_vertex", "claude-3-5-sonnet@20240620", "claude-3-5-sonnet-20240620"),
-            ("gcp_vertex", "publishers/google/models/gemini-1.5-pro-002", "gemini-1.5-pro-002"),
-            ("azure_openai", "gpt-4o 0806 Inp glbl Tokens", "gpt-4o-2024-08-06"),
-            ("azure_openai", "gpt 4o 0806 cached Inp glbl Tokens", "gpt-4o-2024-08-06"),
+            (
+                "aws_bedrock",
+                "us.anthropic.claude-3-5-sonnet-20240620-v1:0",
+                "claude-3-5-sonnet-20240620",
+            ),
+            (
+                "aws_bedrock",
+                "us.anthropic.claude-3-5-sonnet-20240620-v1:0",
+                "anthropic.claude-3-5-sonnet-20240620-v1:0",
+            ),
+            (
+                "aws_bedrock",
+                "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0",
+                "amazon.nova-lite-v1:0",
+            ),
+            (
+                "gcp_vertex",
+                "claude-3-5-sonnet@20240620",
+                "claude-3-5-sonnet-20240620",
+            ),
+            (
+                "gcp_vertex",
+                "publishers/google/models/gemini-1.5-pro-002",
+                "gemini-1.5-pro-002",
+            ),
+            (
+                "azure_openai",
+                "gpt-4o 0806 Inp glbl Tokens",
+                "gpt-4o-2024-08-06",
+            ),
+            (
+                "azure_openai",
+                "gpt 4o 0806 cached Inp glbl Tokens",
+                "gpt-4o-2024-08-06",
+            ),
             ("azure_openai", "GPT 5 Inpt Glbl 1M Tokens", "gpt-5"),
             ("azure_openai", "5.4 inp Gl 1M Tokens", "gpt-5.4"),
-            ("openai", "text-embedding-ada-002-v2", "text-embedding-ada-002"),
+            (
+                "openai",
+                "text-embedding-ada-002-v2",
+                "text-embedding-ada-002",
+            ),
             ("openai", "gpt-4o-2024-08-06", "gpt-4o"),
-            ("openai", "ft:gpt-4o-mini-2024-07-18:acme::abc123", "gpt-4o-mini-2024-07-18"),
+            (
+                "openai",
+                "ft:gpt-4o-mini-2024-07-18:acme::abc123",
+                "gpt-4o-mini-2024-07-18",
+            ),
             ("litellm", "openai/gpt-4o-2024-08-06", "gpt-4o-2024-08-06"),
         ];
         for (provider, model, expected) in cases {
@@ -262,7 +341,8 @@ mod tests {
 
     #[test]
     fn application_inference_profile_arn_yields_only_itself() {
-        let arn = "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/synthprof0001";
+        let arn =
+            "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/synthprof0001";
         assert_eq!(model_candidates("aws_bedrock", arn), vec![arn.to_string()]);
     }
 
@@ -275,8 +355,13 @@ mod tests {
 
     #[test]
     fn provider_spellings_are_canonical() {
-        for (raw, expected) in [("Bedrock", "aws_bedrock"), ("vertex_ai", "gcp_vertex"),
-            ("azure", "azure_openai"), ("x-ai", "xai"), ("openai", "openai")] {
+        for (raw, expected) in [
+            ("Bedrock", "aws_bedrock"),
+            ("vertex_ai", "gcp_vertex"),
+            ("azure", "azure_openai"),
+            ("x-ai", "xai"),
+            ("openai", "openai"),
+        ] {
             assert_eq!(canonical_provider(raw), expected);
         }
     }

@@ -127,6 +127,30 @@ impl PriceRow {
     }
 }
 
+impl PriceRow {
+    /// Sets the price of one kind.
+    pub fn set_price(&mut self, kind: PriceKind, value: Option<i128>) {
+        let slot = match kind {
+            PriceKind::Input => &mut self.input,
+            PriceKind::Output => &mut self.output,
+            PriceKind::CacheRead => &mut self.cache_read,
+            PriceKind::CacheWrite => &mut self.cache_write,
+            PriceKind::CacheWrite1h => &mut self.cache_write_1h,
+            PriceKind::BatchInput => &mut self.batch_input,
+            PriceKind::BatchOutput => &mut self.batch_output,
+            PriceKind::PriorityInput => &mut self.priority_input,
+            PriceKind::PriorityOutput => &mut self.priority_output,
+            PriceKind::FlexInput => &mut self.flex_input,
+            PriceKind::FlexOutput => &mut self.flex_output,
+            PriceKind::TierInput => &mut self.tier_input,
+            PriceKind::TierOutput => &mut self.tier_output,
+            PriceKind::TierCacheRead => &mut self.tier_cache_read,
+            PriceKind::TierCacheWrite => &mut self.tier_cache_write,
+        };
+        *slot = value;
+    }
+}
+
 /// A price column of the book, as named in SQL (`model_price(..., 'cache_read')`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PriceKind {

@@ -31,7 +31,10 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     )
     .with_sql_example("SELECT count_tokens('hello world', 'gpt-4o');\n-- 2")
     .with_argument("text", "The text to count.")
-    .with_argument("model", "Model id choosing the encoding (default: o200k_base).")
+    .with_argument(
+        "model",
+        "Model id choosing the encoding (default: o200k_base).",
+    )
     .build()
 });
 
@@ -69,7 +72,9 @@ impl Default for CountTokensFunc {
 impl CountTokensFunc {
     /// A `count_tokens`.
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -88,7 +93,10 @@ impl ScalarUDFImpl for CountTokensFunc {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         check_arity(NAME, SYNTAX, arg_types.len(), 1, 2)?;
-        arg_types.iter().map(|dt| coerce_text(NAME, "text", dt)).collect()
+        arg_types
+            .iter()
+            .map(|dt| coerce_text(NAME, "text", dt))
+            .collect()
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

@@ -43,7 +43,9 @@ impl Default for HammingDistanceFunc {
 impl HammingDistanceFunc {
     /// A `hamming_distance`.
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -62,12 +64,18 @@ impl ScalarUDFImpl for HammingDistanceFunc {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         check_arity(NAME, SYNTAX, arg_types.len(), 2, 2)?;
-        Ok(vec![coerce_int(NAME, "a", &arg_types[0])?, coerce_int(NAME, "b", &arg_types[1])?])
+        Ok(vec![
+            coerce_int(NAME, "a", &arg_types[0])?,
+            coerce_int(NAME, "b", &arg_types[1])?,
+        ])
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let (arrays, all_scalar) = to_arrays(&args.args)?;
-        let (a, b) = (arrays[0].as_primitive::<Int64Type>(), arrays[1].as_primitive::<Int64Type>());
+        let (a, b) = (
+            arrays[0].as_primitive::<Int64Type>(),
+            arrays[1].as_primitive::<Int64Type>(),
+        );
         let mut builder = Int64Builder::with_capacity(a.len());
         for i in 0..a.len() {
             if a.is_null(i) || b.is_null(i) {

@@ -54,7 +54,9 @@ impl Default for PromptFingerprintFunc {
 impl PromptFingerprintFunc {
     /// A `prompt_fingerprint`.
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -97,8 +99,12 @@ mod tests {
 
     #[test]
     fn equal_after_normalisation_means_equal_fingerprint() {
-        let a = prompt_fingerprint("Summarise ticket 4411 for user 0b5c7d1e-1111-2222-3333-444455556666");
-        let b = prompt_fingerprint("summarise  ticket 98\nfor user 9f9f9f9f-aaaa-bbbb-cccc-ddddeeeeffff");
+        let a = prompt_fingerprint(
+            "Summarise ticket 4411 for user 0b5c7d1e-1111-2222-3333-444455556666",
+        );
+        let b = prompt_fingerprint(
+            "summarise  ticket 98\nfor user 9f9f9f9f-aaaa-bbbb-cccc-ddddeeeeffff",
+        );
         assert_eq!(a, b);
         assert_eq!(a.len(), 32);
         assert_ne!(a, prompt_fingerprint("summarise invoice 1"));

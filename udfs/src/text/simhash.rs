@@ -55,15 +55,20 @@ pub fn simhash(text: &str) -> i64 {
     }
     // Word pairs keep some order information, so reordered prompts are not identical.
     for pair in words.windows(2) {
-        add(fnv1a64(pair[0].bytes().chain(std::iter::once(b' ')).chain(pair[1].bytes())));
+        add(fnv1a64(
+            pair[0]
+                .bytes()
+                .chain(std::iter::once(b' '))
+                .chain(pair[1].bytes()),
+        ));
     }
     if words.is_empty() {
         return 0;
     }
-    let bits = weights
-        .iter()
-        .enumerate()
-        .fold(0u64, |acc, (bit, w)| if *w > 0 { acc | 1 << bit } else { acc });
+    let bits = weights.iter().enumerate().fold(
+        0u64,
+        |acc, (bit, w)| if *w > 0 { acc | 1 << bit } else { acc },
+    );
     bits as i64
 }
 
@@ -82,7 +87,9 @@ impl Default for SimhashFunc {
 impl SimhashFunc {
     /// A `simhash`.
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -129,8 +136,16 @@ mod tests {
         let near = "please summarise the following support ticket about a late refund";
         let far = "write a haiku about autumn leaves falling on a quiet pond";
         let d = |a: &str, b: &str| (simhash(a) ^ simhash(b)).count_ones();
-        assert_eq!(simhash(base), simhash("Please  SUMMARISE the following support ticket about a late delivery"));
-        assert!(d(base, near) < d(base, far), "{} vs {}", d(base, near), d(base, far));
+        assert_eq!(
+            simhash(base),
+            simhash("Please  SUMMARISE the following support ticket about a late delivery")
+        );
+        assert!(
+            d(base, near) < d(base, far),
+            "{} vs {}",
+            d(base, near),
+            d(base, far)
+        );
         assert_eq!(simhash(""), 0);
     }
 }
