@@ -398,3 +398,24 @@ fn overlapping_ranges_are_refused() {
     ];
     assert!(PriceBook::from_rows(rows).is_err());
 }
+
+#[test]
+fn extreme_token_counts_do_not_overflow() {
+    let book = PriceBook::bundled().expect("bundled book");
+    // i64::MAX * 2.5 USD/Mtok: (2^63 - 1) * 2.5e12 / 1e6 at scale 12
+    let expected = (i128::from(i64::MAX) * 2_500_000_000_000 + 500_000) / 1_000_000;
+    let u = usage(i64::MAX, 0, 0, 0, 0);
+    assert_eq!(
+        cost(&book, "openai", "gpt-4o", u, Standard, TS),
+        Some(expected)
+    );
+}
+
+#[test]
+fn absurd_prices_leave_the_row_unpriced() {
+    let book = PriceBook::from_rows(vec![row(None, None, "2000000", "1")]).expect("book");
+    assert_eq!(
+        cost(&book, "acme", "m-1", usage(1, 1, 0, 0, 0), Standard, TS),
+        None
+    );
+}

@@ -5,7 +5,8 @@
 //!          + cache_write_1h*cache_write_1h_price + output*output_price) / 1e6`.
 //! Prices are `i128` at scale 12 per million tokens, so every product is exact and the only
 //! rounding is the final division by 10^6, half away from zero, to scale 12 (a millionth of
-//! a micro-dollar; well below any invoice precision).
+//! a micro-dollar; well below any invoice precision). Prices above [`MAX_PRICE`] leave a row
+//! unpriced, which is what makes the arithmetic overflow-free.
 //!
 //! Price fallbacks, applied once when the book is built ([`RowRates::from_row`]):
 //! - no `cache_read` / `cache_write` price → the input price (no discount is invented);
@@ -66,20 +67,26 @@ pub struct TokenUsage {
     pub cache_write_1h: i64,
 }
 
-/// Effective per-million prices for one (service tier, context length) case.
+/// Effective per-million prices for one (service tier, context length) case, at scale 12.
+/// Held as `i64` (at most [`MAX_PRICE`]) so each product is one widening multiply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rates {
     /// Uncached input.
-    pub input: i128,
+    pub input: i64,
     /// Output; `None` when the catalog has no output price.
-    pub output: Option<i128>,
+    pub output: Option<i64>,
     /// Cache reads.
-    pub cache_read: i128,
+    pub cache_read: i64,
     /// 5-minute cache writes.
-    pub cache_write: i128,
+    pub cache_write: i64,
     /// 1-hour cache writes.
-    pub cache_write_1h: i128,
+    pub cache_write_1h: i64,
 }
+
+/// Largest price a row may have (2^60 at scale 12, about 1.15 million USD per million
+/// tokens). With token counts below 2^63 each product stays below 2^123 and the sum of five
+/// below 2^126, so the cost arithmetic cannot overflow `i128`. Rows above it are unpriced.
+pub const MAX_PRICE: i128 = 1 << 60;
 
 /// Every price case of one catalog row, precomputed so the per-row cost is five products.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +95,37 @@ pub struct RowRates {
     pub threshold: i64,
     /// `[service tier][0 = standard context, 1 = long context]`.
     pub cases: [[Rates; 2]; 4],
+}
+
+/// [`Rates`] before the range check, as stored in the row.
+#[derive(Clone, Copy)]
+struct WideRates {
+    input: i128,
+    output: Option<i128>,
+    cache_read: i128,
+    cache_write: i128,
+    cache_write_1h: i128,
+}
+
+/// `rates` as [`Rates`], `None` if any price is outside `0..=MAX_PRICE` in magnitude.
+fn narrow(rates: WideRates) -> Option<Rates> {
+    let fit = |price: i128| {
+        if price.abs() > MAX_PRICE {
+            None
+        } else {
+            i64::try_from(price).ok()
+        }
+    };
+    Some(Rates {
+        input: fit(rates.input)?,
+        output: match rates.output {
+            Some(price) => Some(fit(price)?),
+            None => None,
+        },
+        cache_read: fit(rates.cache_read)?,
+        cache_write: fit(rates.cache_write)?,
+        cache_write_1h: fit(rates.cache_write_1h)?,
+    })
 }
 
 /// A ratio `num / den` applied to a price.
@@ -117,7 +155,7 @@ impl RowRates {
     pub fn from_row(row: &PriceRow) -> Option<RowRates> {
         let input = row.input?;
         let cache_write = row.cache_write.unwrap_or(input);
-        let base = Rates {
+        let base = WideRates {
             input,
             output: row.output,
             cache_read: row.cache_read.unwrap_or(input),
@@ -127,7 +165,7 @@ impl RowRates {
         let long = match (row.tier_threshold_tokens, row.tier_input) {
             (Some(_), Some(tier_input)) => {
                 let ratio = Ratio::of(Some(tier_input), input, Ratio::ONE);
-                Rates {
+                WideRates {
                     input: tier_input,
                     output: row.tier_output.or(base.output),
                     cache_read: row
@@ -161,20 +199,23 @@ impl RowRates {
                 Ratio::of(row.flex_output, output, Ratio::ONE),
             ),
         ];
-        let scaled = |rates: Rates, (inp, out): (Ratio, Ratio)| Rates {
+        let scaled = |rates: WideRates, (inp, out): (Ratio, Ratio)| WideRates {
             input: inp.apply(rates.input),
             output: rates.output.map(|p| out.apply(p)),
             cache_read: inp.apply(rates.cache_read),
             cache_write: inp.apply(rates.cache_write),
             cache_write_1h: inp.apply(rates.cache_write_1h),
         };
-        let cases = tiers.map(|ratios| [scaled(base, ratios), scaled(long, ratios)]);
+        let mut cases = [[Rates::default(); 2]; 4];
+        for (slot, ratios) in cases.iter_mut().zip(tiers) {
+            *slot = [narrow(scaled(base, ratios))?, narrow(scaled(long, ratios))?];
+        }
         Some(RowRates { threshold, cases })
     }
 }
 
 /// Cost in USD at scale 12 of `usage` under `rates`; `None` (SQL NULL) for negative counts,
-/// cached + cache writes above input, output without an output price, or overflow.
+/// cached + cache writes above input, or output without an output price.
 #[inline]
 pub fn row_cost(rates: &RowRates, usage: &TokenUsage, tier: ServiceTier) -> Option<i128> {
     let TokenUsage {
@@ -184,6 +225,7 @@ pub fn row_cost(rates: &RowRates, usage: &TokenUsage, tier: ServiceTier) -> Opti
         cache_write,
         cache_write_1h,
     } = *usage;
+    // The OR of the counts is negative exactly when one of them is.
     if (input | output | cached | cache_write | cache_write_1h) < 0 {
         return None;
     }
@@ -191,22 +233,31 @@ pub fn row_cost(rates: &RowRates, usage: &TokenUsage, tier: ServiceTier) -> Opti
         - i128::from(cached)
         - i128::from(cache_write)
         - i128::from(cache_write_1h);
-    if uncached < 0 {
-        return None;
-    }
+    // Negative when cached + cache writes exceed input; otherwise at most `input`.
+    let uncached = i64::try_from(uncached).ok().filter(|u| *u >= 0)?;
     let r = &rates.cases[tier as usize][usize::from(input > rates.threshold)];
     let output_price = match r.output {
         Some(price) => price,
         None if output == 0 => 0,
         None => return None,
     };
-    // Each product is below 2^63 * 2^50 (prices under ~$1000/Mtok at scale 12), so the sum
-    // of five fits i128; checked ops keep an absurd price from wrapping.
-    let sum = uncached
-        .checked_mul(r.input)?
-        .checked_add(i128::from(cached).checked_mul(r.cache_read)?)?
-        .checked_add(i128::from(cache_write).checked_mul(r.cache_write)?)?
-        .checked_add(i128::from(cache_write_1h).checked_mul(r.cache_write_1h)?)?
-        .checked_add(i128::from(output).checked_mul(output_price)?)?;
-    div_round(sum, 1_000_000)
+    let wide = |tokens: i64, price: i64| i128::from(tokens) * i128::from(price);
+    // No overflow: see MAX_PRICE.
+    let sum = wide(uncached, r.input)
+        + wide(cached, r.cache_read)
+        + wide(cache_write, r.cache_write)
+        + wide(cache_write_1h, r.cache_write_1h)
+        + wide(output, output_price);
+    Some(div_million_round(sum))
+}
+
+/// `sum / 10^6` rounded half away from zero. Costs below ~9.2 USD per row fit `u64` at this
+/// point, where division by a constant is a multiply; `i128` division is a library call.
+#[inline]
+fn div_million_round(sum: i128) -> i128 {
+    const MILLION: u64 = 1_000_000;
+    match u64::try_from(sum) {
+        Ok(small) => i128::from(small / MILLION + u64::from(small % MILLION >= MILLION / 2)),
+        Err(_) => div_round(sum, i128::from(MILLION)).unwrap_or_default(),
+    }
 }
