@@ -20,7 +20,8 @@ use crate::pricing::PriceBookHandle;
 const NAME: &str = "cheaper_alternative";
 const SYNTAX: &str = "cheaper_alternative(provider, model)";
 
-/// Ids with these parts are not general text models a request could move to.
+/// Ids with these parts are not current general text models a request could move to
+/// (embeddings, media, fine-tunes, retired completion models).
 const NOT_ALTERNATIVES: &[&str] = &[
     "embed",
     "audio",
@@ -38,15 +39,59 @@ const NOT_ALTERNATIVES: &[&str] = &[
     "guard",
     "computer-use",
     "deep-research",
+    "babbage",
+    "davinci",
+    "curie",
+    "ada-",
+    "gpt-3.5",
+    "gpt-35",
+    "text-",
+    "code-",
+    "preview",
+    "chatgpt",
+    ":free",
+    "rerank",
 ];
+
+/// Providers that resell several vendors' models: the alternative keeps the vendor family
+/// (a Claude model on Bedrock gets a Claude model, not another vendor's).
+const MARKETPLACES: &[&str] = &[
+    "aws_bedrock",
+    "gcp_vertex",
+    "azure_openai",
+    "openrouter",
+    "together_ai",
+    "fireworks_ai",
+    "groq",
+];
+
+/// Vendor family of a catalog id: the vendor prefix of `vendor.model` / `vendor/model` ids
+/// (after a Bedrock region prefix), else the leading letters (`claude`, `gemini`, `gpt`).
+fn family(id: &str) -> &str {
+    let id = [
+        "global.", "us.", "eu.", "apac.", "jp.", "au.", "ca.", "us-gov.",
+    ]
+    .iter()
+    .find_map(|r| id.strip_prefix(r))
+    .unwrap_or(id);
+    if let Some(end) = id.find(['.', '/']) {
+        return &id[..end];
+    }
+    let end = id
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(id.len());
+    &id[..end]
+}
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         FINOPS_SECTION,
         "The cheapest model (lowest current input + output price) of the next lower tier \
-         (frontier → mid, mid → small) from the same provider, among text models with exact \
-         catalog ids (embedding, audio, image, realtime, search and fine-tuned ids excluded; \
-         ties broken by id). NULL for small models and unpriced ones.",
+         (frontier → mid, mid → small) from the same provider, among current text models with \
+         exact catalog ids (embedding, audio, image, realtime, search, preview, fine-tuned and \
+         retired completion ids excluded; ties broken by id). On marketplaces (Bedrock, \
+         Vertex, Azure, OpenRouter, Together, Fireworks, Groq) the vendor family is kept. \
+         NULL for small models and unpriced ones.",
         SYNTAX,
     )
     .with_sql_example("SELECT cheaper_alternative('anthropic', 'claude-opus-4-1');")
@@ -93,11 +138,15 @@ fn alternative(book: &PriceBook, provider: &str, model: &str, now: i64) -> Optio
     let position = TIERS.iter().position(|t| Some(*t) == tier_of(row))?;
     let target = *TIERS.get(position + 1)?;
     let provider = &book.entry(resolved.entry).provider;
+    let own_family = family(&resolved.canonical).to_ascii_lowercase();
+    let keep_family = MARKETPLACES.contains(&provider.as_str());
     let mut best: Option<(i128, &str)> = None;
     for id in book.exact_entries(provider) {
         let entry = book.entry(id);
         let name = entry.model.to_ascii_lowercase();
-        if NOT_ALTERNATIVES.iter().any(|part| name.contains(part)) {
+        if NOT_ALTERNATIVES.iter().any(|part| name.contains(part))
+            || (keep_family && family(&name) != own_family)
+        {
             continue;
         }
         let Some(candidate) = book.row_index_at(id, now).map(|r| book.row(r)) else {

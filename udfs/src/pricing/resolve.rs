@@ -110,12 +110,16 @@ pub(crate) fn lookup_candidates(provider: &str, model: &str) -> Vec<String> {
             None => return out,
         }
     }
+    // Ids wrapping another id (gateway prefixes, resource paths) match exact rules only, so
+    // a pattern matches the inner id and `canonical_model` reports that.
+    let mut wrappers: Vec<String> = Vec::new();
     if provider != "openrouter" {
         let snapshot = out.clone();
         for id in snapshot {
             for prefix in GATEWAY_PREFIXES {
                 if let Some(rest) = id.strip_prefix(prefix) {
                     push(&mut out, rest.to_string());
+                    wrappers.push(id.clone());
                 }
             }
         }
@@ -124,6 +128,7 @@ pub(crate) fn lookup_candidates(provider: &str, model: &str) -> Vec<String> {
     for id in snapshot {
         if let Some(pos) = id.rfind("/models/") {
             push(&mut out, id[pos + "/models/".len()..].to_string());
+            wrappers.push(id.clone());
         }
     }
     if raw.contains(' ') {
@@ -154,6 +159,11 @@ pub(crate) fn lookup_candidates(provider: &str, model: &str) -> Vec<String> {
     for id in snapshot {
         if let Some(next) = strip_version_suffix(&id) {
             push(&mut out, next);
+        }
+    }
+    for id in out.iter_mut() {
+        if wrappers.contains(id) {
+            id.insert(0, '#');
         }
     }
     out
