@@ -14,7 +14,9 @@
 
 pub mod catalog;
 pub mod config;
+pub mod builtin_sql;
 pub mod copy;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod providers;
