@@ -83,9 +83,15 @@ mod tests {
         let listed: BTreeSet<String> = BUILTIN_SQL.iter().map(|(n, _)| n.to_string()).collect();
         assert_eq!(listed.len(), BUILTIN_SQL.len(), "a name is listed twice");
         let missing: Vec<_> = on_disk.difference(&listed).collect();
-        assert!(missing.is_empty(), "sql/ files not in BUILTIN_SQL: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "sql/ files not in BUILTIN_SQL: {missing:?}"
+        );
         let stale: Vec<_> = listed.difference(&on_disk).collect();
-        assert!(stale.is_empty(), "BUILTIN_SQL names with no file: {stale:?}");
+        assert!(
+            stale.is_empty(),
+            "BUILTIN_SQL names with no file: {stale:?}"
+        );
     }
 
     #[test]

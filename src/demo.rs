@@ -25,8 +25,8 @@ use datafusion::arrow::array::RecordBatch;
 
 pub use catalog::UNPRICED_MODEL;
 pub use config::{
-    PRICE_CHANGE_MODEL, attribution_rules, attribution_rules_schema, budgets_schema, owners,
-    owners_schema, model_prices_schema, price_change_date, price_changes,
+    PRICE_CHANGE_MODEL, attribution_rules, attribution_rules_schema, budgets_schema,
+    model_prices_schema, owners, owners_schema, price_change_date, price_changes,
 };
 pub use exports::{DemoExport, EXPORT_DAYS, write_exports};
 pub use sql_text::insert_sql;

@@ -12,9 +12,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod builtin_sql;
 pub mod catalog;
 pub mod config;
-pub mod builtin_sql;
 pub mod copy;
 pub mod demo;
 pub mod engine;

@@ -1,9 +1,9 @@
 -- kpi.summary: the headline KPIs, one row each, so every one is a simple SELECT away:
 --   SELECT value FROM kpi.summary WHERE kpi = 'cost_per_request';
--- `dimension` is `app/feature` for cost_per_feature (feature names repeat across apps) and NULL
--- otherwise. Ratios cover the
--- last 30 days; spend covers this and the previous calendar week and month (UTC, to date).
--- `value` is a double for ratios and spend alike, `unit` says what it counts.
+-- `dimension` is `app/feature` for cost_per_feature (feature names repeat across apps; NULL for
+-- spend with neither) and NULL for the other KPIs. Ratios cover the last 30 days; spend covers
+-- this and the previous calendar week and month (UTC, to date). `value` is a double for ratios
+-- and spend alike, `unit` says what it counts.
 -- The scalar KPIs come from one row of totals unpivoted against the list of names, so a filter
 -- on `kpi` selects names and never empties the aggregate's input.
 CREATE VIEW kpi.summary AS
@@ -78,7 +78,7 @@ CROSS JOIN totals t
 CROSS JOIN users u
 UNION ALL
 SELECT 'cost_per_feature',
-       concat_ws('/', app, feature),
+       NULLIF(concat_ws('/', app, feature), ''),
        'last_30_days',
        CAST(SUM(cost) AS DOUBLE PRECISION),
        'USD'

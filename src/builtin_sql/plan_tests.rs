@@ -12,10 +12,10 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Float64Type, Int64Type, Schema};
 use datafusion::common::Result;
+use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
-use datafusion::common::TableReference;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -87,7 +87,12 @@ fn register_stub_udfs(ctx: &SessionContext) {
     ctx.register_udf(text_fn("model_tier", |p, m| tier(p, m).map(str::to_string)));
     ctx.register_udf(text_fn("cheaper_alternative", alternative));
     let mut token_cost_args = vec![DataType::Utf8, DataType::Utf8];
-    token_cost_args.extend([DataType::Int64, DataType::Int64, DataType::Int64, DataType::Int64]);
+    token_cost_args.extend([
+        DataType::Int64,
+        DataType::Int64,
+        DataType::Int64,
+        DataType::Int64,
+    ]);
     token_cost_args.extend([timestamp_type(), DataType::Utf8]);
     ctx.register_udf(create_udf(
         "token_cost",
@@ -96,7 +101,11 @@ fn register_stub_udfs(ctx: &SessionContext) {
         Volatility::Stable,
         Arc::new(|args: &[ColumnarValue]| {
             let arrays = ColumnarValue::values_to_arrays(args)?;
-            let (p, m, st) = (text_arg(&arrays, 0), text_arg(&arrays, 1), text_arg(&arrays, 7));
+            let (p, m, st) = (
+                text_arg(&arrays, 0),
+                text_arg(&arrays, 1),
+                text_arg(&arrays, 7),
+            );
             let ints: Vec<_> = (2..6)
                 .map(|i| arrays[i].as_primitive::<Int64Type>())
                 .collect();
@@ -146,13 +155,26 @@ fn usage_view(as_of: NaiveDate) -> Result<MemTable> {
         let list: Vec<Option<i128>> = (0..batch.num_rows())
             .map(|i| {
                 let tokens = [0, 1, 2, 3].map(|k| counts[k].as_primitive::<Int64Type>().value(i));
-                cost(provider.value(i), model.value(i), tokens, Some(tier.value(i)))
+                cost(
+                    provider.value(i),
+                    model.value(i),
+                    tokens,
+                    Some(tier.value(i)),
+                )
             })
             .collect();
         let net: Decimal128Array = list
             .iter()
             .zip(provider.iter())
-            .map(|(c, p)| c.map(|c| if p == Some("anthropic") { c * 9 / 10 } else { c }))
+            .map(|(c, p)| {
+                c.map(|c| {
+                    if p == Some("anthropic") {
+                        c * 9 / 10
+                    } else {
+                        c
+                    }
+                })
+            })
             .collect();
         let list_cost: Decimal128Array = list.iter().copied().collect();
         let priced: BooleanArray = list.iter().map(|c| Some(c.is_some())).collect();
@@ -209,7 +231,11 @@ async fn rows(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
 }
 
 async fn scalar_f64(ctx: &SessionContext, sql: &str) -> f64 {
-    let batches = rows(ctx, &format!("SELECT CAST(({sql}) AS DOUBLE PRECISION) AS v")).await;
+    let batches = rows(
+        ctx,
+        &format!("SELECT CAST(({sql}) AS DOUBLE PRECISION) AS v"),
+    )
+    .await;
     let v = batches[0].column(0).as_primitive::<Float64Type>();
     assert!(v.is_valid(0), "{sql} is NULL");
     v.value(0)
@@ -247,7 +273,10 @@ async fn daily_counts_every_request_and_flags_about_15pct_redundant() {
         "SELECT value FROM kpi.summary WHERE kpi = 'redundant_requests_pct'",
     )
     .await;
-    assert!((8.0..=20.0).contains(&summary), "summary redundant {summary}%");
+    assert!(
+        (8.0..=20.0).contains(&summary),
+        "summary redundant {summary}%"
+    );
 }
 
 #[tokio::test]
@@ -313,16 +342,21 @@ async fn summary_filters_pick_exactly_one_row_per_kpi() {
         ("weekly_spend", "previous_week"),
         ("monthly_spend", "this_month"),
     ] {
-        let sql = format!(
-            "SELECT value FROM kpi.summary WHERE kpi = '{kpi}' AND period = '{period}'"
-        );
+        let sql =
+            format!("SELECT value FROM kpi.summary WHERE kpi = '{kpi}' AND period = '{period}'");
         let value = scalar_f64(&ctx, &sql).await;
         assert!(value > 0.0, "{kpi}/{period} = {value}");
     }
     let features = scalar_f64(
         &ctx,
-        "SELECT COUNT(*) FROM kpi.summary WHERE kpi = 'cost_per_feature'",
+        "SELECT COUNT(dimension) FROM kpi.summary WHERE kpi = 'cost_per_feature'",
     )
     .await;
     assert_eq!(features, 30.0);
+    let misuse = scalar_f64(
+        &ctx,
+        "SELECT value FROM kpi.summary WHERE dimension = 'support-bot/classify-intent'",
+    )
+    .await;
+    assert!(misuse > 0.0);
 }

@@ -34,9 +34,7 @@ fn money(values: &[Option<f64>]) -> ArrayRef {
         .iter()
         .map(|v| v.map(|v| (v * scale).round() as i128))
         .collect();
-    Arc::new(
-        raw.with_data_type(money_type()),
-    )
+    Arc::new(raw.with_data_type(money_type()))
 }
 
 fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
@@ -60,7 +58,12 @@ pub fn owners() -> RecordBatch {
         .map(|t| ["team", t.name, t.owner, t.cost_center])
         .collect();
     rows.push(["app", "ai-gateway", "priya.nair@acme.example", "CC-1006"]);
-    rows.push(["app", "nightly-batch", "arjun.patel@acme.example", "CC-1005"]);
+    rows.push([
+        "app",
+        "nightly-batch",
+        "arjun.patel@acme.example",
+        "CC-1005",
+    ]);
     let columns = (0..4)
         .map(|i| text(rows.iter().map(|r| Some(r[i].to_string())).collect()))
         .collect();
@@ -190,15 +193,23 @@ pub fn budgets(as_of: NaiveDate, data: &Generated) -> RecordBatch {
             s(&|_| Some("50,80,100".to_string())),
             s(&|b| b.owner.map(str::to_string)),
             s(&|b| Some(b.notify.clone())),
-            Arc::new(rows.iter().map(|b| Some(b.hard_cap)).collect::<BooleanArray>()),
+            Arc::new(
+                rows.iter()
+                    .map(|b| Some(b.hard_cap))
+                    .collect::<BooleanArray>(),
+            ),
         ],
     )
 }
 
 fn days_in_month(d: NaiveDate) -> u32 {
     let first = d.with_day(1).unwrap_or(d);
-    let next = first.checked_add_months(chrono::Months::new(1)).unwrap_or(first);
-    u32::try_from((next - first).num_days()).unwrap_or(30).max(28)
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap_or(first);
+    u32::try_from((next - first).num_days())
+        .unwrap_or(30)
+        .max(28)
 }
 
 /// Price kinds of a `finops.model_prices` row, in column order (USD per million tokens).
@@ -215,7 +226,12 @@ const PRICE_KINDS: [&str; 11] = [
     "flex_input",
     "flex_output",
 ];
-const TIER_KINDS: [&str; 4] = ["tier_input", "tier_output", "tier_cache_read", "tier_cache_write"];
+const TIER_KINDS: [&str; 4] = [
+    "tier_input",
+    "tier_output",
+    "tier_cache_read",
+    "tier_cache_write",
+];
 
 /// Columns of `finops.model_prices` (SPEC 3.4): provider, model, match, validity, prices per
 /// million tokens, long-context tier, `tier` override and `source`.
@@ -227,9 +243,17 @@ pub fn model_prices_schema() -> SchemaRef {
         Field::new("valid_from", timestamp_type(), true),
         Field::new("valid_to", timestamp_type(), true),
     ];
-    fields.extend(PRICE_KINDS.iter().map(|k| Field::new(*k, money_type(), true)));
+    fields.extend(
+        PRICE_KINDS
+            .iter()
+            .map(|k| Field::new(*k, money_type(), true)),
+    );
     fields.push(Field::new("tier_threshold_tokens", DataType::Int64, true));
-    fields.extend(TIER_KINDS.iter().map(|k| Field::new(*k, money_type(), true)));
+    fields.extend(
+        TIER_KINDS
+            .iter()
+            .map(|k| Field::new(*k, money_type(), true)),
+    );
     fields.push(Field::new("tier", DataType::Utf8, true));
     fields.push(Field::new("source", DataType::Utf8, true));
     Arc::new(Schema::new(fields))
@@ -278,7 +302,10 @@ pub fn price_changes(as_of: NaiveDate) -> RecordBatch {
     columns.push(Arc::new(Int64Array::from(vec![None::<i64>, None])));
     columns.extend(TIER_KINDS.iter().map(|_| money(&[None, None])));
     columns.push(text(vec![None, None]));
-    columns.push(text(vec![Some("demo: list price before the cut".into()), Some("demo: list price cut".into())]));
+    columns.push(text(vec![
+        Some("demo: list price before the cut".into()),
+        Some("demo: list price cut".into()),
+    ]));
     batch(model_prices_schema(), columns)
 }
 

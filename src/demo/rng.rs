@@ -71,7 +71,9 @@ impl SplitMix64 {
             return 0;
         };
         let x = self.unit() * total;
-        cumulative.partition_point(|&c| c <= x).min(cumulative.len() - 1)
+        cumulative
+            .partition_point(|&c| c <= x)
+            .min(cumulative.len() - 1)
     }
 }
 

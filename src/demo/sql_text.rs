@@ -31,7 +31,11 @@ pub fn insert_sql(table: &str, batch: &RecordBatch) -> Result<String> {
             .collect::<Result<Vec<_>>>()?;
         out.push_str("  (");
         out.push_str(&values.join(", "));
-        out.push_str(if row + 1 == batch.num_rows() { ");\n" } else { "),\n" });
+        out.push_str(if row + 1 == batch.num_rows() {
+            ");\n"
+        } else {
+            "),\n"
+        });
     }
     Ok(out)
 }

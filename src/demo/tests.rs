@@ -84,8 +84,12 @@ fn token_columns_keep_the_canonical_subset_rules() {
             let tags: serde_json::Value =
                 serde_json::from_str(text(&b, "tags").value(i)).expect("tags are JSON");
             assert!(tags.is_object());
-            *tiers.entry(text(&b, "service_tier").value(i).into()).or_default() += 1;
-            *statuses.entry(text(&b, "status").value(i).into()).or_default() += 1;
+            *tiers
+                .entry(text(&b, "service_tier").value(i).into())
+                .or_default() += 1;
+            *statuses
+                .entry(text(&b, "status").value(i).into())
+                .or_default() += 1;
         }
     }
     assert!(reasoning_models.contains("o3-mini-2025-01-31"));
@@ -108,8 +112,17 @@ fn five_providers_and_about_25_models_including_one_unpriced() {
             }
         }
     }
-    let expected = ["anthropic", "aws_bedrock", "azure_openai", "google_gemini", "openai"];
-    assert_eq!(providers.iter().map(String::as_str).collect::<Vec<_>>(), expected);
+    let expected = [
+        "anthropic",
+        "aws_bedrock",
+        "azure_openai",
+        "google_gemini",
+        "openai",
+    ];
+    assert_eq!(
+        providers.iter().map(String::as_str).collect::<Vec<_>>(),
+        expected
+    );
     assert!(models.len() >= 25, "{models:?}");
     assert!(models.contains(UNPRICED_MODEL));
     assert!(models.contains("us.anthropic.claude-3-5-haiku-20241022-v1:0"));
@@ -172,7 +185,10 @@ fn budgets_land_on_every_status() {
             fine += 1;
         }
     }
-    assert!(exceeded >= 1 && fine >= 5, "{exceeded} exceeded, {fine} fine");
+    assert!(
+        exceeded >= 1 && fine >= 5,
+        "{exceeded} exceeded, {fine} fine"
+    );
     assert_eq!(text(b, "thresholds").value(0), "50,80,100");
 }
 
@@ -230,7 +246,10 @@ fn exports_parse_with_the_provider_formats() {
         };
         assert_eq!(day(lo), NaiveDate::from_ymd_opt(2026, 6, 8).expect("date"));
         assert_eq!(day(hi), NaiveDate::from_ymd_opt(2026, 6, 14).expect("date"));
-        assert!(e.create_statement().contains(&format!("STORED AS {}", e.format)));
+        assert!(
+            e.create_statement()
+                .contains(&format!("STORED AS {}", e.format))
+        );
     }
 }
 

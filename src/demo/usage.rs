@@ -88,8 +88,11 @@ pub fn generate(as_of: NaiveDate, days: u32, rows_per_day: usize) -> Generated {
             plan.push((micros, feature, None));
         }
         if let Some(s) = spike {
-            // A runaway retry loop during working hours: ~4% extra requests with long contexts.
-            for _ in 0..(n / 25).max(5) {
+            // A retry loop replays the feature's traffic twice more in the afternoon, on a
+            // dearer model and with the retries' context appended.
+            let share = FEATURES[s.feature].volume / feature_table.last().copied().unwrap_or(1.0);
+            let extra = ((n as f64 * share * 2.0).round() as usize).max(5);
+            for _ in 0..extra {
                 let micros = 13 * 3_600_000_000 + rng.below(5 * 3_600_000_000) as i64;
                 plan.push((micros, s.feature, Some(s.model)));
             }
@@ -171,8 +174,8 @@ fn draw_row(
         earlier[rng.below(earlier.len() as u64) as usize]
     } else {
         let model = forced.unwrap_or_else(|| spec.models[rng.pick_cumulative(model_table)].0);
-        let scale = if forced.is_some() { 8.0 } else { 1.0 };
-        let input = (rng.lognormal(spec.tokens.0 * scale, 0.7).round() as i64).clamp(8, 180_000);
+        let scale = if forced.is_some() { 1.5 } else { 1.0 };
+        let input = (rng.lognormal(spec.tokens.0 * scale, 0.55).round() as i64).clamp(8, 180_000);
         Prompt {
             hash: rng.next_u64(),
             model,
@@ -187,7 +190,7 @@ fn draw_row(
     let mut output = if spec.tokens.1 <= 0.0 || error {
         0
     } else {
-        (rng.lognormal(spec.tokens.1, 0.6).round() as i64).clamp(1, 32_000)
+        (rng.lognormal(spec.tokens.1, 0.5).round() as i64).clamp(1, 32_000)
     };
     let mut reasoning = 0;
     if model.reasoning && output > 0 {
@@ -269,13 +272,15 @@ impl DayBuilder {
         let model = &MODELS[row.model];
         let spec = row.feature;
         let team = TEAMS[spec.team].name;
-        let project = match row.team {
-            Some(_) => project_id(model.provider, team),
-            // Unowned rows come from two projects: one an attribution rule claims, one not.
-            None if rng.chance(0.7) => LEGACY_PROJECT.to_string(),
-            None => ORPHAN_PROJECT.to_string(),
+        // Unowned rows are scripts in two old projects (one an attribution rule claims, one
+        // not) that set no app, feature or user either.
+        let owned = row.team.is_some();
+        let project = match owned {
+            true => project_id(model.provider, team),
+            false if rng.chance(0.7) => LEGACY_PROJECT.to_string(),
+            false => ORPHAN_PROJECT.to_string(),
         };
-        let user = spec.per_user.then(|| {
+        let user = (spec.per_user && owned).then(|| {
             // A few heavy users per team, a long tail of light ones.
             let u = rng.unit();
             format!("user-{team}-{:02}", (u * u * 40.0) as u32 + 1)
@@ -285,9 +290,10 @@ impl DayBuilder {
             85..=94 => "staging",
             _ => "dev",
         };
+        let key_owner = if owned { spec.app } else { project.as_str() };
         let key = format!(
             "key_{:012x}",
-            super::rng::hash_str(&format!("{}/{}/{environment}", model.provider, spec.app)) >> 16
+            super::rng::hash_str(&format!("{}/{key_owner}/{environment}", model.provider)) >> 16
         );
         let tags = if model.provider == "azure_openai" {
             format!(
@@ -310,8 +316,8 @@ impl DayBuilder {
             Some(model.provider),
             Some(model.id),
             row.team,
-            Some(spec.app),
-            Some(spec.feature),
+            owned.then_some(spec.app),
+            owned.then_some(spec.feature),
             user.as_deref(),
             Some(&key),
             Some(&project),
