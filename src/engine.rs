@@ -286,7 +286,10 @@ impl Session {
         }
         let df = self.ctx.read_batches(batches)?;
         let counts = df
-            .write_table(table, datafusion::dataframe::DataFrameWriteOptions::new())
+            .write_table(
+                table,
+                datafusion::dataframe::DataFrameWriteOptions::new(),
+            )
             .await?;
         Ok(counts
             .iter()

@@ -88,10 +88,7 @@ pub fn load_tls(tls: &TlsConfig) -> Result<TlsAcceptor> {
     let key = rustls_pemfile::private_key(&mut open(&tls.key)?)
         .map_err(|e| Error::Config(format!("tls.key {}: {e}", tls.key.display())))?
         .ok_or_else(|| {
-            Error::Config(format!(
-                "tls.key {}: no private key found",
-                tls.key.display()
-            ))
+            Error::Config(format!("tls.key {}: no private key found", tls.key.display()))
         })?;
     let key: PrivateKeyDer = key;
     let config = ServerConfig::builder()

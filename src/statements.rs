@@ -19,9 +19,9 @@ use crate::error::{Error, Result};
 
 /// Parse `sql` into statements with the Postgres-compatible parser (the same the server uses).
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    let statements = PostgresCompatibilityParser::new().parse(sql).map_err(|e| {
-        Error::DataFusion(datafusion::error::DataFusionError::SQL(Box::new(e), None))
-    })?;
+    let statements = PostgresCompatibilityParser::new()
+        .parse(sql)
+        .map_err(|e| Error::DataFusion(datafusion::error::DataFusionError::SQL(Box::new(e), None)))?;
     Ok(statements
         .into_iter()
         .map(|s| rewrite(&s).unwrap_or(s))

@@ -12,18 +12,18 @@ use datafusion_postgres::{DfSessionService, Parser, QueryHook};
 use futures::{Sink, Stream, StreamExt};
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::FieldInfo;
-use pgwire::api::results::Response;
 use pgwire::api::stmt::QueryParser;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::Response;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers};
 use pgwire::api::{ErrorHandler, cancel::CancelHandler};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::cancel::CancelRequest;
-use pgwire::messages::data::DataRow;
 use pgwire::messages::startup::SecretKey;
+use pgwire::messages::data::DataRow;
 use tokio::sync::watch;
 
 use crate::engine::{Engine, Identity, Session};
@@ -90,14 +90,10 @@ impl ConnectionState {
     }
 
     /// Called once the login succeeded: open the session and register for cancel requests.
-    pub fn connect(
-        self: &Arc<Self>,
-        identity: Identity,
-        pid: i32,
-        secret: &SecretKey,
-    ) -> Result<()> {
+    pub fn connect(self: &Arc<Self>, identity: Identity, pid: i32, secret: &SecretKey) -> Result<()> {
         let session = self.engine.session(identity)?;
-        let hooks: Vec<Arc<dyn QueryHook>> = hooks::chain(session.clone(), Arc::clone(&self.copy));
+        let hooks: Vec<Arc<dyn QueryHook>> =
+            hooks::chain(session.clone(), Arc::clone(&self.copy));
         let service = Arc::new(DfSessionService::new_with_hooks(
             Arc::clone(session.context()),
             hooks,
@@ -210,7 +206,9 @@ impl CancelHandler for RegistryCancel {
         if let Some(state) = self.registry.lookup(request.pid, &request.secret_key) {
             state.cancel();
         }
-        self.manager.cancel(request.pid, &request.secret_key).await;
+        self.manager
+            .cancel(request.pid, &request.secret_key)
+            .await;
     }
 }
 
@@ -250,18 +248,19 @@ impl QueryHandler {
             .into_iter()
             .map(|r| match r {
                 Response::Query(mut q) => {
-                    let rows =
-                        std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
+                    let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
                     q.data_rows = Box::pin(guard_rows(rows, cancel.clone(), deadline));
                     Response::Query(q)
                 }
-                Response::Error(info) => match sqlstate::map_pgwire(PgWireError::UserError(info)) {
-                    PgWireError::UserError(info) => Response::Error(info),
-                    other => Response::Error(Box::new(sqlstate::error(
-                        sqlstate::INTERNAL_ERROR,
-                        other.to_string(),
-                    ))),
-                },
+                Response::Error(info) => {
+                    match sqlstate::map_pgwire(PgWireError::UserError(info)) {
+                        PgWireError::UserError(info) => Response::Error(info),
+                        other => Response::Error(Box::new(sqlstate::error(
+                            sqlstate::INTERNAL_ERROR,
+                            other.to_string(),
+                        ))),
+                    }
+                }
                 other => other,
             })
             .collect())
@@ -441,3 +440,4 @@ impl QueryParser for MappedParser {
             .map_err(sqlstate::map_pgwire)
     }
 }
+

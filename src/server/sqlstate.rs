@@ -240,9 +240,7 @@ mod tests {
     #[test]
     fn plan_errors_are_classified() {
         assert_eq!(
-            code_of(DataFusionError::Plan(
-                "table 'finops.public.x' not found".into()
-            )),
+            code_of(DataFusionError::Plan("table 'finops.public.x' not found".into())),
             UNDEFINED_TABLE
         );
         assert_eq!(

@@ -155,8 +155,7 @@ mod tests {
 
     #[test]
     fn array_subquery_becomes_array_agg() {
-        let out =
-            rewritten("SELECT ARRAY(SELECT b.x FROM t b WHERE b.id = r.id ORDER BY 1) AS m FROM r");
+        let out = rewritten("SELECT ARRAY(SELECT b.x FROM t b WHERE b.id = r.id ORDER BY 1) AS m FROM r");
         assert_eq!(
             out,
             "SELECT (SELECT array_agg(b.x ORDER BY 1) FROM t AS b WHERE b.id = r.id) AS m FROM r"
