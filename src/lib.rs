@@ -12,9 +12,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod builtin_sql;
 pub mod catalog;
 pub mod config;
 pub mod copy;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod providers;
