@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod config;
 pub mod copy;
 pub mod engine;
+pub mod materialized;
 pub mod error;
 pub mod providers;
 pub mod schema;

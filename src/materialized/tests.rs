@@ -1,0 +1,1 @@
+//! Tests of materialized views: create, query, restart, refresh (atomic, serialised, incremental).
