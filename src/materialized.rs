@@ -196,15 +196,15 @@ impl MaterializedViews {
             };
             ensure_schema(ctx, &reference)?;
             let table = MaterializedTable::try_new(schema, m.definition.clone(), batches)?;
-            let view = views.insert_view(ctx, reference, dir, m, table)?;
+            let view = views.insert_view(ctx, reference, dir, m, table, true)?;
             views.start_interval(&view);
         }
         let status = Arc::new(StatusTable::new(Arc::downgrade(&views)));
         let status_ref = TableReference::full(default_catalog(ctx), "finops", STATUS_TABLE);
         ensure_schema(ctx, &status_ref.clone().resolve("", ""))?;
-        if !ctx.table_exist(status_ref.clone())? {
-            ctx.register_table(status_ref, status)?;
-        }
+        // Reopening over the same catalog replaces what an earlier registry registered.
+        ctx.deregister_table(status_ref.clone())?;
+        ctx.register_table(status_ref, status)?;
         Ok(views)
     }
 
@@ -269,7 +269,7 @@ impl MaterializedViews {
         let (schema, batches, manifest) =
             refresh::first_result(self.store.as_ref(), ctx, &dir, manifest).await?;
         let table = MaterializedTable::try_new(schema, request.query.clone(), batches)?;
-        let view = self.insert_view(ctx, reference, dir, manifest, table)?;
+        let view = self.insert_view(ctx, reference, dir, manifest, table, false)?;
         self.start_interval(&view);
         Ok(true)
     }
@@ -353,8 +353,12 @@ impl MaterializedViews {
         dir: Path,
         manifest: Manifest,
         table: MaterializedTable,
+        replace: bool,
     ) -> Result<Arc<View>> {
         let table = Arc::new(table);
+        if replace {
+            ctx.deregister_table(TableReference::from(reference.clone()))?;
+        }
         ctx.register_table(TableReference::from(reference.clone()), Arc::clone(&table) as _)?;
         let mode = RefreshMode::parse(&manifest.refresh).unwrap_or(RefreshMode::Manual);
         let view = Arc::new(View {
