@@ -12,15 +12,18 @@
 //! - after a committed append to a table: [`MaterializedViews::notify_appended`];
 //! - after prices, adjustments or attribution rules change: [`MaterializedViews::mark_stale`].
 //!
+//! - after `setup_pg_catalog` and `open`: [`register_pg_catalog_overlay`], for psql's `\dm`.
+//!
 //! psql's `\dm` reads `pg_class.relkind = 'm'`; datafusion-pg-catalog 0.19 derives `relkind` from
 //! `TableType` (`Base`/`Temporary` → `r`, `View` → `v`) and has no kind for `m`, so a table provider
-//! cannot produce it: views are `TableType::View` (so `\dv` lists them) until the catalog side maps
-//! names from [`MaterializedViews::names`] to `m`.
+//! alone cannot produce it: views are `TableType::View`, and the overlay rewrites their `relkind`
+//! to `m` and fills `pg_matviews`.
 //!
 //! This module must not know about the wire protocol, nor parse SQL text other than REFRESH.
 
 mod incremental;
 mod manifest;
+mod pg_class;
 mod refresh;
 mod schedule;
 mod statement;
@@ -40,6 +43,7 @@ use datafusion::prelude::SessionContext;
 use object_store::ObjectStore;
 use object_store::path::Path;
 
+pub use pg_class::register_pg_catalog_overlay;
 pub use statement::{CreateRequest, MvStatement, RefreshMode, parse_refresh, recognise};
 pub use table::{MaterializedTable, StatusTable, status_schema};
 
@@ -129,7 +133,9 @@ impl View {
             definition: m.definition,
             refresh: self.mode,
             incremental: m.incremental,
-            last_refresh: m.last_refresh_micros.and_then(DateTime::from_timestamp_micros),
+            last_refresh: m
+                .last_refresh_micros
+                .and_then(DateTime::from_timestamp_micros),
             refresh_ms: m.refresh_ms,
             rows: m.rows,
             bytes: m.bytes,
@@ -238,7 +244,11 @@ impl MaterializedViews {
 
     /// Create a view: plan and run its query in `ctx`, store the result, register it. Returns
     /// `false` when it existed and `IF NOT EXISTS` was given.
-    pub async fn create(self: &Arc<Self>, ctx: &SessionContext, request: &CreateRequest) -> Result<bool> {
+    pub async fn create(
+        self: &Arc<Self>,
+        ctx: &SessionContext,
+        request: &CreateRequest,
+    ) -> Result<bool> {
         let reference = resolve(ctx, &request.name);
         let key = key(&reference);
         let _ddl = self.ddl.lock().await;
@@ -249,9 +259,9 @@ impl MaterializedViews {
                 Err(Error::TableExists(key))
             };
         }
-        let catalog = ctx
-            .catalog(&reference.catalog)
-            .ok_or_else(|| Error::InvalidParameter(format!("database \"{}\" does not exist", reference.catalog)))?;
+        let catalog = ctx.catalog(&reference.catalog).ok_or_else(|| {
+            Error::InvalidParameter(format!("database \"{}\" does not exist", reference.catalog))
+        })?;
         if catalog.schema(&reference.schema).is_none() {
             return Err(Error::InvalidParameter(format!(
                 "schema \"{}\" does not exist",
@@ -286,7 +296,12 @@ impl MaterializedViews {
 
     /// Drop view `name` and its stored result. Returns `false` when it did not exist and
     /// `if_exists` was given.
-    pub async fn drop_view(&self, ctx: &SessionContext, name: &str, if_exists: bool) -> Result<bool> {
+    pub async fn drop_view(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        if_exists: bool,
+    ) -> Result<bool> {
         let reference = resolve(ctx, name);
         let key = key(&reference);
         let _ddl = self.ddl.lock().await;
@@ -359,7 +374,10 @@ impl MaterializedViews {
         if replace {
             ctx.deregister_table(TableReference::from(reference.clone()))?;
         }
-        ctx.register_table(TableReference::from(reference.clone()), Arc::clone(&table) as _)?;
+        ctx.register_table(
+            TableReference::from(reference.clone()),
+            Arc::clone(&table) as _,
+        )?;
         let mode = RefreshMode::parse(&manifest.refresh).unwrap_or(RefreshMode::Manual);
         let view = Arc::new(View {
             reference: reference.clone(),
@@ -381,7 +399,12 @@ impl MaterializedViews {
 }
 
 fn default_catalog(ctx: &SessionContext) -> String {
-    ctx.state().config().options().catalog.default_catalog.clone()
+    ctx.state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone()
 }
 
 /// Resolve a name as written (`kpi.daily`, `"Kpi"."Daily"`, `daily`) against `ctx`'s defaults.

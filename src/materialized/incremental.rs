@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Date64Type, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    DataType, Date32Type, Date64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
 };
 use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -143,7 +143,10 @@ fn input_is_single_scan(plan: &LogicalPlan) -> bool {
         LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => {
             plan.expressions().iter().all(expr_safe)
                 && plan.inputs().len() == 1
-                && plan.inputs().first().is_some_and(|i| input_is_single_scan(i))
+                && plan
+                    .inputs()
+                    .first()
+                    .is_some_and(|i| input_is_single_scan(i))
         }
         LogicalPlan::TableScan(scan) => scan.fetch.is_none(),
         _ => false,
@@ -177,7 +180,9 @@ fn bucket_column(expr: &Expr, schema: &datafusion::common::DFSchema) -> Option<C
         DataType::Timestamp(_, None) => Some(column.clone()),
         // A date is the UTC day only when the timestamp's zone is UTC: the restriction to
         // `ts >= midnight` would cut a local day in two otherwise.
-        DataType::Timestamp(_, Some(tz)) if !cast_to_date || is_utc(tz.as_ref()) => Some(column.clone()),
+        DataType::Timestamp(_, Some(tz)) if !cast_to_date || is_utc(tz.as_ref()) => {
+            Some(column.clone())
+        }
         _ => None,
     }
 }
@@ -240,7 +245,12 @@ impl Incremental {
         Some(
             values
                 .into_iter()
-                .map(|v| Some(matches!((v, from), (Some(v), Some(f)) if v < f) || (v.is_some() && from.is_none())))
+                .map(|v| {
+                    Some(
+                        matches!((v, from), (Some(v), Some(f)) if v < f)
+                            || (v.is_some() && from.is_none()),
+                    )
+                })
                 .collect(),
         )
     }
@@ -251,8 +261,7 @@ impl Incremental {
     }
 
     fn bucket_scalar(&self, value: i64) -> Result<ScalarValue> {
-        let out_of_range =
-            || crate::error::Error::Internal(format!("bucket {value} out of range"));
+        let out_of_range = || crate::error::Error::Internal(format!("bucket {value} out of range"));
         Ok(match &self.bucket_type {
             DataType::Date32 => {
                 ScalarValue::Date32(Some(i32::try_from(value).map_err(|_| out_of_range())?))

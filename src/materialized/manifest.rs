@@ -102,7 +102,11 @@ pub fn view_dir(prefix: &Path, schema: &str, table: &str) -> Path {
 }
 
 /// Write `manifest` into `dir`, replacing the previous one atomically.
-pub async fn write_manifest(store: &dyn ObjectStore, dir: &Path, manifest: &Manifest) -> Result<()> {
+pub async fn write_manifest(
+    store: &dyn ObjectStore,
+    dir: &Path,
+    manifest: &Manifest,
+) -> Result<()> {
     let location = dir.clone().join(MANIFEST);
     let json = serde_json::to_vec_pretty(manifest)
         .map_err(|e| Error::Internal(format!("cannot encode view manifest: {e}")))?;
@@ -135,7 +139,12 @@ pub async fn read_manifests(
                 object.location
             ))
         })?;
-        let dir = Path::from_iter(object.location.parts().take(object.location.parts().count() - 1));
+        let dir = Path::from_iter(
+            object
+                .location
+                .parts()
+                .take(object.location.parts().count() - 1),
+        );
         manifests.push((dir, manifest));
     }
     Ok(manifests)
@@ -202,7 +211,9 @@ pub async fn write_result(
     let mut writer = ArrowWriter::try_new(&mut buffer, Arc::clone(schema), None)
         .map_err(|e| Error::DataFusion(e.into()))?;
     for batch in batches {
-        writer.write(batch).map_err(|e| Error::DataFusion(e.into()))?;
+        writer
+            .write(batch)
+            .map_err(|e| Error::DataFusion(e.into()))?;
     }
     writer.close().map_err(|e| Error::DataFusion(e.into()))?;
     let size = buffer.len() as u64;
@@ -222,8 +233,8 @@ pub async fn read_result(
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let location = dir.clone().join(file);
     let bytes = read(store, &location).await?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| Error::DataFusion(e.into()))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::DataFusion(e.into()))?;
     let schema = Arc::clone(builder.schema());
     let reader = builder.build().map_err(|e| Error::DataFusion(e.into()))?;
     let batches = reader

@@ -81,7 +81,14 @@ pub(super) async fn refresh(
             return Err(e);
         }
     };
-    store_result(views.store.as_ref(), &view.dir, &mut manifest, &computed, started).await?;
+    store_result(
+        views.store.as_ref(),
+        &view.dir,
+        &mut manifest,
+        &computed,
+        started,
+    )
+    .await?;
     if computed.kind != RefreshKind::Unchanged {
         swap(ctx, view, &table, &computed)?;
     }
@@ -190,7 +197,12 @@ async fn compute(
         manifest.needs_full,
     ) {
         let Some(from) = changed_from(old, new) else {
-            return Ok(base(Arc::clone(schema), batches.to_vec(), RefreshKind::Unchanged, 0));
+            return Ok(base(
+                Arc::clone(schema),
+                batches.to_vec(),
+                RefreshKind::Unchanged,
+                0,
+            ));
         };
         if let Some(merged) = recompute_from(ctx, a, &plan, from, schema, batches).await? {
             let (batches, recomputed) = merged;
@@ -251,7 +263,11 @@ async fn recompute_from(
 
 /// Run `plan` and collect its non-empty batches with the schema they have.
 async fn run(ctx: &SessionContext, plan: LogicalPlan) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let stream = ctx.execute_logical_plan(plan).await?.execute_stream().await?;
+    let stream = ctx
+        .execute_logical_plan(plan)
+        .await?
+        .execute_stream()
+        .await?;
     let schema = stream.schema();
     let batches: Vec<RecordBatch> = stream.try_collect().await?;
     Ok((
@@ -304,9 +320,21 @@ mod tests {
     fn earliest_changed_bucket_is_found() {
         let old = [(None, 1), (Some(1), 2), (Some(2), 3)];
         assert_eq!(changed_from(&old, &old), None);
-        assert_eq!(changed_from(&old, &[(None, 1), (Some(1), 2), (Some(2), 4)]), Some(Some(2)));
-        assert_eq!(changed_from(&old, &[(None, 2), (Some(1), 2), (Some(2), 3)]), Some(None));
-        assert_eq!(changed_from(&old, &[(None, 1), (Some(2), 3)]), Some(Some(1)));
-        assert_eq!(changed_from(&old, &[(None, 1), (Some(0), 1), (Some(1), 2), (Some(2), 3)]), Some(Some(0)));
+        assert_eq!(
+            changed_from(&old, &[(None, 1), (Some(1), 2), (Some(2), 4)]),
+            Some(Some(2))
+        );
+        assert_eq!(
+            changed_from(&old, &[(None, 2), (Some(1), 2), (Some(2), 3)]),
+            Some(None)
+        );
+        assert_eq!(
+            changed_from(&old, &[(None, 1), (Some(2), 3)]),
+            Some(Some(1))
+        );
+        assert_eq!(
+            changed_from(&old, &[(None, 1), (Some(0), 1), (Some(1), 2), (Some(2), 3)]),
+            Some(Some(0))
+        );
     }
 }

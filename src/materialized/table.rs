@@ -110,7 +110,10 @@ impl TableProvider for MaterializedTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Unsupported; filters.len()])
+        Ok(vec![
+            TableProviderFilterPushDown::Unsupported;
+            filters.len()
+        ])
     }
 
     async fn scan(
@@ -167,7 +170,9 @@ pub fn status_schema() -> SchemaRef {
 pub fn status_batch(infos: &[ViewInfo]) -> crate::Result<RecordBatch> {
     let int = |f: fn(&ViewInfo) -> u64| -> ArrayRef {
         Arc::new(Int64Array::from_iter_values(
-            infos.iter().map(|i| i64::try_from(f(i)).unwrap_or(i64::MAX)),
+            infos
+                .iter()
+                .map(|i| i64::try_from(f(i)).unwrap_or(i64::MAX)),
         ))
     };
     let columns: Vec<ArrayRef> = vec![
@@ -183,7 +188,9 @@ pub fn status_batch(infos: &[ViewInfo]) -> crate::Result<RecordBatch> {
         )),
         Arc::new(
             TimestampMicrosecondArray::from_iter(
-                infos.iter().map(|i| i.last_refresh.map(|t| t.timestamp_micros())),
+                infos
+                    .iter()
+                    .map(|i| i.last_refresh.map(|t| t.timestamp_micros())),
             )
             .with_timezone("+00:00"),
         ),

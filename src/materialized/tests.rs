@@ -44,7 +44,11 @@ async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
     for b in &batches {
         for i in 0..b.num_rows() {
             let cells: Vec<String> = (0..b.num_columns())
-                .map(|c| ScalarValue::try_from_array(b.column(c), i).unwrap().to_string())
+                .map(|c| {
+                    ScalarValue::try_from_array(b.column(c), i)
+                        .unwrap()
+                        .to_string()
+                })
                 .collect();
             out.push(cells.join("|"));
         }
@@ -74,13 +78,20 @@ async fn create_query_drop() {
     let views = open(&dir, &ctx).await;
     assert!(views.create(&ctx, &create("daily", DAILY)).await.unwrap());
     assert_eq!(rows(&ctx, "SELECT cost, n FROM daily").await, vec!["12|2"]);
-    let err = views.create(&ctx, &create("daily", DAILY)).await.unwrap_err();
+    let err = views
+        .create(&ctx, &create("daily", DAILY))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::TableExists(_)));
     let mut again = create("daily", DAILY);
     again.if_not_exists = true;
     assert!(!views.create(&ctx, &again).await.unwrap());
 
-    let status = rows(&ctx, "SELECT name, refresh, incremental, rows, stale FROM finops.materialized_views").await;
+    let status = rows(
+        &ctx,
+        "SELECT name, refresh, incremental, rows, stale FROM finops.materialized_views",
+    )
+    .await;
     assert_eq!(status, vec!["public.daily|manual|true|1|false"]);
     let info = &views.list()[0];
     assert!(info.bytes > 0 && info.last_refresh.is_some());
@@ -134,7 +145,11 @@ async fn refresh_is_atomic() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context();
     base_table(&ctx).await;
-    exec(&ctx, "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 10:00:00', 'a', 5)").await;
+    exec(
+        &ctx,
+        "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 10:00:00', 'a', 5)",
+    )
+    .await;
     let views = open(&dir, &ctx).await;
     views.create(&ctx, &create("daily", DAILY)).await.unwrap();
     // The reader's plan is built (and its snapshot taken) before the refresh.
@@ -145,10 +160,16 @@ async fn refresh_is_atomic() {
         .execute_stream()
         .await
         .unwrap();
-    exec(&ctx, "INSERT INTO events VALUES (TIMESTAMP '2026-01-03 10:00:00', 'a', 100)").await;
+    exec(
+        &ctx,
+        "INSERT INTO events VALUES (TIMESTAMP '2026-01-03 10:00:00', 'a', 100)",
+    )
+    .await;
     let stats = views.refresh(&ctx, "daily").await.unwrap();
     assert_eq!(stats.kind, RefreshKind::Incremental);
-    let old: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(reader).await.unwrap();
+    let old: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(reader)
+        .await
+        .unwrap();
     assert_eq!(
         ScalarValue::try_from_array(old[0].column(0), 0).unwrap(),
         ScalarValue::Int64(Some(5))
@@ -167,10 +188,18 @@ async fn concurrent_refreshes_are_serialised() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context();
     base_table(&ctx).await;
-    exec(&ctx, "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 10:00:00', 'a', 5)").await;
+    exec(
+        &ctx,
+        "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 10:00:00', 'a', 5)",
+    )
+    .await;
     let views = open(&dir, &ctx).await;
     views.create(&ctx, &create("daily", DAILY)).await.unwrap();
-    exec(&ctx, "INSERT INTO events VALUES (TIMESTAMP '2026-01-02 10:00:00', 'a', 1)").await;
+    exec(
+        &ctx,
+        "INSERT INTO events VALUES (TIMESTAMP '2026-01-02 10:00:00', 'a', 1)",
+    )
+    .await;
     let runs = (0..4).map(|_| {
         let views = Arc::clone(&views);
         let ctx = ctx.clone();
@@ -199,17 +228,31 @@ async fn non_incremental_query_refreshes_fully() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context();
     base_table(&ctx).await;
-    exec(&ctx, "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 10:00:00', 'a', 5)").await;
+    exec(
+        &ctx,
+        "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 10:00:00', 'a', 5)",
+    )
+    .await;
     let views = open(&dir, &ctx).await;
     let query = "SELECT team, sum(cost) AS cost FROM events GROUP BY team";
     views.create(&ctx, &create("by_team", query)).await.unwrap();
     // Ordered output, or a median, are not decomposed either.
     let ordered = format!("{DAILY} ORDER BY day");
-    views.create(&ctx, &create("ordered", &ordered)).await.unwrap();
+    views
+        .create(&ctx, &create("ordered", &ordered))
+        .await
+        .unwrap();
     assert!(views.list().iter().all(|v| !v.incremental));
-    exec(&ctx, "INSERT INTO events VALUES (TIMESTAMP '2026-01-02 10:00:00', 'a', 1)").await;
+    exec(
+        &ctx,
+        "INSERT INTO events VALUES (TIMESTAMP '2026-01-02 10:00:00', 'a', 1)",
+    )
+    .await;
     for name in ["by_team", "ordered"] {
-        assert_eq!(views.refresh(&ctx, name).await.unwrap().kind, RefreshKind::Full);
+        assert_eq!(
+            views.refresh(&ctx, name).await.unwrap().kind,
+            RefreshKind::Full
+        );
     }
     assert_eq!(rows(&ctx, "SELECT cost FROM by_team").await, vec!["6"]);
 }
@@ -219,7 +262,11 @@ async fn mark_stale_forces_a_full_refresh() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context();
     base_table(&ctx).await;
-    exec(&ctx, "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 10:00:00', 'a', 5)").await;
+    exec(
+        &ctx,
+        "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 10:00:00', 'a', 5)",
+    )
+    .await;
     let views = open(&dir, &ctx).await;
     views.create(&ctx, &create("daily", DAILY)).await.unwrap();
     views.mark_stale(&["public.events"]).await.unwrap();
@@ -228,9 +275,15 @@ async fn mark_stale_forces_a_full_refresh() {
     drop(views);
     let views = open(&dir, &ctx).await;
     assert!(views.list()[0].stale);
-    assert_eq!(views.refresh(&ctx, "daily").await.unwrap().kind, RefreshKind::Full);
+    assert_eq!(
+        views.refresh(&ctx, "daily").await.unwrap().kind,
+        RefreshKind::Full
+    );
     assert!(!views.list()[0].stale);
-    assert_eq!(views.refresh(&ctx, "daily").await.unwrap().kind, RefreshKind::Unchanged);
+    assert_eq!(
+        views.refresh(&ctx, "daily").await.unwrap().kind,
+        RefreshKind::Unchanged
+    );
 }
 
 #[tokio::test]
@@ -238,13 +291,21 @@ async fn auto_view_refreshes_after_append() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context();
     base_table(&ctx).await;
-    exec(&ctx, "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 10:00:00', 'a', 5)").await;
+    exec(
+        &ctx,
+        "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 10:00:00', 'a', 5)",
+    )
+    .await;
     let views = open(&dir, &ctx).await;
     views.set_debounce(Duration::from_millis(20));
     let mut request = create("daily", DAILY);
     request.refresh = RefreshMode::Auto;
     views.create(&ctx, &request).await.unwrap();
-    exec(&ctx, "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 12:00:00', 'a', 2)").await;
+    exec(
+        &ctx,
+        "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 12:00:00', 'a', 2)",
+    )
+    .await;
     views.notify_appended("events");
     let mut seen = Vec::new();
     for _ in 0..500 {
@@ -299,7 +360,11 @@ async fn incremental_views_match_their_query() {
             views.create(&ctx, &create(name, query)).await.unwrap();
         }
         for (name, _, incremental) in &definitions {
-            let info = views.list().into_iter().find(|v| v.name.ends_with(name)).unwrap();
+            let info = views
+                .list()
+                .into_iter()
+                .find(|v| v.name.ends_with(name))
+                .unwrap();
             assert_eq!(info.incremental, *incremental, "{name}");
         }
         let mut incremental_runs = 0;
@@ -308,7 +373,11 @@ async fn incremental_views_match_their_query() {
                 .map(|_| random_row(&mut rng))
                 .collect();
             if !values.is_empty() {
-                exec(&ctx, &format!("INSERT INTO events VALUES {}", values.join(", "))).await;
+                exec(
+                    &ctx,
+                    &format!("INSERT INTO events VALUES {}", values.join(", ")),
+                )
+                .await;
             }
             for (name, query, incremental) in &definitions {
                 let stats = views.refresh(&ctx, name).await.unwrap();
@@ -323,7 +392,10 @@ async fn incremental_views_match_their_query() {
                 assert_eq!(stored, fresh, "view {name}, seed {seed}");
             }
         }
-        assert!(incremental_runs > 0, "seed {seed} never refreshed incrementally");
+        assert!(
+            incremental_runs > 0,
+            "seed {seed} never refreshed incrementally"
+        );
     }
 }
 
@@ -345,13 +417,19 @@ fn random_row(rng: &mut StdRng) -> String {
 #[test]
 fn parse_refresh_recognises_valid_forms() {
     let ok = |sql: &str| parse_refresh(sql).map(|r| r.unwrap());
-    assert_eq!(ok("REFRESH MATERIALIZED VIEW kpi.daily"), Some("kpi.daily".into()));
+    assert_eq!(
+        ok("REFRESH MATERIALIZED VIEW kpi.daily"),
+        Some("kpi.daily".into())
+    );
     assert_eq!(ok("refresh materialized view Daily;"), Some("daily".into()));
     assert_eq!(
         ok("REFRESH MATERIALIZED VIEW CONCURRENTLY \"Kpi\".daily WITH DATA ;"),
         Some("\"Kpi\".daily".into())
     );
-    assert_eq!(ok("  -- note\n REFRESH /* x */ MATERIALIZED VIEW v"), Some("v".into()));
+    assert_eq!(
+        ok("  -- note\n REFRESH /* x */ MATERIALIZED VIEW v"),
+        Some("v".into())
+    );
 }
 
 #[test]
@@ -383,7 +461,10 @@ fn create_statement_is_recognised_with_its_options() {
     };
     assert_eq!(request.name, "kpi.daily");
     assert!(request.if_not_exists);
-    assert_eq!(request.refresh, RefreshMode::Every(Duration::from_secs(300)));
+    assert_eq!(
+        request.refresh,
+        RefreshMode::Every(Duration::from_secs(300))
+    );
     assert_eq!(request.query, "SELECT 1 AS x");
     assert!(matches!(
         parse("CREATE MATERIALIZED VIEW v WITH (refresh = 'sometimes') AS SELECT 1"),
@@ -391,7 +472,10 @@ fn create_statement_is_recognised_with_its_options() {
     ));
     assert!(matches!(
         parse("DROP MATERIALIZED VIEW IF EXISTS a, b"),
-        Some(Ok(MvStatement::Drop { if_exists: true, .. }))
+        Some(Ok(MvStatement::Drop {
+            if_exists: true,
+            ..
+        }))
     ));
     assert!(parse("CREATE VIEW v AS SELECT 1").is_none());
 }
@@ -413,4 +497,43 @@ fn refresh_modes_print_as_they_parse() {
     for bad in ["", "0 minutes", "5 fortnights", "minutes", "-1 s"] {
         assert!(RefreshMode::parse(bad).is_err(), "{bad}");
     }
+}
+
+/// psql `\dm` (its catalog query, trimmed to what it filters on) lists the views, `\dv` does not.
+#[tokio::test]
+async fn psql_dm_lists_materialized_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context();
+    base_table(&ctx).await;
+    exec(&ctx, "CREATE VIEW plain AS SELECT * FROM events").await;
+    datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
+        &ctx,
+        "datafusion",
+        datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+    )
+    .unwrap();
+    let views = open(&dir, &ctx).await;
+    views.create(&ctx, &create("daily", DAILY)).await.unwrap();
+    register_pg_catalog_overlay(&ctx, "datafusion", &views).unwrap();
+    let listing = |kind: &str| {
+        format!(
+            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
+             LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('{kind}','') AND n.nspname <> 'pg_catalog' \
+             AND n.nspname <> 'information_schema'"
+        )
+    };
+    assert_eq!(rows(&ctx, &listing("m")).await, vec!["public|daily"]);
+    assert_eq!(
+        rows(&ctx, &listing("v")).await,
+        vec!["finops|materialized_views", "public|plain"]
+    );
+    assert_eq!(
+        rows(
+            &ctx,
+            "SELECT schemaname, matviewname, ispopulated FROM pg_catalog.pg_matviews"
+        )
+        .await,
+        vec!["public|daily|true"]
+    );
 }
