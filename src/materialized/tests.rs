@@ -1,6 +1,8 @@
 //! Tests of materialized views: statements, create/query/drop, restart, atomic and serialised
 //! refresh, and incremental refresh checked against the defining query run from scratch.
 
+#![allow(clippy::unwrap_used)] // A failed unwrap is the test failing.
+
 use std::sync::Arc;
 use std::time::Duration;
 
