@@ -1,0 +1,236 @@
+//! Materialized views in `pg_catalog`, so that psql's `\dm` lists them: `pg_class.relkind` is `m`
+//! for them and `pg_matviews` has a row each.
+//!
+//! datafusion-pg-catalog derives `relkind` from `TableType`, which has no kind for materialized
+//! views, so this overlays its `pg_catalog` schema: every table passes through unchanged except
+//! `pg_class` (rewritten on scan) and `pg_matviews` (built from the registry). It must not change
+//! anything else in `pg_catalog`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::catalog::{MemTable, SchemaProvider, Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::SessionContext;
+
+use super::MaterializedViews;
+use crate::error::{Error, Result};
+
+/// Put the overlay over the `pg_catalog` schema of `catalog` in `ctx`. Call after
+/// `setup_pg_catalog` and [`MaterializedViews::open`].
+pub fn register_pg_catalog_overlay(
+    ctx: &SessionContext,
+    catalog: &str,
+    views: &Arc<MaterializedViews>,
+) -> Result<()> {
+    let catalog = ctx
+        .catalog(catalog)
+        .ok_or_else(|| Error::Internal(format!("catalog {catalog} missing")))?;
+    let inner = catalog
+        .schema("pg_catalog")
+        .ok_or_else(|| Error::Internal("pg_catalog is not set up".into()))?;
+    if inner.as_ref().is::<PgCatalogOverlay>() {
+        return Ok(());
+    }
+    let overlay = PgCatalogOverlay {
+        inner,
+        views: Arc::downgrade(views),
+    };
+    catalog.register_schema("pg_catalog", Arc::new(overlay))?;
+    Ok(())
+}
+
+#[derive(Debug)]
+struct PgCatalogOverlay {
+    inner: Arc<dyn SchemaProvider>,
+    views: Weak<MaterializedViews>,
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalogOverlay {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let table = self.inner.table(name).await?;
+        Ok(match (name.to_ascii_lowercase().as_str(), table) {
+            ("pg_class", Some(pg_class)) => {
+                let pg_namespace = self.inner.table("pg_namespace").await?;
+                Some(Arc::new(PgClass {
+                    pg_class,
+                    pg_namespace,
+                    views: self.views.clone(),
+                }))
+            }
+            ("pg_matviews", Some(matviews)) => Some(Arc::new(PgMatviews {
+                schema: matviews.schema(),
+                views: self.views.clone(),
+            })),
+            (_, table) => table,
+        })
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
+/// `pg_class` with `relkind = 'm'` for materialized views.
+#[derive(Debug)]
+struct PgClass {
+    pg_class: Arc<dyn TableProvider>,
+    pg_namespace: Option<Arc<dyn TableProvider>>,
+    views: Weak<MaterializedViews>,
+}
+
+async fn scan_all(
+    table: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+) -> DfResult<Vec<RecordBatch>> {
+    let plan = table.scan(state, None, &[], None).await?;
+    collect(plan, state.task_ctx()).await
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a ArrayRef> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("pg_catalog column {name} missing")))
+}
+
+fn oids(array: &ArrayRef) -> DfResult<Vec<Option<i64>>> {
+    let array = cast(array, &DataType::Int64)?;
+    let array = array.as_primitive::<Int64Type>();
+    Ok((0..array.len())
+        .map(|i| array.is_valid(i).then(|| array.value(i)))
+        .collect())
+}
+
+impl PgClass {
+    async fn rewritten(&self, state: &dyn Session) -> DfResult<Vec<RecordBatch>> {
+        let batches = scan_all(&self.pg_class, state).await?;
+        let names: HashSet<String> = self
+            .views
+            .upgrade()
+            .map(|v| v.names())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if names.is_empty() {
+            return Ok(batches);
+        }
+        let mut namespaces = HashMap::new();
+        if let Some(pg_namespace) = &self.pg_namespace {
+            for batch in scan_all(pg_namespace, state).await? {
+                let oid = oids(column(&batch, "oid")?)?;
+                let name = column(&batch, "nspname")?.as_string::<i32>();
+                for (i, oid) in oid.into_iter().enumerate() {
+                    if let Some(oid) = oid {
+                        namespaces.insert(oid, name.value(i).to_string());
+                    }
+                }
+            }
+        }
+        batches
+            .into_iter()
+            .map(|batch| {
+                let namespace = oids(column(&batch, "relnamespace")?)?;
+                let relname = column(&batch, "relname")?.as_string::<i32>();
+                let relkind = column(&batch, "relkind")?.as_string::<i32>();
+                let kinds: StringArray = (0..batch.num_rows())
+                    .map(|i| {
+                        let schema = namespace[i].and_then(|oid| namespaces.get(&oid));
+                        let is_view = schema
+                            .is_some_and(|s| names.contains(&format!("{s}.{}", relname.value(i))));
+                        Some(if is_view { "m" } else { relkind.value(i) })
+                    })
+                    .collect();
+                let index = batch.schema().index_of("relkind")?;
+                let mut columns = batch.columns().to_vec();
+                columns[index] = Arc::new(kinds);
+                Ok(RecordBatch::try_new(batch.schema(), columns)?)
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl TableProvider for PgClass {
+    fn schema(&self) -> SchemaRef {
+        self.pg_class.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.pg_class.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batches = self.rewritten(state).await?;
+        let table = MemTable::try_new(self.schema(), vec![batches])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
+
+/// `pg_matviews`: one row per materialized view.
+#[derive(Debug)]
+struct PgMatviews {
+    schema: SchemaRef,
+    views: Weak<MaterializedViews>,
+}
+
+#[async_trait]
+impl TableProvider for PgMatviews {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let infos = self.views.upgrade().map(|v| v.list()).unwrap_or_default();
+        let text = |f: &dyn Fn(&super::ViewInfo) -> Option<String>| -> ArrayRef {
+            Arc::new(infos.iter().map(f).collect::<StringArray>())
+        };
+        let flag = |value: bool| -> ArrayRef {
+            Arc::new(BooleanArray::from(vec![Some(value); infos.len()]))
+        };
+        let columns: Vec<ArrayRef> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|field| match field.name().as_str() {
+                "schemaname" => text(&|i| i.name.split_once('.').map(|(s, _)| s.to_string())),
+                "matviewname" => text(&|i| i.name.split_once('.').map(|(_, t)| t.to_string())),
+                "matviewowner" => text(&|_| Some(crate::config::DEFAULT_USER.to_string())),
+                "definition" => text(&|i| Some(i.definition.clone())),
+                "hasindexes" => flag(false),
+                "ispopulated" => flag(true),
+                _ => datafusion::arrow::array::new_null_array(field.data_type(), infos.len()),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        let table = MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
