@@ -88,6 +88,7 @@ pub struct Engine {
     base: SessionContext,
     config: Config,
     storage: Arc<Storage>,
+    prices: finops_udfs::PriceBookHandle,
 }
 
 impl std::fmt::Debug for Engine {
@@ -171,13 +172,17 @@ impl Engine {
         )
         .map_err(|e| Error::DataFusion(*e))?;
         catalog::register_functions(&base);
+        let (_, prices) = crate::pricing::open(&storage).await?;
+        finops_udfs::register_all(&base, prices.clone());
         let engine = Arc::new(Engine {
             base,
             config,
             storage,
+            prices,
         });
         engine.register_durable_tables().await?;
         let session = engine.session(Identity::local_admin())?;
+        engine.reload_prices(&session).await?;
         crate::statements::restore_provider_tables(&session).await?;
         Ok(engine)
     }
@@ -219,6 +224,26 @@ impl Engine {
             };
             schema.register_table(table_name, Arc::new(table))?;
         }
+        Ok(())
+    }
+
+    /// The price book the UDFs read.
+    pub fn prices(&self) -> &finops_udfs::PriceBookHandle {
+        &self.prices
+    }
+
+    /// Load `finops.model_prices` into the UDFs' index; a table that is not a valid price book
+    /// keeps the previous index and fails (SQLSTATE 23514).
+    pub async fn reload_prices(&self, session: &Session) -> Result<()> {
+        let (schema, table) = crate::pricing::MODEL_PRICES;
+        let batches = session
+            .context()
+            .sql(&format!("SELECT * FROM {schema}.{table}"))
+            .await?
+            .collect()
+            .await?;
+        let book = crate::pricing::validate(crate::pricing::rows_of(&batches)?)?;
+        self.prices.replace(book);
         Ok(())
     }
 

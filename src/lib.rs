@@ -20,6 +20,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod materialized;
+pub mod pricing;
 pub mod providers;
 pub mod schema;
 pub mod server;

@@ -125,6 +125,17 @@ pub async fn execute_plan(
         Some(p) => plan.replace_params_with_values(p)?,
         None => plan,
     };
+    let touches_prices = match &plan {
+        LogicalPlan::Dml(dml) => {
+            let (schema, table) = crate::pricing::MODEL_PRICES;
+            dml.table_name.table() == table
+                && dml.table_name.schema().is_none_or(|s| s == schema)
+        }
+        _ => false,
+    };
+    if touches_prices {
+        return price_book_dml(session, tag, plan).await;
+    }
     match plan {
         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
             return ddl::create_table(session, create).await;
@@ -152,6 +163,42 @@ pub async fn execute_plan(
     Ok(Output::Command {
         tag: tag.to_string(),
         rows,
+    })
+}
+
+/// DML on `finops.model_prices`: an INSERT is validated with the rows already there before
+/// anything is stored; every change reloads the UDFs' price index, re-pricing history.
+async fn price_book_dml(
+    session: &Session,
+    tag: Option<&'static str>,
+    plan: LogicalPlan,
+) -> Result<Output> {
+    let LogicalPlan::Dml(dml) = &plan else {
+        return Err(Error::Internal("price-book DML without a DML plan".into()));
+    };
+    let (schema, table) = crate::pricing::MODEL_PRICES;
+    let qualified = format!("{schema}.{table}");
+    let rows = if dml.op == datafusion::logical_expr::WriteOp::Insert(
+        datafusion::logical_expr::dml::InsertOp::Append,
+    ) {
+        let new_rows = session
+            .context()
+            .execute_logical_plan(dml.input.as_ref().clone())
+            .await?
+            .collect()
+            .await?;
+        let mut all = session.engine().prices().snapshot().rows().to_vec();
+        all.extend(crate::pricing::rows_of(&new_rows)?);
+        crate::pricing::validate(all)?;
+        session.append(&qualified, new_rows).await?
+    } else {
+        let batches = session.context().execute_logical_plan(plan).await?.collect().await?;
+        count_rows(&batches) as u64
+    };
+    session.engine().reload_prices(session).await?;
+    Ok(Output::Command {
+        tag: tag.unwrap_or("INSERT").to_string(),
+        rows: Some(rows as usize),
     })
 }
 

@@ -6,7 +6,6 @@
 //! feed and the bill for the same requests are not counted twice. Pricing and attribution are
 //! SQL on top of this table (`sql/finops/usage.sql`).
 
-use std::any::Any;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
@@ -66,7 +65,7 @@ impl UsageAll {
                 let Some(table) = providers.table(&name).await? else {
                     continue;
                 };
-                if let Some(provider) = table.as_any().downcast_ref::<ProviderTable>() {
+                if let Some(provider) = table.downcast_ref::<ProviderTable>() {
                     if !BILL_FORMATS.contains(&provider.format()) {
                         sources.push(provider.canonical());
                     }
@@ -79,10 +78,6 @@ impl UsageAll {
 
 #[async_trait]
 impl TableProvider for UsageAll {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         usage_events_schema()
     }
