@@ -199,11 +199,13 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for user in &self.users {
             if !seen.insert(user.name.as_str()) {
-                return Err(Error::Config(format!("user {:?} is defined twice", user.name)));
+                return Err(Error::Config(format!(
+                    "user {:?} is defined twice",
+                    user.name
+                )));
             }
-            crate::server::auth::parse_password_hash(&user.password_hash).map_err(|e| {
-                Error::Config(format!("user {:?}: password_hash: {e}", user.name))
-            })?;
+            crate::server::auth::parse_password_hash(&user.password_hash)
+                .map_err(|e| Error::Config(format!("user {:?}: password_hash: {e}", user.name)))?;
             if !user.teams.is_empty() && user.role != Role::Reader {
                 return Err(Error::Config(format!(
                     "user {:?}: only readers can be scoped to teams",
@@ -255,7 +257,10 @@ mod tests {
             }],
         )
         .expect_err("must refuse");
-        assert!(err.to_string().contains("without configured users"), "{err}");
+        assert!(
+            err.to_string().contains("without configured users"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -72,7 +72,8 @@ impl CopyOptions {
                 CopyOption::Header(h) => header = *h,
                 CopyOption::Quote(c) => quote = *c,
                 CopyOption::Escape(c) => escape = Some(*c),
-                CopyOption::Encoding(e) if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
+                CopyOption::Encoding(e)
+                    if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
                 CopyOption::Freeze(_) => {}
                 other => return Err(Error::Unsupported(format!("COPY option {other}"))),
             }
@@ -290,16 +291,16 @@ impl CopyParser {
                     ),
                 }
             })?;
-            if !field.is_nullable() {
-                if let Some(row) = (0..rows.len()).find(|i| rows[*i][input].is_none()) {
-                    return Err(Error::NotNullViolation {
-                        message: format!(
-                            "null value in column \"{}\" violates not-null constraint (COPY line {})",
-                            field.name(),
-                            self.line_of(&rows, row)
-                        ),
-                    });
-                }
+            if !field.is_nullable()
+                && let Some(row) = (0..rows.len()).find(|i| rows[*i][input].is_none())
+            {
+                return Err(Error::NotNullViolation {
+                    message: format!(
+                        "null value in column \"{}\" violates not-null constraint (COPY line {})",
+                        field.name(),
+                        self.line_of(&rows, row)
+                    ),
+                });
             }
             columns[target] = converted;
         }
@@ -433,10 +434,8 @@ fn convert(values: &StringArray, to: &DataType) -> std::result::Result<ArrayRef,
     let input: ArrayRef = Arc::new(values.clone());
     let converted = match to {
         DataType::Boolean => {
-            let parsed: datafusion::arrow::array::BooleanArray = values
-                .iter()
-                .map(|v| v.and_then(parse_bool))
-                .collect();
+            let parsed: datafusion::arrow::array::BooleanArray =
+                values.iter().map(|v| v.and_then(parse_bool)).collect();
             Arc::new(parsed) as ArrayRef
         }
         _ => cast_with_options(&input, to, &safe).map_err(|_| 0usize)?,
@@ -463,7 +462,12 @@ pub fn pg_type_name(t: &DataType) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-fn split_text(line: &str, delimiter: char, null: &str, line_no: usize) -> Result<Vec<Option<String>>> {
+fn split_text(
+    line: &str,
+    delimiter: char,
+    null: &str,
+    line_no: usize,
+) -> Result<Vec<Option<String>>> {
     let mut fields = Vec::new();
     for raw in line.split(delimiter) {
         if raw == null {
@@ -523,7 +527,11 @@ fn split_csv(line: &str, options: &CopyOptions, line_no: usize) -> Result<Vec<Op
             quoted = true;
             was_quoted = true;
         } else if c == options.delimiter {
-            fields.push(finish_csv_field(&mut current, &mut was_quoted, &options.null));
+            fields.push(finish_csv_field(
+                &mut current,
+                &mut was_quoted,
+                &options.null,
+            ));
         } else {
             current.push(c);
         }
@@ -533,7 +541,11 @@ fn split_csv(line: &str, options: &CopyOptions, line_no: usize) -> Result<Vec<Op
             message: format!("COPY line {line_no}: unterminated CSV quoted field"),
         });
     }
-    fields.push(finish_csv_field(&mut current, &mut was_quoted, &options.null));
+    fields.push(finish_csv_field(
+        &mut current,
+        &mut was_quoted,
+        &options.null,
+    ));
     Ok(fields)
 }
 
@@ -576,7 +588,11 @@ mod tests {
         let batches = p.finish().expect("parses");
         let b = &batches[0];
         assert_eq!(b.num_rows(), 4);
-        let names = b.column(1).as_any().downcast_ref::<StringArray>().expect("text");
+        let names = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("text");
         assert_eq!(names.value(0), "a, \"b\"");
         assert!(names.is_null(1), "unquoted empty is NULL");
         assert_eq!(names.value(2), "", "quoted empty is an empty string");
@@ -589,9 +605,17 @@ mod tests {
         let mut p = CopyParser::new(schema(), vec![0, 1], options);
         p.push(b"1\ta\\tb\n2\t\\N\n\\.\n").expect("parses");
         let b = &p.finish().expect("finish")[0];
-        let ids = b.column(0).as_any().downcast_ref::<Int64Array>().expect("ids");
+        let ids = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("ids");
         assert_eq!(ids.values(), &[1, 2]);
-        let names = b.column(1).as_any().downcast_ref::<StringArray>().expect("text");
+        let names = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("text");
         assert_eq!(names.value(0), "a\tb");
         assert!(names.is_null(1));
     }

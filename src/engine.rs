@@ -19,9 +19,9 @@ use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::catalog::{CatalogProvider, MemorySchemaProvider};
 
 use crate::catalog;
-use crate::storage::{Storage, StorageOptions, TableOptions};
 use crate::config::{Config, DATABASE, Role};
 use crate::error::{Error, Result};
+use crate::storage::{Storage, StorageOptions, TableOptions};
 
 extensions_options! {
     /// Session options under `finops.*` (`SET finops.currency = 'EUR'`, `SHOW finops.timezone`).
@@ -402,10 +402,7 @@ impl Session {
         }
         let df = self.ctx.read_batches(batches)?;
         let counts = df
-            .write_table(
-                table,
-                datafusion::dataframe::DataFrameWriteOptions::new(),
-            )
+            .write_table(table, datafusion::dataframe::DataFrameWriteOptions::new())
             .await?;
         Ok(counts
             .iter()

@@ -25,9 +25,9 @@ pub mod providers;
 pub mod schema;
 pub mod server;
 pub mod statements;
+pub mod storage;
 pub mod testing;
 pub mod usage;
-pub mod storage;
 
 pub use engine::{Engine, Session};
 pub use error::{Error, ErrorKind, Result};

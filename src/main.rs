@@ -9,10 +9,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use datafusion::arrow::array::RecordBatch;
+use finops_db::Engine;
 use finops_db::config::{Config, Overrides};
 use finops_db::engine::{Identity, Output};
 use finops_db::server::Server;
-use finops_db::Engine;
 
 /// finops-db: the FinOps database for AI APIs, served over the Postgres wire protocol.
 #[derive(Parser, Debug)]

@@ -7,7 +7,10 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use finops_udfs::pricing::{PriceBook, PriceBookHandle, PriceRow, price_rows_from_batch, price_rows_schema, price_rows_to_batch};
+use finops_udfs::pricing::{
+    PriceBook, PriceBookHandle, PriceRow, price_rows_from_batch, price_rows_schema,
+    price_rows_to_batch,
+};
 
 use crate::error::{Error, Result};
 use crate::storage::{DurableTable, Storage, TableOptions};
@@ -48,18 +51,18 @@ pub fn rows_of(batches: &[RecordBatch]) -> Result<Vec<PriceRow>> {
 /// A book from `rows`, or the reason the rows are not a valid price book (SQLSTATE 23514).
 pub fn validate(rows: Vec<PriceRow>) -> Result<PriceBook> {
     for row in &rows {
-        if let (Some(from), Some(to)) = (row.valid_from, row.valid_to) {
-            if to <= from {
-                return Err(Error::CheckViolation {
-                    message: format!(
-                        "price row {} has valid_to <= valid_from",
-                        row.version()
-                    ),
-                });
-            }
+        if let (Some(from), Some(to)) = (row.valid_from, row.valid_to)
+            && to <= from
+        {
+            return Err(Error::CheckViolation {
+                message: format!("price row {} has valid_to <= valid_from", row.version()),
+            });
         }
     }
     PriceBook::from_rows(rows).map_err(|e| Error::CheckViolation {
-        message: format!("finops.model_prices: {}", crate::server::sqlstate::datafusion_info(&e).message),
+        message: format!(
+            "finops.model_prices: {}",
+            crate::server::sqlstate::datafusion_info(&e).message
+        ),
     })
 }

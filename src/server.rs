@@ -30,10 +30,13 @@ use crate::error::{Error, Result};
 use auth::UserDirectory;
 use handler::{ConnectionHandlers, ConnectionState};
 
+/// A connection's `(pid, secret key)` as sent in cancel requests.
+type ConnectionKey = (i32, Vec<u8>);
+
 /// Live connections by `(pid, secret key)`, so a cancel request finds its connection.
 #[derive(Default)]
 pub struct Registry {
-    connections: Mutex<HashMap<(i32, Vec<u8>), Weak<ConnectionState>>>,
+    connections: Mutex<HashMap<ConnectionKey, Weak<ConnectionState>>>,
 }
 
 fn key_bytes(secret: &SecretKey) -> Vec<u8> {
@@ -88,7 +91,10 @@ pub fn load_tls(tls: &TlsConfig) -> Result<TlsAcceptor> {
     let key = rustls_pemfile::private_key(&mut open(&tls.key)?)
         .map_err(|e| Error::Config(format!("tls.key {}: {e}", tls.key.display())))?
         .ok_or_else(|| {
-            Error::Config(format!("tls.key {}: no private key found", tls.key.display()))
+            Error::Config(format!(
+                "tls.key {}: no private key found",
+                tls.key.display()
+            ))
         })?;
     let key: PrivateKeyDer = key;
     let config = ServerConfig::builder()

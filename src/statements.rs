@@ -14,8 +14,8 @@ use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::engine::{Output, Session};
@@ -29,20 +29,19 @@ pub fn parse(sql: &str) -> Result<Vec<DFStatement>> {
             .into_iter()
             .map(|s| DFStatement::Statement(Box::new(rewrite(&s).unwrap_or(s))))
             .collect()),
-        Err(postgres_error) => {
-            match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
-                Ok(statements)
-                    if statements
-                        .iter()
-                        .any(|s| !matches!(s, DFStatement::Statement(_))) =>
-                {
-                    Ok(statements.into_iter().collect())
-                }
-                _ => Err(Error::DataFusion(
-                    datafusion::error::DataFusionError::SQL(Box::new(postgres_error), None),
-                )),
+        Err(postgres_error) => match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
+            Ok(statements)
+                if statements
+                    .iter()
+                    .any(|s| !matches!(s, DFStatement::Statement(_))) =>
+            {
+                Ok(statements.into_iter().collect())
             }
-        }
+            _ => Err(Error::DataFusion(datafusion::error::DataFusionError::SQL(
+                Box::new(postgres_error),
+                None,
+            ))),
+        },
     }
 }
 
@@ -128,8 +127,7 @@ pub async fn execute_plan(
     let touches_prices = match &plan {
         LogicalPlan::Dml(dml) => {
             let (schema, table) = crate::pricing::MODEL_PRICES;
-            dml.table_name.table() == table
-                && dml.table_name.schema().is_none_or(|s| s == schema)
+            dml.table_name.table() == table && dml.table_name.schema().is_none_or(|s| s == schema)
         }
         _ => false,
     };
@@ -178,9 +176,10 @@ async fn price_book_dml(
     };
     let (schema, table) = crate::pricing::MODEL_PRICES;
     let qualified = format!("{schema}.{table}");
-    let rows = if dml.op == datafusion::logical_expr::WriteOp::Insert(
-        datafusion::logical_expr::dml::InsertOp::Append,
-    ) {
+    let rows = if dml.op
+        == datafusion::logical_expr::WriteOp::Insert(
+            datafusion::logical_expr::dml::InsertOp::Append,
+        ) {
         let new_rows = session
             .context()
             .execute_logical_plan(dml.input.as_ref().clone())
@@ -192,7 +191,12 @@ async fn price_book_dml(
         crate::pricing::validate(all)?;
         session.append(&qualified, new_rows).await?
     } else {
-        let batches = session.context().execute_logical_plan(plan).await?.collect().await?;
+        let batches = session
+            .context()
+            .execute_logical_plan(plan)
+            .await?
+            .collect()
+            .await?;
         count_rows(&batches) as u64
     };
     session.engine().reload_prices(session).await?;

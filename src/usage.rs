@@ -53,10 +53,10 @@ impl UsageAll {
             return Ok(Vec::new());
         };
         let mut sources = Vec::new();
-        if let Some(finops) = catalog.schema("finops") {
-            if let Some(events) = finops.table(USAGE_EVENTS).await? {
-                sources.push(events);
-            }
+        if let Some(finops) = catalog.schema("finops")
+            && let Some(events) = finops.table(USAGE_EVENTS).await?
+        {
+            sources.push(events);
         }
         if let Some(providers) = catalog.schema("providers") {
             let mut names = providers.table_names();
@@ -65,10 +65,10 @@ impl UsageAll {
                 let Some(table) = providers.table(&name).await? else {
                     continue;
                 };
-                if let Some(provider) = table.downcast_ref::<ProviderTable>() {
-                    if !BILL_FORMATS.contains(&provider.format()) {
-                        sources.push(provider.canonical());
-                    }
+                if let Some(provider) = table.downcast_ref::<ProviderTable>()
+                    && !BILL_FORMATS.contains(&provider.format())
+                {
+                    sources.push(provider.canonical());
                 }
             }
         }

@@ -39,13 +39,19 @@ fn sqlstate(e: &tokio_postgres::Error) -> String {
 async fn simple_and_extended_queries_agree() {
     let (server, _dir) = start().await;
     let client = connect(&server.conn_str()).await;
-    let simple = client.simple_query("SELECT 41 + 1 AS answer").await.expect("simple");
+    let simple = client
+        .simple_query("SELECT 41 + 1 AS answer")
+        .await
+        .expect("simple");
     let text = simple.iter().find_map(|m| match m {
         SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
         _ => None,
     });
     assert_eq!(text.as_deref(), Some("42"));
-    let row = client.query_one("SELECT 41 + 1 AS answer", &[]).await.expect("extended");
+    let row = client
+        .query_one("SELECT 41 + 1 AS answer", &[])
+        .await
+        .expect("extended");
     assert_eq!(row.get::<_, i64>("answer"), 42);
 }
 
@@ -81,7 +87,11 @@ async fn typed_parameters_round_trip_in_binary() {
     assert_eq!(row.get::<_, String>(3), "it's, \"quoted\"");
     assert_eq!(row.get::<_, f64>(4), 0.25);
     assert!(row.get::<_, bool>(5));
-    assert_eq!(row.get::<_, DateTime<Utc>>(6), ts, "timestamptz comes back zone-aware");
+    assert_eq!(
+        row.get::<_, DateTime<Utc>>(6),
+        ts,
+        "timestamptz comes back zone-aware"
+    );
     assert_eq!(row.get::<_, NaiveDate>(7), day);
     assert_eq!(row.get::<_, Decimal>(8), amount, "numeric stays exact");
     assert_eq!(row.get::<_, Option<String>>(9), None);
@@ -127,7 +137,10 @@ async fn errors_carry_sqlstate_and_the_connection_survives() {
         let extended = client.query(sql, &[]).await.expect_err(sql);
         assert_eq!(sqlstate(&extended), code, "extended: {sql}");
     }
-    let row = client.query_one("SELECT 1::BIGINT", &[]).await.expect("still usable");
+    let row = client
+        .query_one("SELECT 1::BIGINT", &[])
+        .await
+        .expect("still usable");
     assert_eq!(row.get::<_, i64>(0), 1);
 }
 
@@ -136,8 +149,14 @@ async fn failed_transaction_block_reports_25p02_until_rollback() {
     let (server, _dir) = start().await;
     let client = connect(&server.conn_str()).await;
     client.simple_query("BEGIN").await.expect("begin");
-    client.simple_query("SELECT * FROM nope").await.expect_err("fails");
-    let e = client.simple_query("SELECT 1").await.expect_err("aborted block");
+    client
+        .simple_query("SELECT * FROM nope")
+        .await
+        .expect_err("fails");
+    let e = client
+        .simple_query("SELECT 1")
+        .await
+        .expect_err("aborted block");
     assert_eq!(sqlstate(&e), "25P02");
     client.simple_query("ROLLBACK").await.expect("rollback");
     client.simple_query("SELECT 1").await.expect("usable again");
@@ -169,7 +188,10 @@ async fn ddl_and_dml_get_postgres_command_tags() {
         .await
         .expect("parameterised insert");
     assert_eq!(inserted, 1);
-    let row = client.query_one("SELECT count(*) FROM t", &[]).await.expect("count");
+    let row = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .expect("count");
     assert_eq!(row.get::<_, i64>(0), 3);
 }
 
@@ -178,10 +200,18 @@ async fn session_settings_do_not_leak_between_connections() {
     let (server, _dir) = start().await;
     let a = connect(&server.conn_str()).await;
     let b = connect(&server.conn_str()).await;
-    a.simple_query("SET finops.currency = 'EUR'").await.expect("set");
+    a.simple_query("SET finops.currency = 'EUR'")
+        .await
+        .expect("set");
     let get = "SELECT current_setting('finops.currency')";
-    assert_eq!(a.query_one(get, &[]).await.expect("a").get::<_, String>(0), "EUR");
-    assert_eq!(b.query_one(get, &[]).await.expect("b").get::<_, String>(0), "USD");
+    assert_eq!(
+        a.query_one(get, &[]).await.expect("a").get::<_, String>(0),
+        "EUR"
+    );
+    assert_eq!(
+        b.query_one(get, &[]).await.expect("b").get::<_, String>(0),
+        "USD"
+    );
 }
 
 #[tokio::test]
@@ -245,7 +275,10 @@ async fn cancel_request_stops_a_running_query() {
     assert_eq!(sqlstate(&e), "57014");
     assert!(started.elapsed() < Duration::from_secs(20));
     canceller.await.expect("joins").expect("cancel sent");
-    client.simple_query("SELECT 1").await.expect("usable after cancel");
+    client
+        .simple_query("SELECT 1")
+        .await
+        .expect("usable after cancel");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,8 +291,14 @@ async fn statement_timeout_stops_a_running_query() {
         .expect("set timeout");
     let e = client.query(ENDLESS, &[]).await.expect_err("timed out");
     assert_eq!(sqlstate(&e), "57014");
-    client.simple_query("SET statement_timeout = 0").await.expect("reset");
-    client.simple_query("SELECT 1").await.expect("usable after timeout");
+    client
+        .simple_query("SET statement_timeout = 0")
+        .await
+        .expect("reset");
+    client
+        .simple_query("SELECT 1")
+        .await
+        .expect("usable after timeout");
 }
 
 #[tokio::test]
@@ -277,14 +316,23 @@ async fn connections_past_the_limit_get_a_clear_error() {
         .err()
         .expect("refused");
     assert_eq!(sqlstate(&second), "53300");
-    first.simple_query("SELECT 1").await.expect("first still works");
+    first
+        .simple_query("SELECT 1")
+        .await
+        .expect("first still works");
 }
 
 #[tokio::test]
 async fn garbage_and_abandoned_clients_do_not_take_the_server_down() {
     let (server, _dir) = start().await;
-    for garbage in [&b"\x00\x00\x00\x08\xff\xff\xff\xff"[..], b"GET / HTTP/1.1\r\n\r\n", &[0u8; 3]] {
-        let mut raw = tokio::net::TcpStream::connect(server.addr).await.expect("raw");
+    for garbage in [
+        &b"\x00\x00\x00\x08\xff\xff\xff\xff"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+        &[0u8; 3],
+    ] {
+        let mut raw = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("raw");
         raw.write_all(garbage).await.expect("write");
         let mut buf = [0u8; 64];
         let _ = tokio::time::timeout(Duration::from_secs(2), raw.read(&mut buf)).await;
@@ -295,7 +343,10 @@ async fn garbage_and_abandoned_clients_do_not_take_the_server_down() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     pending.abort();
     let client = connect(&server.conn_str()).await;
-    client.simple_query("SELECT 1").await.expect("server still serves");
+    client
+        .simple_query("SELECT 1")
+        .await
+        .expect("server still serves");
 }
 
 #[tokio::test]
@@ -329,7 +380,10 @@ async fn tls_configured_refuses_plain_text() {
         cert: cert_path,
         key: broken,
     });
-    let err = TestServer::start(bad).await.err().expect("refuses to start");
+    let err = TestServer::start(bad)
+        .await
+        .err()
+        .expect("refuses to start");
     assert!(err.to_string().contains("tls.key"), "{err}");
 }
 
@@ -347,13 +401,20 @@ async fn copy_in_csv_and_text_then_copy_out() {
         .await
         .expect("copy in");
     futures::pin_mut!(sink);
-    sink.send(bytes::Bytes::from_static(b"id,name,amount\n1,\"a, \"\"b\"\"\",1.5\n2,"))
+    sink.send(bytes::Bytes::from_static(
+        b"id,name,amount\n1,\"a, \"\"b\"\"\",1.5\n2,",
+    ))
+    .await
+    .expect("chunk");
+    sink.send(bytes::Bytes::from_static(b",2.25\n"))
         .await
         .expect("chunk");
-    sink.send(bytes::Bytes::from_static(b",2.25\n")).await.expect("chunk");
     assert_eq!(sink.finish().await.expect("copy done"), 2);
 
-    let sink = client.copy_in("COPY c (id, name) FROM STDIN").await.expect("text copy");
+    let sink = client
+        .copy_in("COPY c (id, name) FROM STDIN")
+        .await
+        .expect("text copy");
     futures::pin_mut!(sink);
     sink.send(bytes::Bytes::from_static(b"3\ttab\\there\n4\t\\N\n"))
         .await
@@ -381,7 +442,10 @@ async fn copy_with_a_bad_row_rejects_the_whole_statement() {
         .batch_execute("CREATE TABLE c (id BIGINT NOT NULL, name TEXT)")
         .await
         .expect("create");
-    let sink = client.copy_in("COPY c FROM STDIN WITH (FORMAT csv)").await.expect("copy");
+    let sink = client
+        .copy_in("COPY c FROM STDIN WITH (FORMAT csv)")
+        .await
+        .expect("copy");
     futures::pin_mut!(sink);
     sink.send(bytes::Bytes::from_static(b"1,a\n2,b\nthree,c\n4,d\n"))
         .await
@@ -390,12 +454,24 @@ async fn copy_with_a_bad_row_rejects_the_whole_statement() {
     assert_eq!(sqlstate(&e), "22P02");
     let db = e.as_db_error().expect("server error");
     assert!(db.message().contains("line 3"), "{}", db.message());
-    let row = client.query_one("SELECT count(*) FROM c", &[]).await.expect("count");
-    assert_eq!(row.get::<_, i64>(0), 0, "nothing of the failed COPY is stored");
+    let row = client
+        .query_one("SELECT count(*) FROM c", &[])
+        .await
+        .expect("count");
+    assert_eq!(
+        row.get::<_, i64>(0),
+        0,
+        "nothing of the failed COPY is stored"
+    );
 
-    let sink = client.copy_in("COPY c FROM STDIN WITH (FORMAT csv)").await.expect("copy");
+    let sink = client
+        .copy_in("COPY c FROM STDIN WITH (FORMAT csv)")
+        .await
+        .expect("copy");
     futures::pin_mut!(sink);
-    sink.send(bytes::Bytes::from_static(b"1,a\n,b\n")).await.expect("chunk");
+    sink.send(bytes::Bytes::from_static(b"1,a\n,b\n"))
+        .await
+        .expect("chunk");
     let e = sink.finish().await.expect_err("null id");
     assert_eq!(sqlstate(&e), "23502");
     let e = client

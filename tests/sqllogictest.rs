@@ -95,16 +95,20 @@ impl sqllogictest::AsyncDB for Wire {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SqlError> {
-        let messages = self.client.simple_query(sql).await.map_err(|e| match e.as_db_error() {
-            Some(db) => SqlError {
-                code: db.code().code().to_string(),
-                message: db.message().to_string(),
-            },
-            None => SqlError {
-                code: "XX000".into(),
-                message: e.to_string(),
-            },
-        })?;
+        let messages = self
+            .client
+            .simple_query(sql)
+            .await
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => SqlError {
+                    code: db.code().code().to_string(),
+                    message: db.message().to_string(),
+                },
+                None => SqlError {
+                    code: "XX000".into(),
+                    message: e.to_string(),
+                },
+            })?;
         let mut rows = Vec::new();
         let mut saw_rows = false;
         let mut count = 0;
@@ -112,7 +116,11 @@ impl sqllogictest::AsyncDB for Wire {
             match message {
                 tokio_postgres::SimpleQueryMessage::Row(row) => {
                     saw_rows = true;
-                    rows.push((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect());
+                    rows.push(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect(),
+                    );
                 }
                 tokio_postgres::SimpleQueryMessage::RowDescription(_) => {
                     saw_rows = true;
@@ -161,7 +169,10 @@ fn slt_files() -> Vec<PathBuf> {
         }
     }
     let mut files = Vec::new();
-    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt"), &mut files);
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt"),
+        &mut files,
+    );
     files.sort();
     let filter = std::env::var("FINOPS_SLT_FILTER").unwrap_or_default();
     files.retain(|f| f.to_string_lossy().contains(&filter));
@@ -214,7 +225,12 @@ async fn slt_in_process() {
             failures.push(format!("{}: {e}", file.display()));
         }
     }
-    assert!(failures.is_empty(), "{} file(s) failed in process:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} file(s) failed in process:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,5 +264,10 @@ async fn slt_over_the_wire() {
         }
         server.stop().await.expect("server stops");
     }
-    assert!(failures.is_empty(), "{} file(s) failed over the wire:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} file(s) failed over the wire:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

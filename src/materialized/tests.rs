@@ -454,7 +454,10 @@ fn parse_refresh_rejects_other_forms() {
 fn create_statement_is_recognised_with_its_options() {
     let parse = |sql: &str| {
         let statements = crate::statements::parse(sql).unwrap();
-        recognise(&statements[0])
+        let datafusion::sql::parser::Statement::Statement(statement) = &statements[0] else {
+            panic!("a SQL statement");
+        };
+        recognise(statement)
     };
     let Some(Ok(MvStatement::Create(request))) = parse(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS kpi.daily WITH (refresh = '5 minutes') AS SELECT 1 AS x",

@@ -57,7 +57,9 @@ pub fn parse_password_hash(hash: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
     let rest = hash.strip_prefix(PREFIX).ok_or_else(|| {
         format!("expected \"{PREFIX}<iterations>:<salt>$<key>\" (run `finops-db hash-password`)")
     })?;
-    let (iterations, rest) = rest.split_once(':').ok_or("missing ':' after the iterations")?;
+    let (iterations, rest) = rest
+        .split_once(':')
+        .ok_or("missing ':' after the iterations")?;
     if iterations != SCRAM_ITERATIONS.to_string() {
         return Err(format!("only {SCRAM_ITERATIONS} iterations are supported"));
     }

@@ -8,23 +8,23 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion_postgres::{DfSessionService, Parser, QueryHook};
 use futures::{Sink, Stream, StreamExt};
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::results::FieldInfo;
-use pgwire::api::stmt::QueryParser;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::FieldInfo;
 use pgwire::api::results::Response;
+use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers};
 use pgwire::api::{ErrorHandler, cancel::CancelHandler};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::cancel::CancelRequest;
-use pgwire::messages::startup::SecretKey;
 use pgwire::messages::data::DataRow;
-use datafusion::sql::parser::Statement as DFStatement;
+use pgwire::messages::startup::SecretKey;
 use pgwire::types::format::FormatOptions;
 use tokio::sync::watch;
 
@@ -92,10 +92,14 @@ impl ConnectionState {
     }
 
     /// Called once the login succeeded: open the session and register for cancel requests.
-    pub fn connect(self: &Arc<Self>, identity: Identity, pid: i32, secret: &SecretKey) -> Result<()> {
+    pub fn connect(
+        self: &Arc<Self>,
+        identity: Identity,
+        pid: i32,
+        secret: &SecretKey,
+    ) -> Result<()> {
         let session = self.engine.session(identity)?;
-        let hooks: Vec<Arc<dyn QueryHook>> =
-            hooks::chain(session.clone(), Arc::clone(&self.copy));
+        let hooks: Vec<Arc<dyn QueryHook>> = hooks::chain(session.clone(), Arc::clone(&self.copy));
         let service = Arc::new(DfSessionService::new_with_hooks(
             Arc::clone(session.context()),
             hooks,
@@ -208,9 +212,7 @@ impl CancelHandler for RegistryCancel {
         if let Some(state) = self.registry.lookup(request.pid, &request.secret_key) {
             state.cancel();
         }
-        self.manager
-            .cancel(request.pid, &request.secret_key)
-            .await;
+        self.manager.cancel(request.pid, &request.secret_key).await;
     }
 }
 
@@ -250,19 +252,18 @@ impl QueryHandler {
             .into_iter()
             .map(|r| match r {
                 Response::Query(mut q) => {
-                    let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
+                    let rows =
+                        std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
                     q.data_rows = Box::pin(guard_rows(rows, cancel.clone(), deadline));
                     Response::Query(q)
                 }
-                Response::Error(info) => {
-                    match sqlstate::map_pgwire(PgWireError::UserError(info)) {
-                        PgWireError::UserError(info) => Response::Error(info),
-                        other => Response::Error(Box::new(sqlstate::error(
-                            sqlstate::INTERNAL_ERROR,
-                            other.to_string(),
-                        ))),
-                    }
-                }
+                Response::Error(info) => match sqlstate::map_pgwire(PgWireError::UserError(info)) {
+                    PgWireError::UserError(info) => Response::Error(info),
+                    other => Response::Error(Box::new(sqlstate::error(
+                        sqlstate::INTERNAL_ERROR,
+                        other.to_string(),
+                    ))),
+                },
                 other => other,
             })
             .collect())
@@ -339,7 +340,11 @@ impl SimpleQueryHandler for QueryHandler {
                 let outcome = match statement {
                     DFStatement::Statement(s) => {
                         // The generic service parses again; a lone statement keeps its text.
-                        let text = if single { query.to_string() } else { s.to_string() };
+                        let text = if single {
+                            query.to_string()
+                        } else {
+                            s.to_string()
+                        };
                         SimpleQueryHandler::do_query(service.as_ref(), client, &text).await
                     }
                     other => match session.execute_df(other).await {
@@ -457,4 +462,3 @@ impl QueryParser for MappedParser {
             .map_err(sqlstate::map_pgwire)
     }
 }
-

@@ -103,10 +103,10 @@ fn kind_code(kind: ErrorKind) -> &'static str {
 /// The client-facing form of a DataFusion error.
 pub fn datafusion_info(e: &DataFusionError) -> ErrorInfo {
     let root = e.find_root();
-    if let DataFusionError::External(inner) = root {
-        if let Some(err) = inner.downcast_ref::<Error>() {
-            return error_info(err);
-        }
+    if let DataFusionError::External(inner) = root
+        && let Some(err) = inner.downcast_ref::<Error>()
+    {
+        return error_info(err);
     }
     let message = clean_message(root);
     error(datafusion_code(root, &message), message)
@@ -125,9 +125,9 @@ fn datafusion_code(root: &DataFusionError, message: &str) -> &'static str {
                 UNDEFINED_TABLE
             } else if lower.contains("already exists") {
                 DUPLICATE_TABLE
-            } else if lower.contains("invalid function") || lower.contains("unknown function") {
-                UNDEFINED_FUNCTION
-            } else if lower.contains("no function matches")
+            } else if lower.contains("invalid function")
+                || lower.contains("unknown function")
+                || lower.contains("no function matches")
                 || lower.contains("failed to coerce arguments")
             {
                 UNDEFINED_FUNCTION
@@ -240,7 +240,9 @@ mod tests {
     #[test]
     fn plan_errors_are_classified() {
         assert_eq!(
-            code_of(DataFusionError::Plan("table 'finops.public.x' not found".into())),
+            code_of(DataFusionError::Plan(
+                "table 'finops.public.x' not found".into()
+            )),
             UNDEFINED_TABLE
         );
         assert_eq!(

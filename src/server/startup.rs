@@ -69,7 +69,11 @@ fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
 
 #[async_trait]
 impl StartupHandler for FinopsStartup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -94,7 +98,9 @@ impl StartupHandler for FinopsStartup {
             if database != DATABASE {
                 return Err(fatal(
                     "3D000",
-                    format!("database \"{database}\" does not exist (the database is \"{DATABASE}\")"),
+                    format!(
+                        "database \"{database}\" does not exist (the database is \"{DATABASE}\")"
+                    ),
                 ));
             }
         }

@@ -9,7 +9,9 @@ use datafusion::arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArr
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::{ScalarValue, TableReference};
-use datafusion::logical_expr::{CreateExternalTable, CreateMemoryTable, DropTable, Expr, LogicalPlan};
+use datafusion::logical_expr::{
+    CreateExternalTable, CreateMemoryTable, DropTable, Expr, LogicalPlan,
+};
 
 use crate::engine::{Output, Session};
 use crate::error::{Error, Result};
@@ -85,7 +87,12 @@ pub async fn create_table(session: &Session, create: CreateMemoryTable) -> Resul
     }
     let storage = session.engine().storage();
     let table = storage
-        .create_table(&schema_name, &table_name, Arc::clone(&arrow_schema), options)
+        .create_table(
+            &schema_name,
+            &table_name,
+            Arc::clone(&arrow_schema),
+            options,
+        )
         .await?;
     schema.register_table(table_name.clone(), Arc::new(table))?;
     if !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_)) {
@@ -185,7 +192,10 @@ pub async fn create_external_table(
     )
     .map_err(|e| Error::Internal(e.to_string()))?;
     session
-        .append(&format!("{}.{}", PROVIDER_TABLES.0, PROVIDER_TABLES.1), vec![row])
+        .append(
+            &format!("{}.{}", PROVIDER_TABLES.0, PROVIDER_TABLES.1),
+            vec![row],
+        )
         .await?;
     Ok(Output::command("CREATE EXTERNAL TABLE"))
 }

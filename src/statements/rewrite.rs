@@ -60,15 +60,13 @@ impl VisitorMut for ArraySubquery {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
-        if let Expr::Function(function) = expr {
-            if function.name.to_string().eq_ignore_ascii_case("array") {
-                if let FunctionArguments::Subquery(query) = &function.args {
-                    if let Some(aggregated) = as_array_agg(query) {
-                        *expr = Expr::Subquery(Box::new(aggregated));
-                        self.changed = true;
-                    }
-                }
-            }
+        if let Expr::Function(function) = expr
+            && function.name.to_string().eq_ignore_ascii_case("array")
+            && let FunctionArguments::Subquery(query) = &function.args
+            && let Some(aggregated) = as_array_agg(query)
+        {
+            *expr = Expr::Subquery(Box::new(aggregated));
+            self.changed = true;
         }
         ControlFlow::Continue(())
     }
@@ -127,12 +125,12 @@ impl VisitorMut for LikeEscape {
                         _ => None,
                     }
                 });
-            if let (Some(escape), Expr::Value(value)) = (escape, pattern.as_mut()) {
-                if let Value::SingleQuotedString(text) = &mut value.value {
-                    *text = to_backslash_escapes(text, escape);
-                    *escape_char = None;
-                    self.changed = true;
-                }
+            if let (Some(escape), Expr::Value(value)) = (escape, pattern.as_mut())
+                && let Value::SingleQuotedString(text) = &mut value.value
+            {
+                *text = to_backslash_escapes(text, escape);
+                *escape_char = None;
+                self.changed = true;
             }
         }
         ControlFlow::Continue(())
@@ -155,7 +153,8 @@ mod tests {
 
     #[test]
     fn array_subquery_becomes_array_agg() {
-        let out = rewritten("SELECT ARRAY(SELECT b.x FROM t b WHERE b.id = r.id ORDER BY 1) AS m FROM r");
+        let out =
+            rewritten("SELECT ARRAY(SELECT b.x FROM t b WHERE b.id = r.id ORDER BY 1) AS m FROM r");
         assert_eq!(
             out,
             "SELECT (SELECT array_agg(b.x ORDER BY 1) FROM t AS b WHERE b.id = r.id) AS m FROM r"

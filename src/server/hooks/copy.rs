@@ -137,7 +137,11 @@ impl CopyHook {
         };
         let df = match self.session.sql(&query).await?.pop() {
             Some(Output::Rows(df)) => df,
-            _ => return Err(Error::Unsupported("COPY of a statement without rows".into())),
+            _ => {
+                return Err(Error::Unsupported(
+                    "COPY of a statement without rows".into(),
+                ));
+            }
         };
         let schema: datafusion::arrow::datatypes::SchemaRef =
             Arc::new(df.schema().as_arrow().clone());
@@ -151,8 +155,8 @@ impl CopyHook {
             render(&batch, &options, &mut out).map_err(to_pgwire)?;
             Ok(CopyData::new(Bytes::from(out)))
         });
-        let stream = futures::stream::iter(header.map(|h| Ok(CopyData::new(Bytes::from(h)))))
-            .chain(rows);
+        let stream =
+            futures::stream::iter(header.map(|h| Ok(CopyData::new(Bytes::from(h))))).chain(rows);
         Ok(Response::CopyOut(CopyResponse::new(0, columns, stream)))
     }
 }
@@ -211,7 +215,11 @@ impl CopyIn {
     }
 
     fn take(&self) -> Option<PendingCopy> {
-        self.connection.copy_state().lock().ok().and_then(|mut s| s.take())
+        self.connection
+            .copy_state()
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
     }
 }
 
@@ -233,10 +241,10 @@ impl CopyHandler for CopyIn {
         if let Some(pending) = state.as_mut() {
             // After the first error the rest of the data is read and dropped; the error is
             // reported once the client ends the copy, and nothing is written.
-            if pending.error.is_none() {
-                if let Err(e) = pending.parser.push(&data.data) {
-                    pending.error = Some(e);
-                }
+            if pending.error.is_none()
+                && let Err(e) = pending.parser.push(&data.data)
+            {
+                pending.error = Some(e);
             }
         }
         Ok(())
@@ -249,7 +257,9 @@ impl CopyHandler for CopyIn {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let Some(pending) = self.take() else {
-            return Err(user_error(&Error::Internal("COPY data without a COPY".into())));
+            return Err(user_error(&Error::Internal(
+                "COPY data without a COPY".into(),
+            )));
         };
         if let Some(e) = pending.error {
             return Err(user_error(&e));

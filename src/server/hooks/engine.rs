@@ -86,11 +86,12 @@ impl QueryHook for EngineHook {
             return None;
         }
         let tag = statements::command_tag(statement);
-        let outcome = statements::execute_plan(&self.session, tag, plan.clone(), Some(params)).await;
+        let outcome =
+            statements::execute_plan(&self.session, tag, plan.clone(), Some(params)).await;
         let result = match outcome {
-                Ok(output) => respond(output, &Format::UnifiedText, options(client)).await,
-                Err(e) => Err(to_pgwire(e)),
-            };
+            Ok(output) => respond(output, &Format::UnifiedText, options(client)).await,
+            Err(e) => Err(to_pgwire(e)),
+        };
         Some(result)
     }
 }
