@@ -376,6 +376,7 @@ async fn tls_configured_refuses_plain_text() {
     let broken = dir.path().join("broken.key");
     std::fs::write(&broken, "not a key").expect("write");
     let mut bad = config;
+    bad.data_dir = dir.path().join("data2").to_string_lossy().into_owned();
     bad.tls = Some(TlsConfig {
         cert: cert_path,
         key: broken,

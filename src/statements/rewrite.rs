@@ -157,7 +157,7 @@ mod tests {
             rewritten("SELECT ARRAY(SELECT b.x FROM t b WHERE b.id = r.id ORDER BY 1) AS m FROM r");
         assert_eq!(
             out,
-            "SELECT (SELECT array_agg(b.x ORDER BY 1) FROM t AS b WHERE b.id = r.id) AS m FROM r"
+            "SELECT (SELECT array_agg(b.x ORDER BY 1) FROM t b WHERE b.id = r.id) AS m FROM r"
         );
     }
 

@@ -81,7 +81,11 @@ fn row_strings(batch: &RecordBatch) -> Result<Vec<Vec<String>>> {
                     if batch.column(col).is_null(row) {
                         "NULL".to_string()
                     } else {
-                        let text = formatters[col].value(row).to_string();
+                        let mut text = formatters[col].value(row).to_string();
+                        // Booleans as Postgres sends them, so the same files pass over the wire.
+                        if batch.column(col).data_type() == &DataType::Boolean {
+                            text = if text == "true" { "t" } else { "f" }.to_string();
+                        }
                         if text.is_empty() {
                             "(empty)".to_string()
                         } else {
