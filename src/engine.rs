@@ -83,12 +83,67 @@ impl Identity {
     }
 }
 
+/// A configuration table whose rows the FinOps functions read from an in-memory index,
+/// rebuilt after every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigTable {
+    /// `finops.attribution_rules`.
+    AttributionRules,
+    /// `finops.price_adjustments`.
+    PriceAdjustments,
+}
+
+impl ConfigTable {
+    /// Every indexed configuration table.
+    pub const ALL: [ConfigTable; 2] =
+        [ConfigTable::AttributionRules, ConfigTable::PriceAdjustments];
+
+    /// `(schema, table)`.
+    pub fn name(self) -> (&'static str, &'static str) {
+        match self {
+            ConfigTable::AttributionRules => crate::attribution::ATTRIBUTION_RULES,
+            ConfigTable::PriceAdjustments => crate::adjustments::PRICE_ADJUSTMENTS,
+        }
+    }
+
+    /// The table's columns.
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            ConfigTable::AttributionRules => crate::attribution::rules_schema(),
+            ConfigTable::PriceAdjustments => crate::adjustments::adjustments_schema(),
+        }
+    }
+
+    /// The table `schema.table` names, if it is one.
+    pub fn of(schema: Option<&str>, table: &str) -> Option<ConfigTable> {
+        Self::ALL.into_iter().find(|t| {
+            let (s, n) = t.name();
+            n == table && schema.is_none_or(|x| x == s)
+        })
+    }
+
+    /// Check rows about to be written (INSERT rows, or UPDATE's new rows) on their own.
+    pub fn validate(self, batches: &[RecordBatch]) -> Result<()> {
+        match self {
+            ConfigTable::AttributionRules => {
+                crate::attribution::RuleSet::from_batches(batches).map(|_| ())
+            }
+            ConfigTable::PriceAdjustments => {
+                crate::adjustments::Adjustments::from_batches(batches).map(|_| ())
+            }
+        }
+    }
+}
+
 /// One data directory opened: the shared catalog, functions and storage.
 pub struct Engine {
     base: SessionContext,
     config: Config,
     storage: Arc<Storage>,
     prices: finops_udfs::PriceBookHandle,
+    rules: crate::attribution::RulesHandle,
+    adjustments: crate::adjustments::AdjustmentsHandle,
+    views: std::sync::OnceLock<Arc<crate::materialized::MaterializedViews>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -174,16 +229,38 @@ impl Engine {
         catalog::register_functions(&base);
         let (_, prices) = crate::pricing::open(&storage).await?;
         finops_udfs::register_all(&base, prices.clone());
+        let rules = crate::attribution::RulesHandle::default();
+        let adjustments = crate::adjustments::AdjustmentsHandle::default();
+        base.register_udf(crate::attribution::AttributeUsageFunc::udf(rules.clone()));
+        base.register_udf(crate::adjustments::AdjustedCostFunc::udf(
+            adjustments.clone(),
+            prices.clone(),
+        ));
         let engine = Arc::new(Engine {
             base,
             config,
             storage,
             prices,
+            rules,
+            adjustments,
+            views: std::sync::OnceLock::new(),
         });
         engine.register_durable_tables().await?;
         let session = engine.session(Identity::local_admin())?;
         engine.reload_prices(&session).await?;
+        for table in ConfigTable::ALL {
+            engine.reload_config(&session, table).await?;
+        }
         crate::statements::restore_provider_tables(&session).await?;
+        let views = crate::materialized::MaterializedViews::open(
+            engine.storage.object_store(),
+            object_store::path::Path::from("materialized"),
+            &engine.base,
+        )
+        .await?;
+        let _ = engine.views.set(Arc::clone(&views));
+        engine.create_builtin_objects(&session).await?;
+        crate::materialized::register_pg_catalog_overlay(&engine.base, DATABASE, &views)?;
         Ok(engine)
     }
 
@@ -206,6 +283,17 @@ impl Engine {
                 TableOptions::config(),
             )
             .await?;
+        for table in ConfigTable::ALL {
+            let (schema, name) = table.name();
+            self.storage
+                .ensure_table(schema, name, table.schema(), TableOptions::config())
+                .await?;
+        }
+        for ((schema, name), columns) in crate::ownership::tables() {
+            self.storage
+                .ensure_table(schema, name, columns, TableOptions::config())
+                .await?;
+        }
         let catalog = self.catalog()?;
         if let Some(finops) = catalog.schema("finops") {
             finops.register_table(
@@ -245,6 +333,85 @@ impl Engine {
         let book = crate::pricing::validate(crate::pricing::rows_of(&batches)?)?;
         self.prices.replace(book);
         Ok(())
+    }
+
+    /// Load one of the tables the FinOps functions index (attribution rules, price
+    /// adjustments) into its index; rows that do not validate keep the previous index and fail
+    /// (SQLSTATE 23514).
+    pub async fn reload_config(&self, session: &Session, table: ConfigTable) -> Result<()> {
+        let (schema, name) = table.name();
+        let batches = session
+            .context()
+            .sql(&format!("SELECT * FROM {schema}.{name}"))
+            .await?
+            .collect()
+            .await?;
+        match table {
+            ConfigTable::AttributionRules => self
+                .rules
+                .replace(crate::attribution::RuleSet::from_batches(&batches)?),
+            ConfigTable::PriceAdjustments => self
+                .adjustments
+                .replace(crate::adjustments::Adjustments::from_batches(&batches)?),
+        }
+        Ok(())
+    }
+
+    /// Create the built-in objects: `finops.usage` and the plain views of `sql/` are code, not
+    /// data, so each start defines them afresh from the compiled-in SQL; a built-in
+    /// materialized view is created at first start and kept (with its stored result) after.
+    async fn create_builtin_objects(&self, session: &Session) -> Result<()> {
+        let views = self.views()?;
+        let all = std::iter::once(crate::builtin_sql::USAGE_VIEW)
+            .chain(crate::builtin_sql::BUILTIN_SQL.iter().copied());
+        for (name, sql) in all {
+            if views.contains(session.context(), name) {
+                continue;
+            }
+            session.sql(sql).await.map_err(|e| {
+                Error::Internal(format!("built-in object {name} could not be created: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The materialized views of the data directory.
+    pub fn views(&self) -> Result<&Arc<crate::materialized::MaterializedViews>> {
+        self.views
+            .get()
+            .ok_or_else(|| Error::Internal("materialized views not opened".into()))
+    }
+
+    /// Tell the materialized views that `table` changed: `appended` rows only (views reading
+    /// it refresh incrementally; `auto` ones soon after), or rows changed in place (they are
+    /// stale and refresh fully). `finops.usage` reads the native table, the provider tables and,
+    /// through its functions, the price book, adjustments and attribution rules, so a change to
+    /// any of them reaches the views over `finops.usage`.
+    pub async fn data_changed(&self, table: &str, appended: bool) {
+        let Some(views) = self.views.get() else {
+            return;
+        };
+        let bare = table.rsplit('.').next().unwrap_or(table);
+        let feeds_usage = bare == crate::schema::USAGE_EVENTS
+            || table.starts_with("providers.")
+            || [
+                crate::pricing::MODEL_PRICES.1,
+                crate::attribution::ATTRIBUTION_RULES.1,
+                crate::adjustments::PRICE_ADJUSTMENTS.1,
+            ]
+            .contains(&bare);
+        let usage_all = format!("finops.{}", crate::usage::USAGE_ALL);
+        let mut names = vec![table];
+        if feeds_usage {
+            names.push(&usage_all);
+        }
+        if appended {
+            for name in names {
+                views.notify_appended(name);
+            }
+        } else if let Err(e) = views.mark_stale(&names).await {
+            log::warn!("could not mark views over {table} stale: {e}");
+        }
     }
 
     /// The durable storage of the data directory.
@@ -353,6 +520,11 @@ impl Session {
 
     /// Parse and run every statement of `sql`, returning each output in order.
     pub async fn sql(&self, sql: &str) -> Result<Vec<Output>> {
+        if let Some(refresh) = crate::statements::refresh_statement(sql) {
+            return Ok(vec![
+                crate::statements::materialized_view(self, refresh?).await?,
+            ]);
+        }
         let statements = crate::statements::parse(sql)?;
         let mut outputs = Vec::with_capacity(statements.len());
         for statement in statements {
@@ -404,6 +576,7 @@ impl Session {
         let counts = df
             .write_table(table, datafusion::dataframe::DataFrameWriteOptions::new())
             .await?;
+        self.engine.data_changed(table, true).await;
         Ok(counts
             .iter()
             .filter_map(|b| {

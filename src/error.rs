@@ -219,3 +219,8 @@ impl From<Error> for DataFusionError {
         }
     }
 }
+
+/// An Arrow error as an [`Error`] (through DataFusion's, which keeps the classification).
+pub fn arrow_error(e: datafusion::arrow::error::ArrowError) -> Error {
+    Error::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
+}

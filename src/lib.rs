@@ -12,6 +12,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod adjustments;
+pub mod attribution;
 pub mod builtin_sql;
 pub mod catalog;
 pub mod config;
@@ -20,6 +22,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod materialized;
+pub mod ownership;
 pub mod pricing;
 pub mod providers;
 pub mod schema;

@@ -88,6 +88,11 @@ pub fn command_tag(statement: &Statement) -> Option<&'static str> {
 
 /// Run one statement in `session`.
 pub async fn execute(session: &Session, statement: DFStatement) -> Result<Output> {
+    if let DFStatement::Statement(s) = &statement
+        && let Some(mv) = crate::materialized::recognise(s)
+    {
+        return materialized_view(session, mv?).await;
+    }
     let tag = df_command_tag(&statement);
     let state = session.context().state();
     let plan = state.statement_to_plan(statement).await?;
@@ -103,6 +108,22 @@ pub async fn execute_with_params(
     let tag = command_tag(&statement);
     let plan = plan(session, statement).await?;
     execute_plan(session, tag, plan, params).await
+}
+
+/// Run `CREATE`/`REFRESH`/`DROP MATERIALIZED VIEW`.
+pub async fn materialized_view(
+    session: &Session,
+    statement: crate::materialized::MvStatement,
+) -> Result<Output> {
+    let views = session.engine().views()?;
+    let tag = views.execute(session.context(), statement).await?;
+    Ok(Output::command(tag))
+}
+
+/// `REFRESH MATERIALIZED VIEW name` (which the SQL parser does not know), if `sql` is one.
+pub fn refresh_statement(sql: &str) -> Option<Result<crate::materialized::MvStatement>> {
+    crate::materialized::parse_refresh(sql)
+        .map(|name| name.map(crate::materialized::MvStatement::Refresh))
 }
 
 /// Plan one statement in `session` without running it.
@@ -134,6 +155,12 @@ pub async fn execute_plan(
     if touches_prices {
         return price_book_dml(session, tag, plan).await;
     }
+    if let LogicalPlan::Dml(dml) = &plan
+        && let Some(table) =
+            crate::engine::ConfigTable::of(dml.table_name.schema(), dml.table_name.table())
+    {
+        return config_table_dml(session, tag, plan, table).await;
+    }
     match plan {
         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
             return ddl::create_table(session, create).await;
@@ -149,6 +176,13 @@ pub async fn execute_plan(
         }
         _ => {}
     }
+    let changed = match &plan {
+        LogicalPlan::Dml(dml) => Some((
+            dml.table_name.to_string(),
+            matches!(dml.op, datafusion::logical_expr::WriteOp::Insert(_)),
+        )),
+        _ => None,
+    };
     let df = session.context().execute_logical_plan(plan).await?;
     let Some(tag) = tag else {
         return Ok(Output::Rows(df));
@@ -158,6 +192,11 @@ pub async fn execute_plan(
         "INSERT" | "UPDATE" | "DELETE" | "TRUNCATE TABLE" => Some(count_rows(&batches)),
         _ => None,
     };
+    if let Some((table, appended)) = changed
+        && rows != Some(0)
+    {
+        session.engine().data_changed(&table, appended).await;
+    }
     Ok(Output::Command {
         tag: tag.to_string(),
         rows,
@@ -200,10 +239,81 @@ async fn price_book_dml(
         count_rows(&batches) as u64
     };
     session.engine().reload_prices(session).await?;
+    session.engine().data_changed(&qualified, false).await;
     Ok(Output::Command {
         tag: tag.unwrap_or("INSERT").to_string(),
         rows: Some(rows as usize),
     })
+}
+
+/// DML on a configuration table the FinOps functions index: the rows an INSERT or UPDATE
+/// would write are validated first (with the rows already there, for an INSERT), so a bad
+/// statement changes nothing (SQLSTATE 23514); after the change the index is rebuilt, so the
+/// next query of `finops.usage` sees it.
+async fn config_table_dml(
+    session: &Session,
+    tag: Option<&'static str>,
+    plan: LogicalPlan,
+    table: crate::engine::ConfigTable,
+) -> Result<Output> {
+    let LogicalPlan::Dml(dml) = &plan else {
+        return Err(Error::Internal(
+            "configuration DML without a DML plan".into(),
+        ));
+    };
+    let (schema, name) = table.name();
+    let written = match dml.op {
+        datafusion::logical_expr::WriteOp::Insert(_)
+        | datafusion::logical_expr::WriteOp::Update => Some(
+            session
+                .context()
+                .execute_logical_plan(dml.input.as_ref().clone())
+                .await?
+                .collect()
+                .await?,
+        ),
+        _ => None,
+    };
+    let is_insert = matches!(dml.op, datafusion::logical_expr::WriteOp::Insert(_));
+    let rows = match written {
+        Some(new_rows) if is_insert => {
+            let mut all = session
+                .context()
+                .sql(&format!("SELECT * FROM {schema}.{name}"))
+                .await?
+                .collect()
+                .await?;
+            all.extend(new_rows.iter().cloned());
+            table.validate(&all)?;
+            session
+                .append(&format!("{schema}.{name}"), new_rows)
+                .await?
+        }
+        Some(updated) => {
+            table.validate(&updated)?;
+            run_count(session, plan).await?
+        }
+        None => run_count(session, plan).await?,
+    };
+    session.engine().reload_config(session, table).await?;
+    session
+        .engine()
+        .data_changed(&format!("{schema}.{name}"), false)
+        .await;
+    Ok(Output::Command {
+        tag: tag.unwrap_or("INSERT").to_string(),
+        rows: Some(rows as usize),
+    })
+}
+
+async fn run_count(session: &Session, plan: LogicalPlan) -> Result<u64> {
+    let batches = session
+        .context()
+        .execute_logical_plan(plan)
+        .await?
+        .collect()
+        .await?;
+    Ok(count_rows(&batches) as u64)
 }
 
 /// DataFusion DML returns one `count` row; sum it.

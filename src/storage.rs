@@ -168,6 +168,11 @@ impl Storage {
         &self.backend.display
     }
 
+    /// The object store of the data directory (for derived files kept beside the tables).
+    pub fn object_store(&self) -> Arc<dyn object_store::ObjectStore> {
+        Arc::clone(&self.backend.store)
+    }
+
     /// The options this storage was opened with.
     pub fn options(&self) -> &StorageOptions {
         &self.options

@@ -2,7 +2,7 @@
 -- team, app and feature. A request is redundant when the same prompt_hash was sent to the same
 -- model earlier the same UTC day; the first occurrence is an aggregate (MIN(ts)) joined back,
 -- so each day can be recomputed on its own when new rows arrive.
-CREATE MATERIALIZED VIEW kpi.daily AS
+CREATE MATERIALIZED VIEW kpi.daily WITH (refresh = 'auto') AS
 WITH first_seen AS (
     SELECT date_trunc('day', ts) AS day,
            prompt_hash,

@@ -41,14 +41,9 @@ fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
     RecordBatch::try_new(schema, columns).expect("demo config columns follow their schema")
 }
 
-/// Columns of the `finops.owners` rows: `scope`, `scope_value`, `owner`, `cost_center`.
+/// Columns of the `finops.owners` rows (the table's own columns).
 pub fn owners_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("scope", DataType::Utf8, false),
-        Field::new("scope_value", DataType::Utf8, false),
-        Field::new("owner", DataType::Utf8, false),
-        Field::new("cost_center", DataType::Utf8, true),
-    ]))
+    crate::ownership::owners_schema()
 }
 
 /// One owner row per team, plus the two shared apps that have their own owner.
@@ -70,19 +65,9 @@ pub fn owners() -> RecordBatch {
     batch(owners_schema(), columns)
 }
 
-/// Columns of the `finops.budgets` rows (SPEC 3.7).
+/// Columns of the `finops.budgets` rows (the table's own columns).
 pub fn budgets_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("budget_id", DataType::Utf8, false),
-        Field::new("scope", DataType::Utf8, false),
-        Field::new("scope_value", DataType::Utf8, true),
-        Field::new("period", DataType::Utf8, false),
-        Field::new("amount", money_type(), false),
-        Field::new("thresholds", DataType::Utf8, false),
-        Field::new("owner", DataType::Utf8, true),
-        Field::new("notify", DataType::Utf8, true),
-        Field::new("hard_cap", DataType::Boolean, false),
-    ]))
+    crate::ownership::budgets_schema()
 }
 
 /// How far through the month each team's run rate should land against its budget: most are
@@ -309,18 +294,9 @@ pub fn price_changes(as_of: NaiveDate) -> RecordBatch {
     batch(model_prices_schema(), columns)
 }
 
-/// Columns of the `finops.attribution_rules` rows: `rule_id`, `provider` (NULL = any), `field`
-/// (`project`, `api_key_id`, `tag:<key>`), `value`, and the `team`, `app`, `feature` it sets.
+/// Columns of the `finops.attribution_rules` rows (the table's own columns).
 pub fn attribution_rules_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("rule_id", DataType::Utf8, false),
-        Field::new("provider", DataType::Utf8, true),
-        Field::new("field", DataType::Utf8, false),
-        Field::new("value", DataType::Utf8, false),
-        Field::new("team", DataType::Utf8, true),
-        Field::new("app", DataType::Utf8, true),
-        Field::new("feature", DataType::Utf8, true),
-    ]))
+    crate::attribution::rules_schema()
 }
 
 /// Rules mapping each team's OpenAI project and Bedrock account to the team (the provider
@@ -349,8 +325,13 @@ pub fn attribution_rules() -> RecordBatch {
         Some("marketing-site".into()),
         None,
     ]);
-    let columns = (0..7)
+    let mut columns: Vec<ArrayRef> = (0..7)
         .map(|i| text(rows.iter().map(|r| r[i].clone()).collect()))
         .collect();
+    // Team projects first; the legacy project rule is the catch-all of last resort.
+    let priority: Vec<Option<i64>> = (0..rows.len())
+        .map(|i| Some(if i + 1 == rows.len() { 100 } else { 10 }))
+        .collect();
+    columns.insert(1, Arc::new(Int64Array::from(priority)));
     batch(attribution_rules_schema(), columns)
 }

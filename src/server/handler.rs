@@ -328,6 +328,22 @@ impl SimpleQueryHandler for QueryHandler {
         let session = connected.session.clone();
         let timeout = self.timeout(client);
         self.guarded(timeout, async move {
+            if let Some(refresh) = crate::statements::refresh_statement(query) {
+                let output = match refresh {
+                    Ok(mv) => crate::statements::materialized_view(&session, mv).await,
+                    Err(e) => Err(e),
+                };
+                return match output {
+                    Ok(output) => hooks::respond(
+                        output,
+                        &Format::UnifiedText,
+                        Arc::new(FormatOptions::from_client_metadata(client.metadata())),
+                    )
+                    .await
+                    .map(|r| vec![r]),
+                    Err(e) => Ok(vec![Response::Error(Box::new(sqlstate::error_info(&e)))]),
+                };
+            }
             // Statement by statement, so that an error after a success still reports both,
             // as Postgres does.
             let statements = match crate::statements::parse(query) {
@@ -409,9 +425,28 @@ impl ExtendedQueryHandler for QueryHandler {
     {
         let connected = self.state.connected()?;
         let service = Arc::clone(&connected.service);
+        let session = connected.session.clone();
         let timeout = self.timeout(client);
         let mut responses = self
             .guarded(timeout, async move {
+                if let Some(refresh) =
+                    crate::statements::refresh_statement(&portal.statement.statement.0)
+                {
+                    let output = match refresh {
+                        Ok(mv) => crate::statements::materialized_view(&session, mv).await,
+                        Err(e) => Err(e),
+                    };
+                    return match output {
+                        Ok(output) => hooks::respond(
+                            output,
+                            &Format::UnifiedText,
+                            Arc::new(FormatOptions::from_client_metadata(client.metadata())),
+                        )
+                        .await
+                        .map(|r| vec![r]),
+                        Err(e) => Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e)))),
+                    };
+                }
                 ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows)
                     .await
                     .map(|r| vec![r])
@@ -440,6 +475,13 @@ impl QueryParser for MappedParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        // REFRESH MATERIALIZED VIEW is not SQL the parser knows; it is run at execute time.
+        if let Some(refresh) = crate::statements::refresh_statement(sql) {
+            return match refresh {
+                Ok(_) => Ok(Some((sql.to_string(), None))),
+                Err(e) => Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e)))),
+            };
+        }
         self.inner
             .parse_sql(client, sql, types)
             .await

@@ -134,6 +134,7 @@ pub async fn drop_table(session: &Session, drop: &DropTable) -> Result<Option<Ou
         if let Some(schema) = catalog.schema(&schema_name) {
             schema.deregister_table(&table_name)?;
         }
+        session.engine().data_changed(&qualified, false).await;
         return Ok(Some(Output::command("DROP TABLE")));
     }
     Ok(None)
@@ -183,7 +184,7 @@ pub async fn create_external_table(
     let row = RecordBatch::try_new(
         provider_tables_schema(),
         vec![
-            Arc::new(StringArray::from(vec![qualified])),
+            Arc::new(StringArray::from(vec![qualified.clone()])),
             Arc::new(StringArray::from(vec![create.file_type.clone()])),
             Arc::new(StringArray::from(vec![create.locations.join(",")])),
             Arc::new(StringArray::from(vec![definition])),
@@ -197,6 +198,7 @@ pub async fn create_external_table(
             vec![row],
         )
         .await?;
+    session.engine().data_changed(&qualified, false).await;
     Ok(Output::command("CREATE EXTERNAL TABLE"))
 }
 

@@ -14,7 +14,7 @@ use datafusion::logical_expr::{ColumnarValue, DocSection};
 use crate::money::{MONEY_PRECISION, MONEY_SCALE};
 
 /// Documentation section of every FinOps function.
-pub(crate) const FINOPS_SECTION: DocSection = DocSection {
+pub const FINOPS_SECTION: DocSection = DocSection {
     include: true,
     label: "FinOps Functions",
     description: None,

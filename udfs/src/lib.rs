@@ -17,6 +17,7 @@ pub mod money;
 pub mod pricing;
 pub mod text;
 
+pub use args::FINOPS_SECTION;
 pub use money::{MONEY_PRECISION, MONEY_SCALE};
 pub use pricing::{MatchKind, PriceBook, PriceBookHandle, PriceKind, PriceRow};
 

@@ -66,6 +66,15 @@ impl QueryHook for EngineHook {
         // A rewritten statement is planned here, so that the generic path runs it with the
         // portal's parameter and result formats; everything else is planned by the default
         // parser, which gives typed parameters.
+        if crate::materialized::recognise(statement).is_some() {
+            // Run whole at execute time; nothing to plan.
+            return Some(Ok(LogicalPlan::EmptyRelation(
+                datafusion::logical_expr::EmptyRelation {
+                    produce_one_row: false,
+                    schema: Arc::new(datafusion::common::DFSchema::empty()),
+                },
+            )));
+        }
         let rewritten = statements::rewrite(statement)?;
         Some(
             statements::plan(&self.session, rewritten)
@@ -86,8 +95,13 @@ impl QueryHook for EngineHook {
             return None;
         }
         let tag = statements::command_tag(statement);
-        let outcome =
-            statements::execute_plan(&self.session, tag, plan.clone(), Some(params)).await;
+        let outcome = match crate::materialized::recognise(statement) {
+            Some(mv) => match mv {
+                Ok(mv) => statements::materialized_view(&self.session, mv).await,
+                Err(e) => Err(e),
+            },
+            None => statements::execute_plan(&self.session, tag, plan.clone(), Some(params)).await,
+        };
         let result = match outcome {
             Ok(output) => respond(output, &Format::UnifiedText, options(client)).await,
             Err(e) => Err(to_pgwire(e)),

@@ -1,0 +1,511 @@
+//! Attribution rules: `finops.attribution_rules` maps fields the provider reports (project or
+//! workspace, API key, user, environment, model, source, a tag) to the team, app and feature that
+//! own the usage, and the `attribute_usage` function applies them to each row of `finops.usage`.
+//!
+//! Owns the rules' columns, their validation and the in-memory index the function reads, swapped
+//! atomically after every change of the table. It must not read or write storage: the engine
+//! loads the rows and hands them over.
+//!
+//! Semantics: the rules are tried in order of `priority` (lowest first, NULL last), then
+//! `rule_id`; the first rule whose `provider` (NULL = any) and `field = value` match the row
+//! wins. It fills the row's team, app and feature where the row has none: a value the row carries
+//! itself (a gateway that knows its team) is never overwritten.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, RwLock};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StructArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use datafusion::common::{Result as DfResult, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+
+use crate::error::{Error, Result, arrow_error};
+
+/// `(schema, table)` of the rules.
+pub const ATTRIBUTION_RULES: (&str, &str) = ("finops", "attribution_rules");
+
+/// Columns of `finops.attribution_rules`.
+pub fn rules_schema() -> SchemaRef {
+    Arc::clone(&RULES_SCHEMA)
+}
+
+static RULES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        text("rule_id", false),
+        Field::new("priority", DataType::Int64, true),
+        text("provider", true),
+        text("field", false),
+        text("value", false),
+        text("team", true),
+        text("app", true),
+        text("feature", true),
+    ]))
+});
+
+/// The row fields a rule can match, in the order `attribute_usage` takes them after
+/// `provider, team, app, feature`.
+const MATCH_FIELDS: [&str; 7] = [
+    "project",
+    "api_key_id",
+    "user_id",
+    "environment",
+    "model",
+    "source",
+    "tags",
+];
+
+/// What a rule looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Target {
+    /// One of [`MATCH_FIELDS`] but `tags`, by index.
+    Column(usize),
+    /// The value of one key of the `tags` JSON object.
+    Tag(String),
+}
+
+impl Target {
+    fn parse(field: &str) -> Option<Target> {
+        let field = field.trim();
+        if let Some(key) = field.strip_prefix("tag:") {
+            return (!key.is_empty()).then(|| Target::Tag(key.to_string()));
+        }
+        let field = match field {
+            "workspace" | "workspace_id" | "project_id" | "account" | "subscription" => "project",
+            "api_key" => "api_key_id",
+            "user" => "user_id",
+            other => other,
+        };
+        MATCH_FIELDS[..6]
+            .iter()
+            .position(|f| *f == field)
+            .map(Target::Column)
+    }
+}
+
+/// One validated rule.
+#[derive(Debug, Clone)]
+struct Rule {
+    rule_id: String,
+    priority: Option<i64>,
+    provider: Option<String>,
+    target: Target,
+    value: String,
+    team: Option<String>,
+    app: Option<String>,
+    feature: Option<String>,
+}
+
+/// The rules, indexed by what they match.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// (target, value) → rule positions, in priority order.
+    index: HashMap<(Target, String), Vec<usize>>,
+    tag_keys: Vec<String>,
+}
+
+impl RuleSet {
+    /// Validate and index the rows of `batches` (the table's schema). A rule with an unknown
+    /// field, an empty value, nothing to set, or a duplicate `rule_id` is rejected
+    /// (SQLSTATE 23514), naming the rule.
+    pub fn from_batches(batches: &[RecordBatch]) -> Result<RuleSet> {
+        let mut rules = Vec::new();
+        for batch in batches {
+            let text = |name: &str| -> Result<StringArray> {
+                let column = batch.column_by_name(name).ok_or_else(|| {
+                    Error::Internal(format!("attribution rules without column {name}"))
+                })?;
+                Ok(cast(column, &DataType::Utf8)
+                    .map_err(arrow_error)?
+                    .as_string::<i32>()
+                    .clone())
+            };
+            let priority = batch
+                .column_by_name("priority")
+                .map(|c| cast(c, &DataType::Int64))
+                .transpose()
+                .map_err(arrow_error)?;
+            let (id, provider, field, value) = (
+                text("rule_id")?,
+                text("provider")?,
+                text("field")?,
+                text("value")?,
+            );
+            let (team, app, feature) = (text("team")?, text("app")?, text("feature")?);
+            let get = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+            for i in 0..batch.num_rows() {
+                let rule_id = get(&id, i).unwrap_or_default();
+                let invalid = |why: String| Error::CheckViolation {
+                    message: format!("finops.attribution_rules: rule '{rule_id}' {why}"),
+                };
+                let field_name = get(&field, i).unwrap_or_default();
+                let target = Target::parse(&field_name).ok_or_else(|| {
+                    invalid(format!(
+                        "has unknown field '{field_name}' (expected project, workspace, \
+                         api_key_id, user_id, environment, model, source or tag:<key>)"
+                    ))
+                })?;
+                let value = get(&value, i).unwrap_or_default();
+                if value.is_empty() {
+                    return Err(invalid("has an empty value".into()));
+                }
+                let rule = Rule {
+                    rule_id: rule_id.clone(),
+                    priority: priority
+                        .as_ref()
+                        .map(|p| p.as_primitive::<datafusion::arrow::datatypes::Int64Type>())
+                        .and_then(|p| p.is_valid(i).then(|| p.value(i))),
+                    provider: get(&provider, i)
+                        .map(|p| finops_udfs::pricing::canonical_provider(&p)),
+                    target,
+                    value,
+                    team: get(&team, i).filter(|s| !s.is_empty()),
+                    app: get(&app, i).filter(|s| !s.is_empty()),
+                    feature: get(&feature, i).filter(|s| !s.is_empty()),
+                };
+                if rule.team.is_none() && rule.app.is_none() && rule.feature.is_none() {
+                    return Err(invalid("sets none of team, app, feature".into()));
+                }
+                rules.push(rule);
+            }
+        }
+        Self::from_rules(rules)
+    }
+
+    fn from_rules(mut rules: Vec<Rule>) -> Result<RuleSet> {
+        rules.sort_by(|a, b| {
+            (a.priority.is_none(), a.priority, &a.rule_id).cmp(&(
+                b.priority.is_none(),
+                b.priority,
+                &b.rule_id,
+            ))
+        });
+        if let Some(pair) = rules.windows(2).find(|w| w[0].rule_id == w[1].rule_id) {
+            return Err(Error::CheckViolation {
+                message: format!(
+                    "finops.attribution_rules: duplicate rule_id '{}'",
+                    pair[0].rule_id
+                ),
+            });
+        }
+        let mut index: HashMap<(Target, String), Vec<usize>> = HashMap::new();
+        let mut tag_keys = Vec::new();
+        for (pos, rule) in rules.iter().enumerate() {
+            index
+                .entry((rule.target.clone(), rule.value.clone()))
+                .or_default()
+                .push(pos);
+            if let Target::Tag(key) = &rule.target
+                && !tag_keys.contains(key)
+            {
+                tag_keys.push(key.clone());
+            }
+        }
+        Ok(RuleSet {
+            rules,
+            index,
+            tag_keys,
+        })
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The first rule (by priority) matching a row with these field values
+    /// ([`MATCH_FIELDS`] order, `tags` last as JSON text).
+    fn first_match(&self, provider: &str, fields: &[Option<&str>; 7]) -> Option<&Rule> {
+        let mut best: Option<usize> = None;
+        let mut consider = |target: Target, value: &str| {
+            if let Some(positions) = self.index.get(&(target, value.to_string())) {
+                for &pos in positions {
+                    if best.is_some_and(|b| b <= pos) {
+                        break;
+                    }
+                    let rule = &self.rules[pos];
+                    if rule.provider.as_deref().is_none_or(|p| p == provider) {
+                        best = Some(pos);
+                        break;
+                    }
+                }
+            }
+        };
+        for (i, value) in fields[..6].iter().enumerate() {
+            if let Some(value) = value {
+                consider(Target::Column(i), value);
+            }
+        }
+        if !self.tag_keys.is_empty()
+            && let Some(tags) = fields[6]
+            && let Ok(serde_json::Value::Object(map)) = serde_json::from_str(tags)
+        {
+            for key in &self.tag_keys {
+                match map.get(key) {
+                    Some(serde_json::Value::String(s)) => consider(Target::Tag(key.clone()), s),
+                    Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+                        consider(Target::Tag(key.clone()), &v.to_string())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        best.map(|pos| &self.rules[pos])
+    }
+}
+
+/// Shared, atomically swappable reference to the current rules.
+#[derive(Debug, Clone, Default)]
+pub struct RulesHandle {
+    inner: Arc<RwLock<Arc<RuleSet>>>,
+}
+
+impl RulesHandle {
+    /// The current rules.
+    pub fn snapshot(&self) -> Arc<RuleSet> {
+        match self.inner.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Make `rules` current for every later batch.
+    pub fn replace(&self, rules: RuleSet) {
+        let rules = Arc::new(rules);
+        match self.inner.write() {
+            Ok(mut guard) => *guard = rules,
+            Err(poisoned) => *poisoned.into_inner() = rules,
+        }
+    }
+}
+
+const NAME: &str = "attribute_usage";
+const SYNTAX: &str = "attribute_usage(provider, team, app, feature, project, api_key_id, user_id, environment, model, source, tags)";
+
+static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        finops_udfs::FINOPS_SECTION,
+        "The owner of a usage row after `finops.attribution_rules`: a struct of `team`, `app`, \
+         `feature` and the `rule_id` that matched. The first rule by priority whose provider and \
+         `field = value` match fills what the row leaves NULL; values the row has are kept.",
+        SYNTAX,
+    )
+    .with_sql_example(
+        "SELECT attribute_usage(provider, team, app, feature, project, api_key_id, user_id, \
+         environment, model, source, tags)['team'] FROM finops.usage_all LIMIT 1;",
+    )
+    .build()
+});
+
+/// The struct `attribute_usage` returns.
+fn output_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("team", DataType::Utf8, true),
+        Field::new("app", DataType::Utf8, true),
+        Field::new("feature", DataType::Utf8, true),
+        Field::new("rule_id", DataType::Utf8, true),
+    ])
+}
+
+/// `attribute_usage`: applies the current rules to each row.
+#[derive(Debug)]
+pub struct AttributeUsageFunc {
+    signature: Signature,
+    rules: RulesHandle,
+}
+
+impl PartialEq for AttributeUsageFunc {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.rules.inner, &other.rules.inner)
+    }
+}
+
+impl Eq for AttributeUsageFunc {}
+
+impl std::hash::Hash for AttributeUsageFunc {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        NAME.hash(state);
+        (Arc::as_ptr(&self.rules.inner) as *const () as usize).hash(state);
+    }
+}
+
+impl AttributeUsageFunc {
+    /// The function reading `rules`.
+    pub fn new(rules: RulesHandle) -> Self {
+        AttributeUsageFunc {
+            signature: Signature::user_defined(Volatility::Stable),
+            rules,
+        }
+    }
+
+    /// As a DataFusion UDF.
+    pub fn udf(rules: RulesHandle) -> ScalarUDF {
+        ScalarUDF::from(Self::new(rules))
+    }
+}
+
+impl ScalarUDFImpl for AttributeUsageFunc {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Struct(output_fields()))
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        if arg_types.len() != 4 + MATCH_FIELDS.len() {
+            return exec_err!("{NAME} takes 11 arguments: {SYNTAX}");
+        }
+        Ok(vec![DataType::Utf8; arg_types.len()])
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| {
+                let array = a.to_array(rows)?;
+                Ok(cast(&array, &DataType::Utf8)?)
+            })
+            .collect::<DfResult<Vec<ArrayRef>>>()?;
+        let text: Vec<&StringArray> = arrays.iter().map(|a| a.as_string::<i32>()).collect();
+        let value = |col: usize, row: usize| -> Option<&str> {
+            let a = text[col];
+            (a.is_valid(row) && !a.value(row).is_empty()).then(|| a.value(row))
+        };
+        let rules = self.rules.snapshot();
+        let mut team = Vec::with_capacity(rows);
+        let mut app = Vec::with_capacity(rows);
+        let mut feature = Vec::with_capacity(rows);
+        let mut rule_id = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let own = [value(1, row), value(2, row), value(3, row)];
+            let rule = if rules.is_empty() || own.iter().all(Option::is_some) {
+                None
+            } else {
+                let provider = value(0, row).unwrap_or_default();
+                let fields = std::array::from_fn(|i| value(4 + i, row));
+                rules.first_match(provider, &fields)
+            };
+            team.push(own[0].or(rule.and_then(|r| r.team.as_deref())));
+            app.push(own[1].or(rule.and_then(|r| r.app.as_deref())));
+            feature.push(own[2].or(rule.and_then(|r| r.feature.as_deref())));
+            rule_id.push(rule.map(|r| r.rule_id.as_str()));
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(team)),
+            Arc::new(StringArray::from(app)),
+            Arc::new(StringArray::from(feature)),
+            Arc::new(StringArray::from(rule_id)),
+        ];
+        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
+            output_fields(),
+            columns,
+            None,
+        )?)))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&DOCUMENTATION)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(
+        rows: &[(&str, Option<i64>, Option<&str>, &str, &str, Option<&str>)],
+    ) -> Result<RuleSet> {
+        let col = |f: &dyn Fn(
+            &(&str, Option<i64>, Option<&str>, &str, &str, Option<&str>),
+        ) -> Option<String>|
+         -> ArrayRef {
+            Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+        };
+        let batch = RecordBatch::try_new(
+            rules_schema(),
+            vec![
+                col(&|r| Some(r.0.to_string())),
+                Arc::new(datafusion::arrow::array::Int64Array::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                col(&|r| r.2.map(String::from)),
+                col(&|r| Some(r.3.to_string())),
+                col(&|r| Some(r.4.to_string())),
+                col(&|r| r.5.map(String::from)),
+                col(&|_| None),
+                col(&|_| None),
+            ],
+        )?;
+        RuleSet::from_batches(&[batch])
+    }
+
+    fn team_of(set: &RuleSet, provider: &str, fields: [Option<&str>; 7]) -> Option<String> {
+        set.first_match(provider, &fields)
+            .and_then(|r| r.team.clone())
+    }
+
+    #[test]
+    fn first_rule_by_priority_wins_and_provider_filters() {
+        let set = rules(&[
+            ("b", Some(20), None, "project", "p1", Some("wide")),
+            (
+                "a",
+                Some(10),
+                Some("openai"),
+                "api_key_id",
+                "k1",
+                Some("narrow"),
+            ),
+            ("c", None, None, "tag:cost_center", "CC-7", Some("tagged")),
+        ])
+        .expect("valid rules");
+        let row = [Some("p1"), Some("k1"), None, None, None, None, None];
+        assert_eq!(team_of(&set, "openai", row).as_deref(), Some("narrow"));
+        assert_eq!(team_of(&set, "anthropic", row).as_deref(), Some("wide"));
+        let tagged = [
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(r#"{"cost_center":"CC-7"}"#),
+        ];
+        assert_eq!(team_of(&set, "openai", tagged).as_deref(), Some("tagged"));
+        let nothing = [Some("p2"), None, None, None, None, None, Some("not json")];
+        assert_eq!(team_of(&set, "openai", nothing), None);
+    }
+
+    #[test]
+    fn invalid_rules_are_rejected_with_their_id() {
+        let err = rules(&[("r1", None, None, "colour", "x", Some("t"))]).expect_err("bad field");
+        assert!(err.to_string().contains("r1"), "{err}");
+        let err = rules(&[("r2", None, None, "project", "x", None)]).expect_err("no target");
+        assert!(err.to_string().contains("sets none"), "{err}");
+        let err = rules(&[
+            ("r3", None, None, "project", "x", Some("t")),
+            ("r3", None, None, "project", "y", Some("t")),
+        ])
+        .expect_err("duplicate");
+        assert!(err.to_string().contains("duplicate"), "{err}");
+        assert!(rules(&[("w", None, None, "workspace", "wrk_1", Some("t"))]).is_ok());
+    }
+}
