@@ -7,8 +7,8 @@
 //!
 //! Semantics: of the adjustments valid at the row's `ts` (`valid_from` inclusive, `valid_to`
 //! exclusive, NULL = open) for the row's provider, one naming the model (the reported id or its
-//! catalog id) beats a provider-wide one (model NULL); among equals the latest `valid_from`
-//! wins. Discounts do not stack. The result is rounded half away from zero to 12 decimals.
+//! catalog id, or a prefix of either written `prefix*`) beats a provider-wide one (model NULL);
+//! among equals the latest `valid_from` wins. Discounts do not stack. The result is rounded half away from zero to 12 decimals.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -159,7 +159,7 @@ impl Adjustments {
         candidates
             .iter()
             .filter(|a| a.valid_at(ts))
-            .filter(|a| a.model.as_deref().is_none_or(|m| models.contains(&m)))
+            .filter(|a| a.model.as_deref().is_none_or(|m| model_matches(m, models)))
             .max_by(|a, b| {
                 (a.model.is_some(), a.from, std::cmp::Reverse(&a.id)).cmp(&(
                     b.model.is_some(),
@@ -167,6 +167,15 @@ impl Adjustments {
                     std::cmp::Reverse(&b.id),
                 ))
             })
+    }
+}
+
+/// Whether an adjustment's `model` covers a row: the reported id or its catalog id, exactly, or
+/// by prefix when the adjustment's model ends in `*` (`gpt-4o-2024*`).
+fn model_matches(pattern: &str, models: &[&str]) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => models.iter().any(|m| m.starts_with(prefix)),
+        None => models.contains(&pattern),
     }
 }
 
@@ -363,13 +372,15 @@ mod tests {
                 text(rows.iter().map(|r| r.2).collect()),
                 Arc::new(
                     Decimal128Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())
-                        .with_precision_and_scale(9, PCT_SCALE)?,
+                        .with_precision_and_scale(9, PCT_SCALE)
+                        .map_err(arrow_error)?,
                 ),
                 ts(rows.iter().map(|r| r.4).collect()),
                 ts(rows.iter().map(|r| r.5).collect()),
                 text(rows.iter().map(|_| None).collect()),
             ],
-        )?;
+        )
+        .map_err(arrow_error)?;
         Adjustments::from_batches(&[batch])
     }
 
@@ -400,6 +411,10 @@ mod tests {
             Some("wide")
         );
         assert!(set.find("anthropic", &["claude"], 150).is_none());
+        let prefix = adjustments(&[("p", "openai", Some("gpt-4o-2024*"), 1, None, None)])
+            .expect("valid");
+        assert!(prefix.find("openai", &["gpt-4o-2024-08-06"], 0).is_some());
+        assert!(prefix.find("openai", &["gpt-4o-mini"], 0).is_none());
     }
 
     #[test]

@@ -185,11 +185,12 @@ impl RuleSet {
                 &b.rule_id,
             ))
         });
-        if let Some(pair) = rules.windows(2).find(|w| w[0].rule_id == w[1].rule_id) {
+        let mut ids = std::collections::HashSet::new();
+        if let Some(dup) = rules.iter().find(|r| !ids.insert(r.rule_id.as_str())) {
             return Err(Error::CheckViolation {
                 message: format!(
                     "finops.attribution_rules: duplicate rule_id '{}'",
-                    pair[0].rule_id
+                    dup.rule_id
                 ),
             });
         }
@@ -453,7 +454,8 @@ mod tests {
                 col(&|_| None),
                 col(&|_| None),
             ],
-        )?;
+        )
+        .map_err(arrow_error)?;
         RuleSet::from_batches(&[batch])
     }
 

@@ -45,7 +45,7 @@ pub fn builtin_sql(name: &str) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-mod plan_tests;
+mod engine_tests;
 
 #[cfg(test)]
 mod tests {

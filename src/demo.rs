@@ -15,6 +15,7 @@
 mod catalog;
 mod config;
 mod exports;
+mod load;
 mod rng;
 mod sql_text;
 mod usage;
@@ -29,6 +30,7 @@ pub use config::{
     model_prices_schema, owners, owners_schema, price_change_date, price_changes,
 };
 pub use exports::{DemoExport, EXPORT_DAYS, write_exports};
+pub use load::{Loaded, load};
 pub use sql_text::insert_sql;
 pub use write::{DemoManifest, write_demo};
 
@@ -112,28 +114,12 @@ pub fn budgets(as_of: NaiveDate, rows_per_day: usize) -> RecordBatch {
 mod tests;
 
 /// Access to the demo's fixed world for tests elsewhere in the crate (the built-in SQL tests
-/// price demo rows with the sizing prices).
+/// look for the planted spikes).
 #[cfg(test)]
 pub(crate) mod test_support {
     use chrono::{Datelike, Days, NaiveDate};
 
-    use super::catalog::{FEATURES, MODELS, SPIKES, TEAMS, UNPRICED_MODEL};
-
-    /// Sizing prices (input, output, cache read, cache write per million) of a demo model;
-    /// `None` for the unpriced one and for ids the demo does not use.
-    pub fn sizing_price(provider: &str, model: &str) -> Option<[f64; 4]> {
-        MODELS
-            .iter()
-            .find(|m| m.provider == provider && m.id == model)
-            .or_else(|| MODELS.iter().find(|m| m.id == model))
-            .filter(|m| m.id != UNPRICED_MODEL)
-            .map(|m| m.price)
-    }
-
-    /// Every (provider, model id) of the demo.
-    pub fn models() -> impl Iterator<Item = (&'static str, &'static str)> {
-        MODELS.iter().map(|m| (m.provider, m.id))
-    }
+    use super::catalog::{FEATURES, SPIKES, TEAMS};
 
     /// The planted spikes as (team, days since 1970-01-01).
     pub fn spikes(as_of: NaiveDate) -> Vec<(String, i32)> {

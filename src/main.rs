@@ -45,6 +45,19 @@ enum Command {
         /// Print the effective configuration (without secrets) and exit.
         #[arg(long)]
         print_config: bool,
+        /// Load the demo data set (90 days up to today) first, unless the data directory
+        /// already holds usage.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Write the demo data set as files (Parquet usage, config CSV and SQL, provider exports).
+    Demo {
+        /// Folder to write into (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// Last day of the data [default: today, UTC].
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
     },
     /// Run SQL on the data directory without a server and print the result.
     Sql {
@@ -74,6 +87,43 @@ fn load_config(common: &Common, listen: Option<String>) -> Result<Config> {
     Ok(Config::load(common.config.as_deref(), &[overrides])?)
 }
 
+/// Load the demo into `engine`; its provider export folders go beside a local data directory.
+async fn load_demo(engine: &Arc<Engine>, config: &Config) -> Result<()> {
+    let local = match config.data_dir.strip_prefix("file://") {
+        Some(path) => Some(PathBuf::from(path)),
+        None if !config.data_dir.contains("://") => Some(PathBuf::from(&config.data_dir)),
+        None => None,
+    };
+    let exports = local.map(|dir| dir.join("demo-exports"));
+    let today = chrono::Utc::now().date_naive();
+    let started = std::time::Instant::now();
+    let loaded = finops_db::demo::load(
+        engine,
+        today,
+        finops_db::demo::DEFAULT_ROWS_PER_DAY,
+        exports,
+    )
+    .await
+    .context("loading the demo data set")?;
+    match loaded {
+        finops_db::demo::Loaded::Loaded {
+            usage_rows,
+            provider_tables,
+        } => log::info!(
+            "demo loaded in {:.1} s: {usage_rows} usage rows over {} days ending {today}, \
+             provider tables {}",
+            started.elapsed().as_secs_f64(),
+            finops_db::demo::DAYS,
+            provider_tables.join(", ")
+        ),
+        finops_db::demo::Loaded::AlreadyHasData => log::info!(
+            "demo not loaded: finops.usage_events in {} already has rows",
+            config.data_dir
+        ),
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
@@ -98,6 +148,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Serve {
             listen,
             print_config,
+            demo,
         } => {
             let config = load_config(&cli.common, listen)?;
             if print_config {
@@ -105,6 +156,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 return Ok(std::process::ExitCode::SUCCESS);
             }
             let engine = Engine::open(config.clone()).await?;
+            if demo {
+                load_demo(&engine, &config).await?;
+            }
             let server = Server::bind(Arc::clone(&engine), &config).await?;
             let addr = server.local_addr()?;
             log::info!(
@@ -136,6 +190,17 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     },
                 }
             }
+        }
+        Command::Demo { out, as_of } => {
+            let as_of = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let manifest = finops_db::demo::write_demo(&out, as_of)?;
+            println!(
+                "wrote {} usage rows ending {} and the demo configuration to {} (see {})",
+                manifest.usage_rows,
+                manifest.as_of,
+                out.display(),
+                manifest.readme_path.display()
+            );
         }
         Command::HashPassword => {
             let mut password = String::new();
