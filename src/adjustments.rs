@@ -411,8 +411,8 @@ mod tests {
             Some("wide")
         );
         assert!(set.find("anthropic", &["claude"], 150).is_none());
-        let prefix = adjustments(&[("p", "openai", Some("gpt-4o-2024*"), 1, None, None)])
-            .expect("valid");
+        let prefix =
+            adjustments(&[("p", "openai", Some("gpt-4o-2024*"), 1, None, None)]).expect("valid");
         assert!(prefix.find("openai", &["gpt-4o-2024-08-06"], 0).is_some());
         assert!(prefix.find("openai", &["gpt-4o-mini"], 0).is_none());
     }

@@ -375,6 +375,12 @@ impl Engine {
         Ok(())
     }
 
+    /// The engine's own context (an administrator's, with no access rules): materialized
+    /// views are refreshed in it, so a stored result never depends on who asked.
+    pub fn base_context(&self) -> &SessionContext {
+        &self.base
+    }
+
     /// The materialized views of the data directory.
     pub fn views(&self) -> Result<&Arc<crate::materialized::MaterializedViews>> {
         self.views
@@ -441,10 +447,23 @@ impl Engine {
     pub fn session(self: &Arc<Self>, identity: Identity) -> Result<Session> {
         let base_state = self.base.state();
         let runtime = self.session_runtime(base_state.runtime_env())?;
-        let state = SessionStateBuilder::new_from_existing(base_state)
+        let mut builder = SessionStateBuilder::new_from_existing(base_state)
             .with_runtime_env(runtime)
-            .with_session_id(uuid_like())
-            .build();
+            .with_session_id(uuid_like());
+        if identity.role != crate::config::Role::Admin {
+            let attribute = self
+                .base
+                .state()
+                .scalar_functions()
+                .get("attribute_usage")
+                .cloned()
+                .ok_or_else(|| Error::Internal("attribute_usage not registered".into()))?;
+            builder = builder.with_analyzer_rule(Arc::new(crate::access::AccessRule::new(
+                identity.clone(),
+                attribute,
+            )));
+        }
+        let state = builder.build();
         let ctx = SessionContext::new_with_state(state);
         catalog::register_session_functions(&ctx, &identity);
         Ok(Session {
@@ -540,6 +559,7 @@ impl Session {
         table: &str,
         columns: &[String],
     ) -> Result<(String, datafusion::arrow::datatypes::SchemaRef, Vec<usize>)> {
+        crate::access::authorize_copy_in(&self.identity, table)?;
         let provider = self
             .ctx
             .table_provider(table)

@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod adjustments;
 pub mod attribution;
 pub mod builtin_sql;

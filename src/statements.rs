@@ -116,7 +116,18 @@ pub async fn materialized_view(
     statement: crate::materialized::MvStatement,
 ) -> Result<Output> {
     let views = session.engine().views()?;
-    let tag = views.execute(session.context(), statement).await?;
+    let tag = match statement {
+        refresh @ crate::materialized::MvStatement::Refresh(_) => {
+            // Any user may bring a view up to date; it is computed as the engine, for everyone.
+            views
+                .execute(session.engine().base_context(), refresh)
+                .await?
+        }
+        other => {
+            crate::access::authorize_ddl(session.identity(), other.command_tag())?;
+            views.execute(session.context(), other).await?
+        }
+    };
     Ok(Output::command(tag))
 }
 
@@ -145,6 +156,7 @@ pub async fn execute_plan(
         Some(p) => plan.replace_params_with_values(p)?,
         None => plan,
     };
+    crate::access::authorize(session.identity(), &plan)?;
     let touches_prices = match &plan {
         LogicalPlan::Dml(dml) => {
             let (schema, table) = crate::pricing::MODEL_PRICES;

@@ -38,11 +38,18 @@ async fn builtin_objects_over_the_demo() {
     config.data_dir = dir.path().join("data").display().to_string();
     let engine = Engine::open(config).await.expect("engine opens");
     let today = Utc::now().date_naive();
-    let loaded = demo::load(&engine, today, ROWS_PER_DAY, Some(dir.path().join("exports")))
-        .await
-        .expect("demo loads");
+    let loaded = demo::load(
+        &engine,
+        today,
+        ROWS_PER_DAY,
+        Some(dir.path().join("exports")),
+    )
+    .await
+    .expect("demo loads");
     assert!(matches!(loaded, demo::Loaded::Loaded { .. }), "{loaded:?}");
-    let again = demo::load(&engine, today, ROWS_PER_DAY, None).await.expect("reload");
+    let again = demo::load(&engine, today, ROWS_PER_DAY, None)
+        .await
+        .expect("reload");
     assert_eq!(again, demo::Loaded::AlreadyHasData);
     let session = engine.session(Identity::local_admin()).expect("session");
 
@@ -114,7 +121,10 @@ async fn builtin_objects_over_the_demo() {
         "SELECT cost FROM finops.usage WHERE NOT priced LIMIT 1",
     )
     .await;
-    assert!(unpriced_cost[0].column(0).is_null(0), "unpriced is NULL, never 0");
+    assert!(
+        unpriced_cost[0].column(0).is_null(0),
+        "unpriced is NULL, never 0"
+    );
     let unowned = scalar_f64(&session, "SELECT SUM(requests) FROM finops.unowned_spend").await;
     assert!(unowned > 0.0);
 

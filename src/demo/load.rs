@@ -98,7 +98,10 @@ fn until(batch: &RecordBatch, now: i64) -> Result<RecordBatch> {
         .column_by_name("ts")
         .ok_or_else(|| Error::Internal("demo usage without ts".into()))?
         .as_primitive::<TimestampMicrosecondType>();
-    let keep: BooleanArray = ts.iter().map(|t| Some(t.is_some_and(|t| t <= now))).collect();
+    let keep: BooleanArray = ts
+        .iter()
+        .map(|t| Some(t.is_some_and(|t| t <= now)))
+        .collect();
     filter_record_batch(batch, &keep).map_err(crate::error::arrow_error)
 }
 

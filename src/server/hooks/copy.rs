@@ -188,7 +188,32 @@ impl QueryHook for CopyHook {
         _ctx: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        is_copy(statement).then(|| Ok(super::settings::empty_plan()))
+        if !is_copy(statement) {
+            return None;
+        }
+        // A COPY into a table that does not exist or may not be written fails at Parse, before
+        // the client pipelines its Execute and Sync: a failure at Execute would leave a client
+        // that already sent Sync one ReadyForQuery out of step.
+        if let Statement::Copy {
+            source:
+                CopySource::Table {
+                    table_name,
+                    columns,
+                },
+            to: false,
+            ..
+        } = statement
+        {
+            let columns: Vec<String> = columns.iter().map(|c| c.value.clone()).collect();
+            if let Err(e) = self
+                .session
+                .copy_target(&table_name.to_string(), &columns)
+                .await
+            {
+                return Some(Err(to_pgwire(e)));
+            }
+        }
+        Some(Ok(super::settings::empty_plan()))
     }
 
     async fn handle_extended_query(
