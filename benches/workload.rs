@@ -1,0 +1,545 @@
+//! The FinOps workload, end to end, against a `finops-db serve` process: ingest by COPY (one and
+//! four clients, durable) and by single-row INSERTs, a scan against plain DataFusion over one
+//! Parquet file, the reference FinOps queries asked of `finops.usage`, pricing by UDF against a
+//! SQL range join, materialized-view refreshes and dashboard latency over the wire, and the
+//! server's peak memory.
+//!
+//! Input: the benchmark generator's files (`benches/workload/run.sh` makes them and runs this
+//! with DuckDB and PostgreSQL 15 beside it). Environment: `FINOPS_BENCH_DATA` (folder with
+//! `usage.parquet`, `model_prices.parquet`, `budgets.parquet`), optional `FINOPS_BENCH_PG`
+//! (a libpq URL: PostgreSQL COPY of the same rows into an equivalent table).
+//! Prints one JSON object per measurement.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::csv::WriterBuilder;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use futures::SinkExt;
+use tokio_postgres::{Client, NoTls};
+
+/// The generator's rows in the columns of `finops.usage_events`.
+const TO_USAGE_EVENTS: &str = "SELECT request_id AS event_id, ts, provider, model, team, app, \
+    feature, user_id, CAST(NULL AS VARCHAR) AS api_key_id, CAST(NULL AS VARCHAR) AS project, \
+    CAST(NULL AS VARCHAR) AS environment, input_tokens, cached_input_tokens, \
+    CAST(0 AS BIGINT) AS cache_write_tokens, output_tokens, CAST(0 AS BIGINT) AS reasoning_tokens, \
+    CAST(1 AS BIGINT) AS requests, 'standard' AS service_tier, latency_ms, status, prompt_hash, \
+    CAST(NULL AS DECIMAL(38, 12)) AS reported_cost, CAST(NULL AS VARCHAR) AS tags, \
+    'bench' AS source FROM gen";
+
+const COLUMNS: &str = "event_id, ts, provider, model, team, app, feature, user_id, api_key_id, \
+    project, environment, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, \
+    reasoning_tokens, requests, service_tier, latency_ms, status, prompt_hash, reported_cost, \
+    tags, source";
+
+fn report(name: &str, fields: serde_json::Value) {
+    let mut object = serde_json::json!({ "bench": name });
+    if let (Some(o), serde_json::Value::Object(f)) = (object.as_object_mut(), fields) {
+        o.extend(f);
+    }
+    println!("{object}");
+}
+
+/// A `finops-db serve` child process on its own data directory.
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().expect("scratch dir");
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_finops-db"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("finops-db serve starts");
+        let server = Server {
+            child,
+            port,
+            _dir: dir,
+        };
+        for _ in 0..600 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("server did not start");
+    }
+
+    async fn client(&self) -> Client {
+        connect(&format!(
+            "host=127.0.0.1 port={} user=finops password=finops dbname=finops",
+            self.port
+        ))
+        .await
+    }
+
+    /// Peak resident memory of the server process so far, in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        peak_rss_mib(self.child.id())
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+async fn connect(conn: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(conn, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {conn}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// The usage rows as CSV chunks of about 8,192 rows each.
+async fn csv_chunks(data: &Path) -> (Vec<Bytes>, usize, Vec<RecordBatch>) {
+    let ctx = SessionContext::new();
+    ctx.register_parquet(
+        "gen",
+        data.join("usage.parquet").to_string_lossy().as_ref(),
+        ParquetReadOptions::default(),
+    )
+    .await
+    .expect("usage.parquet");
+    let batches = ctx
+        .sql(TO_USAGE_EVENTS)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("read");
+    let mut chunks = Vec::new();
+    let mut rows = 0;
+    for batch in &batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = 8192.min(batch.num_rows() - offset);
+            let slice = batch.slice(offset, len);
+            let mut out = Vec::new();
+            {
+                let mut writer = WriterBuilder::new()
+                    .with_header(false)
+                    .with_timestamp_tz_format("%Y-%m-%d %H:%M:%S%.6f%:z".to_string())
+                    .build(&mut out);
+                writer.write(&slice).expect("csv");
+            }
+            chunks.push(Bytes::from(out));
+            rows += len;
+            offset += len;
+        }
+    }
+    (chunks, rows, batches)
+}
+
+async fn copy_in(client: &Client, sql: &str, chunks: &[Bytes]) -> u64 {
+    let sink = client.copy_in(sql).await.expect("copy in");
+    futures::pin_mut!(sink);
+    for chunk in chunks {
+        sink.send(chunk.clone()).await.expect("copy data");
+    }
+    sink.finish().await.expect("copy done")
+}
+
+/// COPY of all chunks split over `clients` connections; rows/s.
+async fn copy_bench(
+    clients: Vec<Client>,
+    sql: &'static str,
+    chunks: &[Bytes],
+    rows: usize,
+) -> (f64, u64) {
+    let per = chunks.len().div_ceil(clients.len());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        let part: Vec<Bytes> = chunks.iter().skip(i * per).take(per).cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            // One statement per million rows at most, like a real bulk loader.
+            let mut n = 0;
+            for statement in part.chunks(128) {
+                n += copy_in(&client, sql, statement).await;
+            }
+            n
+        }));
+    }
+    let mut inserted = 0;
+    for t in tasks {
+        inserted += t.await.expect("copy task");
+    }
+    (rows as f64 / started.elapsed().as_secs_f64(), inserted)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn time_query(client: &Client, sql: &str, runs: usize) -> (f64, usize) {
+    let mut times = Vec::new();
+    let mut rows = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        rows = client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            .count();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    (times[times.len() / 2].as_secs_f64(), rows)
+}
+
+fn parquet_files(dir: &Path) -> (usize, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet")
+                && p.to_string_lossy().contains("usage_events")
+            {
+                files += 1;
+                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    (files, bytes)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let Some(data) = std::env::var_os("FINOPS_BENCH_DATA").map(PathBuf::from) else {
+        eprintln!("workload bench: set FINOPS_BENCH_DATA (see benches/workload/run.sh); skipped");
+        return;
+    };
+    let (chunks, rows, batches) = csv_chunks(&data).await;
+    let csv_mb = chunks.iter().map(|c| c.len()).sum::<usize>() as f64 / 1e6;
+    report(
+        "input",
+        serde_json::json!({ "rows": rows, "csv_mb": csv_mb }),
+    );
+    let copy_sql: &'static str = Box::leak(
+        format!("COPY finops.usage_events ({COLUMNS}) FROM STDIN WITH (FORMAT csv)")
+            .into_boxed_str(),
+    );
+
+    // COPY, four clients, on a fresh server.
+    {
+        let server = Server::start().await;
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            clients.push(server.client().await);
+        }
+        let (rate, inserted) = copy_bench(clients, copy_sql, &chunks, rows).await;
+        report(
+            "copy_csv_4_clients",
+            serde_json::json!({ "rows_per_s": rate, "inserted": inserted,
+                                "server_peak_rss_mib": server.peak_rss_mib() }),
+        );
+    }
+
+    // COPY, one client; then everything else on this server.
+    let server = Server::start().await;
+    let client = server.client().await;
+    let (rate, inserted) = copy_bench(vec![server.client().await], copy_sql, &chunks, rows).await;
+    report(
+        "copy_csv_1_client",
+        serde_json::json!({ "rows_per_s": rate, "inserted": inserted,
+                            "server_peak_rss_mib": server.peak_rss_mib() }),
+    );
+    let again = copy_in(&client, copy_sql, &chunks[..chunks.len().min(16)]).await;
+    report(
+        "copy_reingest",
+        serde_json::json!({ "inserted": again, "note": "overlapping re-ingest skips every row" }),
+    );
+
+    // PostgreSQL 15 COPY of the same CSV into an equivalent table.
+    if let Ok(pg) = std::env::var("FINOPS_BENCH_PG")
+        && !pg.is_empty()
+    {
+        let pg_client = connect(&pg).await;
+        for clients in [1usize, 4] {
+            pg_client
+                .batch_execute(
+                    "DROP TABLE IF EXISTS usage_events; CREATE TABLE usage_events (\
+                     event_id text PRIMARY KEY, ts timestamptz NOT NULL, provider text NOT NULL, \
+                     model text NOT NULL, team text, app text, feature text, user_id text, \
+                     api_key_id text, project text, environment text, input_tokens bigint, \
+                     cached_input_tokens bigint, cache_write_tokens bigint, output_tokens bigint, \
+                     reasoning_tokens bigint, requests bigint DEFAULT 1, service_tier text, \
+                     latency_ms bigint, status text, prompt_hash text, reported_cost numeric, \
+                     tags text, source text)",
+                )
+                .await
+                .expect("pg table");
+            let mut pcs = Vec::new();
+            for _ in 0..clients {
+                pcs.push(connect(&pg).await);
+            }
+            let sql: &'static str = Box::leak(
+                format!("COPY usage_events ({COLUMNS}) FROM STDIN WITH (FORMAT csv)")
+                    .into_boxed_str(),
+            );
+            let (rate, inserted) = copy_bench(pcs, sql, &chunks, rows).await;
+            report(
+                &format!("postgres15_copy_csv_{clients}_clients"),
+                serde_json::json!({ "rows_per_s": rate, "inserted": inserted }),
+            );
+        }
+    }
+
+    // 10,000 single-row INSERTs with parameters from 8 clients.
+    {
+        let mut tasks = Vec::new();
+        for c in 0..8 {
+            let client = server.client().await;
+            tasks.push(tokio::spawn(async move {
+                let statement = client
+                    .prepare(
+                        "INSERT INTO finops.usage_events (event_id, ts, provider, model, team, \
+                         input_tokens, output_tokens) VALUES ($1, now(), 'openai', 'gpt-4o', $2, $3, $4)",
+                    )
+                    .await
+                    .expect("prepare");
+                let mut latencies = Vec::with_capacity(1250);
+                for i in 0..1250i64 {
+                    let id = format!("single-{c}-{i}");
+                    let team = format!("team-{}", i % 7);
+                    let started = Instant::now();
+                    client
+                        .execute(&statement, &[&id, &team, &(i * 10), &i])
+                        .await
+                        .expect("insert");
+                    latencies.push(started.elapsed());
+                }
+                latencies
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("insert task"));
+        }
+        all.sort();
+        report(
+            "single_row_insert_8_clients",
+            serde_json::json!({ "inserts": all.len(), "p50_ms": percentile(&all, 0.5),
+                                "p99_ms": percentile(&all, 0.99) }),
+        );
+    }
+
+    // Scan: finops-db's table against DataFusion over one well-formed Parquet file.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let (files, bytes) = parquet_files(&server.data_dir());
+    report(
+        "storage_after_ingest",
+        serde_json::json!({ "parquet_files": files, "bytes_per_row": bytes as f64 / rows as f64 }),
+    );
+    let scan = "SELECT team, SUM(input_tokens) FROM finops.usage_events GROUP BY team";
+    let (finops_scan, _) = time_query(&client, scan, 5).await;
+    let plain = tempfile::tempdir().expect("scratch");
+    let plain_file = plain.path().join("usage_events.parquet");
+    {
+        let file = std::fs::File::create(&plain_file).expect("parquet file");
+        let mut writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), None)
+                .expect("writer");
+        for b in &batches {
+            writer.write(b).expect("write");
+        }
+        writer.close().expect("close");
+    }
+    let ctx = SessionContext::new();
+    ctx.register_parquet(
+        "usage_events",
+        plain_file.to_string_lossy().as_ref(),
+        ParquetReadOptions::default(),
+    )
+    .await
+    .expect("plain parquet");
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        ctx.sql("SELECT team, SUM(input_tokens) FROM usage_events GROUP BY team")
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    report(
+        "scan_sum_by_team",
+        serde_json::json!({ "finops_db_s": finops_scan, "datafusion_parquet_s": times[2],
+                            "ratio": finops_scan / times[2] }),
+    );
+
+    // The generator's prices replace the catalog, so costs match the reference queries.
+    let prices = data.join("model_prices.parquet");
+    let budgets = data.join("budgets.parquet");
+    client
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE bench_prices STORED AS PARQUET LOCATION '{}'; \
+             CREATE EXTERNAL TABLE bench_budgets STORED AS PARQUET LOCATION '{}'; \
+             DELETE FROM finops.model_prices; \
+             INSERT INTO finops.model_prices (provider, model, match, valid_from, valid_to, \
+               input, output, cache_read, source) \
+             SELECT provider, model, 'exact', valid_from, valid_to, input_per_mtok, \
+               output_per_mtok, cached_input_per_mtok, 'benchmark generator' FROM bench_prices",
+            prices.display(),
+            budgets.display()
+        ))
+        .await
+        .expect("bench prices");
+
+    // Pricing: the token_cost UDF against the equivalent range join, same engine.
+    let udf = "SELECT SUM(token_cost(provider, model, input_tokens, output_tokens, \
+               cached_input_tokens, 0, ts)) FROM finops.usage_events";
+    let join = "SELECT SUM(((e.input_tokens - e.cached_input_tokens) * p.input \
+                + e.cached_input_tokens * p.cache_read + e.output_tokens * p.output) / 1000000) \
+                FROM finops.usage_events e JOIN finops.model_prices p \
+                ON p.provider = e.provider AND p.model = e.model \
+                AND e.ts >= COALESCE(p.valid_from, TIMESTAMP '1970-01-01 00:00:00') \
+                AND (p.valid_to IS NULL OR e.ts < p.valid_to)";
+    let (udf_s, _) = time_query(&client, udf, 3).await;
+    let (join_s, _) = time_query(&client, join, 3).await;
+    report(
+        "pricing_udf_vs_join",
+        serde_json::json!({ "rows": rows, "udf_s": udf_s, "join_s": join_s,
+                            "speedup": join_s / udf_s,
+                            "udf_rows_per_s": rows as f64 / udf_s }),
+    );
+
+    // The reference questions asked of finops.usage.
+    let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/workload/finops");
+    for q in 1..=6 {
+        let sql = std::fs::read_to_string(queries.join(format!("q{q}.sql"))).expect("query file");
+        let (seconds, result_rows) = time_query(&client, &sql, 3).await;
+        report(
+            &format!("finops_q{q}"),
+            serde_json::json!({ "median_s": seconds, "rows": result_rows }),
+        );
+    }
+
+    // Materialized views: kpi.daily's full refresh, an incremental view's refresh after
+    // 100,000 appended rows, and dashboard queries on kpi.daily over the wire.
+    let (full_s, _) = time_query(&client, "REFRESH MATERIALIZED VIEW kpi.daily", 1).await;
+    client
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW kpi.bench_team_day WITH (refresh = 'manual') AS \
+             SELECT date_trunc('day', ts) AS day, team, model, SUM(requests) AS requests, \
+             SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, \
+             COUNT(*) AS events FROM finops.usage_events \
+             GROUP BY date_trunc('day', ts), team, model",
+        )
+        .await
+        .expect("incremental view");
+    let (inc_full_s, _) =
+        time_query(&client, "REFRESH MATERIALIZED VIEW kpi.bench_team_day", 1).await;
+    // New event ids on the latest days (the generator writes rows in time order).
+    let appended: Vec<Bytes> = chunks
+        .iter()
+        .rev()
+        .take(100_000usize.div_ceil(8192))
+        .map(|c| {
+            Bytes::from(
+                String::from_utf8_lossy(c)
+                    .lines()
+                    .map(|l| format!("new-{l}\n"))
+                    .collect::<String>(),
+            )
+        })
+        .collect();
+    let added = copy_in(&client, copy_sql, &appended).await;
+    let (inc_s, _) = time_query(&client, "REFRESH MATERIALIZED VIEW kpi.bench_team_day", 1).await;
+    report(
+        "materialized_views",
+        serde_json::json!({ "kpi_daily_full_refresh_s": full_s,
+                            "team_day_full_refresh_s": inc_full_s,
+                            "appended_rows": added,
+                            "team_day_incremental_refresh_s": inc_s,
+                            "incremental_over_full": inc_s / inc_full_s }),
+    );
+    client
+        .batch_execute("REFRESH MATERIALIZED VIEW kpi.daily")
+        .await
+        .expect("refresh");
+    for (name, sql) in [
+        (
+            "spend_by_team_30d",
+            "SELECT team, SUM(cost) FROM kpi.daily WHERE day >= TIMESTAMP '2025-05-16 00:00:00' GROUP BY team ORDER BY 2 DESC",
+        ),
+        (
+            "cost_per_feature",
+            "SELECT feature, SUM(cost) / SUM(requests) FROM kpi.daily GROUP BY feature ORDER BY 2 DESC",
+        ),
+        (
+            "redundant_pct",
+            "SELECT 100.0 * SUM(redundant_requests) / SUM(requests) FROM kpi.daily",
+        ),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..50 {
+            let started = Instant::now();
+            client.simple_query(sql).await.expect("dashboard");
+            times.push(started.elapsed());
+        }
+        times.sort();
+        report(
+            &format!("dashboard_{name}"),
+            serde_json::json!({ "p50_ms": percentile(&times, 0.5), "p99_ms": percentile(&times, 0.99) }),
+        );
+    }
+    report(
+        "server",
+        serde_json::json!({ "peak_rss_mib": server.peak_rss_mib() }),
+    );
+}
