@@ -19,6 +19,7 @@ pub mod copy;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod ingest;
 pub mod materialized;
 pub mod pricing;
 pub mod providers;

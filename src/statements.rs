@@ -164,46 +164,91 @@ pub async fn execute_plan(
     })
 }
 
-/// DML on `finops.model_prices`: an INSERT is validated with the rows already there before
-/// anything is stored; every change reloads the UDFs' price index, re-pricing history.
+/// DML on `finops.model_prices`: the price book the statement would leave (INSERT: the rows
+/// there plus the new ones; UPDATE: the rows it does not touch plus their updated versions;
+/// DELETE: the rows it keeps) is validated before anything is stored, so an invalid change fails
+/// with SQLSTATE 23514 and changes nothing; every change reloads the UDFs' price index,
+/// re-pricing history.
 async fn price_book_dml(
     session: &Session,
     tag: Option<&'static str>,
     plan: LogicalPlan,
 ) -> Result<Output> {
+    use datafusion::logical_expr::WriteOp;
+    use datafusion::logical_expr::dml::InsertOp;
     let LogicalPlan::Dml(dml) = &plan else {
         return Err(Error::Internal("price-book DML without a DML plan".into()));
     };
     let (schema, table) = crate::pricing::MODEL_PRICES;
     let qualified = format!("{schema}.{table}");
-    let rows = if dml.op
-        == datafusion::logical_expr::WriteOp::Insert(
-            datafusion::logical_expr::dml::InsertOp::Append,
-        ) {
-        let new_rows = session
-            .context()
-            .execute_logical_plan(dml.input.as_ref().clone())
-            .await?
-            .collect()
-            .await?;
-        let mut all = session.engine().prices().snapshot().rows().to_vec();
-        all.extend(crate::pricing::rows_of(&new_rows)?);
-        crate::pricing::validate(all)?;
-        session.append(&qualified, new_rows).await?
-    } else {
-        let batches = session
-            .context()
-            .execute_logical_plan(plan)
-            .await?
-            .collect()
-            .await?;
-        count_rows(&batches) as u64
+    let rows = match dml.op {
+        WriteOp::Insert(InsertOp::Append) => {
+            let new_rows = collect(session, dml.input.as_ref().clone()).await?;
+            let mut all = session.engine().prices().snapshot().rows().to_vec();
+            all.extend(crate::pricing::rows_of(&new_rows)?);
+            crate::pricing::validate(all)?;
+            session.append(&qualified, new_rows).await?
+        }
+        WriteOp::Update | WriteOp::Delete => {
+            crate::pricing::validate(rows_after(session, dml).await?)?;
+            count_rows(&collect(session, plan.clone()).await?) as u64
+        }
+        _ => count_rows(&collect(session, plan.clone()).await?) as u64,
     };
     session.engine().reload_prices(session).await?;
     Ok(Output::Command {
         tag: tag.unwrap_or("INSERT").to_string(),
         rows: Some(rows as usize),
     })
+}
+
+/// The rows of the table once an UPDATE or DELETE has run, computed without running it. The
+/// planner gives UPDATE as `Projection(Filter(predicate, scan))` and DELETE as
+/// `Filter(predicate, scan)` (no `Filter` without WHERE): the rows kept as they are are those for
+/// which the predicate is not true, and UPDATE's own input yields the new versions of the others.
+async fn rows_after(
+    session: &Session,
+    dml: &datafusion::logical_expr::DmlStatement,
+) -> Result<Vec<finops_udfs::pricing::PriceRow>> {
+    use datafusion::logical_expr::{Filter, WriteOp};
+    let (source, updated) = match (&dml.op, dml.input.as_ref()) {
+        (WriteOp::Update, LogicalPlan::Projection(projection)) => {
+            (projection.input.as_ref(), Some(dml.input.as_ref()))
+        }
+        (WriteOp::Delete, input) => (input, None),
+        _ => {
+            return Err(Error::Internal(format!(
+                "unexpected plan for {} on the price book",
+                dml.op
+            )));
+        }
+    };
+    let mut rows = Vec::new();
+    if let LogicalPlan::Filter(filter) = source {
+        let kept = LogicalPlan::Filter(Filter::try_new(
+            filter.predicate.clone().is_not_true(),
+            std::sync::Arc::clone(&filter.input),
+        )?);
+        rows.extend(crate::pricing::rows_of(&collect(session, kept).await?)?);
+    }
+    if let Some(updated) = updated {
+        rows.extend(crate::pricing::rows_of(
+            &collect(session, updated.clone()).await?,
+        )?);
+    }
+    Ok(rows)
+}
+
+async fn collect(
+    session: &Session,
+    plan: LogicalPlan,
+) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+    Ok(session
+        .context()
+        .execute_logical_plan(plan)
+        .await?
+        .collect()
+        .await?)
 }
 
 /// DataFusion DML returns one `count` row; sum it.
