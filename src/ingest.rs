@@ -86,7 +86,11 @@ pub struct FileOutcome {
 /// Ingest every file at `location` (a file, or a folder listed recursively in path order), each
 /// as its own statement. A file that fails leaves nothing behind and does not stop the others; an
 /// error here means the location itself could not be listed.
-pub async fn ingest(session: &Session, kind: IngestKind, location: &str) -> Result<Vec<FileOutcome>> {
+pub async fn ingest(
+    session: &Session,
+    kind: IngestKind,
+    location: &str,
+) -> Result<Vec<FileOutcome>> {
     let (store, files) = list(session, kind, location).await?;
     let mut outcomes = Vec::with_capacity(files.len());
     for file in files {
@@ -465,7 +469,8 @@ fn conform(file: &str, batch: &RecordBatch, position: Position<'_>) -> Result<Re
             if !field.is_nullable() {
                 return Err(Error::NotNullViolation {
                     message: format!(
-                        "{file}: missing required column \"{}\"",
+                        "{file}, {}: missing required column \"{}\"",
+                        position.describe(0),
                         field.name()
                     ),
                 });
@@ -506,9 +511,11 @@ fn conform(file: &str, batch: &RecordBatch, position: Position<'_>) -> Result<Re
             });
         }
         let converted = if field.name() == "source" && converted.null_count() > 0 {
-            let present = is_not_null(&converted).map_err(datafusion::error::DataFusionError::from)?;
+            let present =
+                is_not_null(&converted).map_err(datafusion::error::DataFusionError::from)?;
             let fallback = StringArray::new_scalar(file);
-            zip(&present, &converted, &fallback).map_err(datafusion::error::DataFusionError::from)?
+            zip(&present, &converted, &fallback)
+                .map_err(datafusion::error::DataFusionError::from)?
         } else {
             converted
         };
@@ -585,7 +592,10 @@ mod tests {
     #[test]
     fn missing_or_unknown_columns_are_rejected() {
         let err = read("u.csv", "event_id,provider,model\ne1,openai,gpt-4o\n").expect_err("no ts");
-        assert!(err.to_string().contains("missing required column ts"), "{err}");
+        assert!(
+            err.to_string().contains("missing required column ts"),
+            "{err}"
+        );
         let err = read("u.csv", "event_id,ts,provider,model,cost\n").expect_err("unknown");
         assert!(err.to_string().contains("\"cost\""), "{err}");
         let err = read(
@@ -609,7 +619,10 @@ mod tests {
         let b = &batches[0];
         assert_eq!(b.num_rows(), 2);
         let tags = b.column_by_name("tags").expect("tags");
-        assert_eq!(array_value_to_string(tags, 0).expect("text"), "{\"k\":\"v\"}");
+        assert_eq!(
+            array_value_to_string(tags, 0).expect("text"),
+            "{\"k\":\"v\"}"
+        );
         assert!(tags.is_null(1));
         let err = read(
             "u.jsonl",

@@ -79,8 +79,8 @@ use object_store::path::Path;
 pub use options::{ColumnDefault, TableKind, TableOptions};
 pub use provider::{DurableTable, TableStats};
 
-pub(crate) use backend::cloud_store;
 use backend::Backend;
+pub(crate) use backend::cloud_store;
 use manifest::{Catalog, CatalogEntry};
 use table::TableCore;
 

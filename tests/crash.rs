@@ -114,7 +114,9 @@ async fn writer(conn_str: String, round: usize, writer: usize, log: Arc<Mutex<Lo
             let values: Vec<String> = ids
                 .iter()
                 .map(|id| {
-                    format!("('{id}', TIMESTAMPTZ '2025-06-01T00:00:00Z', 'openai', 'gpt-4o', 10, 5)")
+                    format!(
+                        "('{id}', TIMESTAMPTZ '2025-06-01T00:00:00Z', 'openai', 'gpt-4o', 10, 5)"
+                    )
                 })
                 .collect();
             client

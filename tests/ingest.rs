@@ -71,7 +71,10 @@ async fn csv_reingest_inserts_nothing() {
             inserted: 3
         }]
     );
-    assert_eq!(first[0].file, path.canonicalize().expect("path").to_string_lossy());
+    assert_eq!(
+        first[0].file,
+        path.canonicalize().expect("path").to_string_lossy()
+    );
     let again = ingest(&session, IngestKind::Usage, &location)
         .await
         .expect("lists");
@@ -85,7 +88,10 @@ async fn csv_reingest_inserts_nothing() {
     assert_eq!(count(&session, "true").await, 3);
     // Defaults and NULLs as SPEC 3.1: requests 1, an empty field NULL, the file as source.
     assert_eq!(count(&session, "requests = 1").await, 3);
-    assert_eq!(count(&session, "team IS NULL AND event_id = 'csv-2'").await, 1);
+    assert_eq!(
+        count(&session, "team IS NULL AND event_id = 'csv-2'").await,
+        1
+    );
     assert_eq!(count(&session, "reported_cost = 0.0105").await, 1);
     assert_eq!(count(&session, "source LIKE '%usage.csv'").await, 3);
 }
@@ -106,13 +112,9 @@ async fn bad_line_rejects_only_its_file() {
     std::fs::write(files.path().join("notes.txt"), "not usage").expect("write other");
     let (_engine, session) = open(data.path()).await;
 
-    let outcomes = ingest(
-        &session,
-        IngestKind::Usage,
-        &files.path().to_string_lossy(),
-    )
-    .await
-    .expect("lists");
+    let outcomes = ingest(&session, IngestKind::Usage, &files.path().to_string_lossy())
+        .await
+        .expect("lists");
     assert_eq!(outcomes.len(), 2, "the .txt file is not listed");
     assert!(outcomes[0].result.is_ok(), "{:?}", outcomes[0].result);
     let err = outcomes[1].result.as_ref().expect_err("bad file");
@@ -206,12 +208,23 @@ async fn parquet_and_json_lines_in_one_folder() {
         "shared-1 is in both files"
     );
     assert_eq!(
-        count(&session, "event_id = 'pq-1' AND requests = 5 AND reported_cost = 1.2345").await,
+        count(
+            &session,
+            "event_id = 'pq-1' AND requests = 5 AND reported_cost = 1.2345"
+        )
+        .await,
         1
     );
-    assert_eq!(count(&session, "event_id = 'shared-1' AND requests = 1").await, 1);
     assert_eq!(
-        count(&session, "event_id = 'js-1' AND tags = '{\"env\":\"prod\"}'").await,
+        count(&session, "event_id = 'shared-1' AND requests = 1").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &session,
+            "event_id = 'js-1' AND tags = '{\"env\":\"prod\"}'"
+        )
+        .await,
         1
     );
     assert_eq!(
@@ -224,7 +237,8 @@ async fn parquet_and_json_lines_in_one_folder() {
 async fn provider_export_ingests_canonical_rows_once() {
     let data = tempfile::tempdir().expect("data dir");
     let files = tempfile::tempdir().expect("files");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openai/usage_completions.json");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openai/usage_completions.json");
     std::fs::copy(&fixture, files.path().join("usage_completions.json")).expect("copy fixture");
     let (_engine, session) = open(data.path()).await;
     let kind = IngestKind::parse("openai_usage").expect("known format");

@@ -221,7 +221,11 @@ fn flatten_match(rule: &Value) -> Vec<(MatchKind, String)> {
 fn genai_prices(prices: &Value, row: &mut PriceRow) -> std::result::Result<(), String> {
     let fields: [(&str, PriceKind, Option<PriceKind>); 5] = [
         ("input_mtok", PriceKind::Input, Some(PriceKind::TierInput)),
-        ("output_mtok", PriceKind::Output, Some(PriceKind::TierOutput)),
+        (
+            "output_mtok",
+            PriceKind::Output,
+            Some(PriceKind::TierOutput),
+        ),
         (
             "cache_read_mtok",
             PriceKind::CacheRead,
@@ -261,15 +265,16 @@ fn genai_prices(prices: &Value, row: &mut PriceRow) -> std::result::Result<(), S
 /// `(valid_from, valid_to, prices)` ranges of one genai-prices model.
 fn genai_ranges(model: &Value) -> std::result::Result<Vec<PriceRow>, String> {
     let prices = &model["prices"];
-    let one = |p: &Value, from: Option<i64>, to: Option<i64>| -> std::result::Result<PriceRow, String> {
-        let mut row = PriceRow {
-            valid_from: from,
-            valid_to: to,
-            ..PriceRow::default()
+    let one =
+        |p: &Value, from: Option<i64>, to: Option<i64>| -> std::result::Result<PriceRow, String> {
+            let mut row = PriceRow {
+                valid_from: from,
+                valid_to: to,
+                ..PriceRow::default()
+            };
+            genai_prices(p, &mut row)?;
+            Ok(row)
         };
-        genai_prices(p, &mut row)?;
-        Ok(row)
-    };
     let Some(list) = prices.as_array() else {
         return Ok(vec![one(prices, None, None)?]);
     };
@@ -291,10 +296,7 @@ fn genai_ranges(model: &Value) -> std::result::Result<Vec<PriceRow>, String> {
     let mut out = Vec::with_capacity(dated.len());
     for (i, (start, entry)) in dated.iter().enumerate() {
         let from = (!start.is_empty()).then(|| date(start)).transpose()?;
-        let to = dated
-            .get(i + 1)
-            .map(|(next, _)| date(next))
-            .transpose()?;
+        let to = dated.get(i + 1).map(|(next, _)| date(next)).transpose()?;
         out.push(one(&entry["prices"], from, to)?);
     }
     Ok(out)
@@ -304,14 +306,22 @@ fn genai_rows(file: &str, providers: &[Value]) -> Result<Vec<PriceRow>> {
     let mut rows = Vec::new();
     let mut seen = HashSet::new();
     for (p, provider) in providers.iter().enumerate() {
-        let id = provider["id"]
-            .as_str()
-            .ok_or_else(|| bad(file, &format!("provider {}", p + 1), "no `id`: not genai-prices"))?;
+        let id = provider["id"].as_str().ok_or_else(|| {
+            bad(
+                file,
+                &format!("provider {}", p + 1),
+                "no `id`: not genai-prices",
+            )
+        })?;
         let Some((_, canonical)) = GENAI_PROVIDERS.iter().find(|(g, _)| *g == id) else {
             continue;
         };
         let models = provider["models"].as_array().ok_or_else(|| {
-            bad(file, &format!("provider {id}"), "no `models` list: not genai-prices")
+            bad(
+                file,
+                &format!("provider {id}"),
+                "no `models` list: not genai-prices",
+            )
         })?;
         for model in models {
             let model_id = model["id"].as_str().unwrap_or_default();
@@ -419,8 +429,10 @@ fn litellm_prices(entry: &Value, row: &mut PriceRow) -> std::result::Result<(), 
         row.tier_threshold_tokens = Some(*threshold);
         row.tier_input = Some(tier_input);
         row.tier_output = price(get(&format!("output_cost_per_token{suffix}")), PER_MILLION)?;
-        row.tier_cache_read =
-            price(get(&format!("cache_read_input_token_cost{suffix}")), PER_MILLION)?;
+        row.tier_cache_read = price(
+            get(&format!("cache_read_input_token_cost{suffix}")),
+            PER_MILLION,
+        )?;
         row.tier_cache_write = price(
             get(&format!("cache_creation_input_token_cost{suffix}")),
             PER_MILLION,
@@ -451,6 +463,34 @@ fn push(rows: &mut Vec<PriceRow>, seen: &mut HashSet<Key>, row: PriceRow) {
 fn overlaps(a: &PriceRow, b: &PriceRow) -> bool {
     a.valid_from.unwrap_or(i64::MIN) < b.valid_to.unwrap_or(i64::MAX)
         && b.valid_from.unwrap_or(i64::MIN) < a.valid_to.unwrap_or(i64::MAX)
+}
+
+/// Keep the prices a source does not list (batch, priority, flex, tiers) from the row it
+/// replaces when both agree on the input and output price, as the bundled catalog merges its two
+/// sources; so importing one source does not drop what the other contributed.
+fn fill_from(row: &mut PriceRow, old: &PriceRow) {
+    if row.input != old.input || row.output != old.output {
+        return;
+    }
+    let tiered = row.tier_threshold_tokens.is_some();
+    for kind in PriceKind::ALL {
+        let tier = matches!(
+            kind,
+            PriceKind::TierInput
+                | PriceKind::TierOutput
+                | PriceKind::TierCacheRead
+                | PriceKind::TierCacheWrite
+        );
+        if row.price(kind).is_none() && !(tier && tiered) {
+            row.set_price(kind, old.price(kind));
+        }
+    }
+    if !tiered {
+        row.tier_threshold_tokens = old.tier_threshold_tokens;
+    }
+    if row.tier.is_none() {
+        row.tier.clone_from(&old.tier);
+    }
 }
 
 /// The price book after importing `imported` over `current`, and what changed.
@@ -489,11 +529,17 @@ pub fn merge(
             kept.push(row);
         }
     }
-    for row in imported {
+    for mut row in imported {
         match existing.get(&key(&row)) {
             None => report.inserted += 1,
-            Some(old) if *old == row => report.unchanged += 1,
-            Some(_) => report.replaced += 1,
+            Some(old) => {
+                fill_from(&mut row, old);
+                if *old == row {
+                    report.unchanged += 1;
+                } else {
+                    report.replaced += 1;
+                }
+            }
         }
         kept.push(row);
     }
@@ -570,11 +616,21 @@ mod tests {
             ..PriceRow::default()
         };
         let current = vec![row("a", None, 1), row("b", None, 1), row("c", Some(10), 1)];
-        let imported = vec![row("a", None, 2), row("b", None, 1), row("c", None, 3), row("d", None, 4)];
+        let imported = vec![
+            row("a", None, 2),
+            row("b", None, 1),
+            row("c", None, 3),
+            row("d", None, 4),
+        ];
         let (rows, report) = merge(CatalogFormat::GenaiPrices, current, imported);
         assert_eq!(rows.len(), 4);
         assert_eq!(
-            (report.inserted, report.replaced, report.unchanged, report.superseded),
+            (
+                report.inserted,
+                report.replaced,
+                report.unchanged,
+                report.superseded
+            ),
             (2, 1, 1, 1)
         );
     }

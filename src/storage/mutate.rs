@@ -141,7 +141,8 @@ impl TableCore {
                 .push(segment::write(&self.backend, &self.dir, id, &rows, false).await?);
         }
         let replaced: Vec<u64> = segments.iter().map(|s| s.id).collect();
-        self.commit(&mut writer, next, Vec::new(), &replaced).await?;
+        self.commit(&mut writer, next, Vec::new(), &replaced)
+            .await?;
         Ok(result)
     }
 

@@ -88,7 +88,9 @@ impl DurableTable {
     /// returning what `change` reports; if `change` fails nothing changes.
     pub async fn replace_all<T: Send + 'static>(
         &self,
-        change: impl FnOnce(datafusion::arrow::array::RecordBatch) -> crate::Result<(datafusion::arrow::array::RecordBatch, T)>
+        change: impl FnOnce(
+            datafusion::arrow::array::RecordBatch,
+        ) -> crate::Result<(datafusion::arrow::array::RecordBatch, T)>
         + Send
         + 'static,
     ) -> crate::Result<T> {
