@@ -169,7 +169,16 @@ async fn acknowledged_writes_survive_sigkill() {
         let tasks: Vec<_> = (0..WRITERS)
             .map(|w| tokio::spawn(writer(conn_str.clone(), round, w, Arc::clone(&log))))
             .collect();
-        let delay = rand::rng().random_range(300..1200);
+        // Kill once every writer is likely under way (a loaded machine starts slowly), at a random
+        // moment after that.
+        let before = log.lock().expect("log").acknowledged.len();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while log.lock().expect("log").acknowledged.len() < before + WRITERS
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let delay = rand::rng().random_range(0..600);
         tokio::time::sleep(Duration::from_millis(delay)).await;
         server.kill();
         for task in tasks {
