@@ -49,7 +49,8 @@ pub struct ImportReport {
     /// Rows identical to the row already there.
     pub unchanged: usize,
     /// Other rows of an imported (provider, model, match) whose validity overlapped an imported
-    /// row, removed so the imported prices are the ones in force.
+    /// row, removed so the imported prices are the ones in force. (An undated imported price
+    /// takes the `valid_from` of the model's range in force, so dated history is kept.)
     pub superseded: usize,
 }
 
@@ -507,6 +508,24 @@ pub fn merge(
         unchanged: 0,
         superseded: 0,
     };
+    // An undated price (all of litellm's) is today's price: where the model's prices are dated,
+    // it replaces the range in force now and the dated history stays.
+    let mut in_force: std::collections::HashMap<(String, String, MatchKind), i64> =
+        std::collections::HashMap::new();
+    for row in &current {
+        if let (Some(from), None) = (row.valid_from, row.valid_to) {
+            let (p, m, kind, _) = key(row);
+            let slot = in_force.entry((p, m, kind)).or_insert(from);
+            *slot = (*slot).max(from);
+        }
+    }
+    let mut imported = imported;
+    for row in &mut imported {
+        if row.valid_from.is_none() && row.valid_to.is_none() {
+            let (p, m, kind, _) = key(row);
+            row.valid_from = in_force.get(&(p, m, kind)).copied();
+        }
+    }
     let imported_keys: HashSet<Key> = imported.iter().map(key).collect();
     let mut kept = Vec::with_capacity(current.len() + imported.len());
     let mut existing: std::collections::HashMap<Key, PriceRow> = std::collections::HashMap::new();
@@ -607,23 +626,30 @@ mod tests {
 
     #[test]
     fn merge_replaces_same_key_and_supersedes_overlaps() {
-        let row = |model: &str, from: Option<i64>, input: i128| PriceRow {
+        let row = |model: &str, from: Option<i64>, to: Option<i64>, input: i128| PriceRow {
             provider: "openai".into(),
             model: model.into(),
             match_kind: Some(MatchKind::Exact),
             valid_from: from,
+            valid_to: to,
             input: Some(input),
             ..PriceRow::default()
         };
-        let current = vec![row("a", None, 1), row("b", None, 1), row("c", Some(10), 1)];
+        let current = vec![
+            row("a", None, None, 1),
+            row("b", None, None, 1),
+            row("c", None, Some(10), 1),
+            row("c", Some(10), None, 2),
+            row("e", Some(10), Some(20), 1),
+        ];
         let imported = vec![
-            row("a", None, 2),
-            row("b", None, 1),
-            row("c", None, 3),
-            row("d", None, 4),
+            row("a", None, None, 2),
+            row("b", None, None, 1),
+            row("c", None, None, 3),
+            row("d", None, None, 4),
+            row("e", None, None, 5),
         ];
         let (rows, report) = merge(CatalogFormat::GenaiPrices, current, imported);
-        assert_eq!(rows.len(), 4);
         assert_eq!(
             (
                 report.inserted,
@@ -631,7 +657,18 @@ mod tests {
                 report.unchanged,
                 report.superseded
             ),
-            (2, 1, 1, 1)
+            (2, 2, 1, 1),
+            "d and e are new, a and c replaced, b unchanged, e's closed range superseded"
+        );
+        let c: Vec<(Option<i64>, Option<i128>)> = rows
+            .iter()
+            .filter(|r| r.model == "c")
+            .map(|r| (r.valid_from, r.input))
+            .collect();
+        assert_eq!(
+            c,
+            vec![(None, Some(1)), (Some(10), Some(3))],
+            "an undated price replaces the range in force and keeps history"
         );
     }
 }
