@@ -22,6 +22,7 @@ pub mod copy;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod ingest;
 pub mod materialized;
 pub mod ownership;
 pub mod pricing;

@@ -67,8 +67,33 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Load usage files into finops.usage_events: one atomic, idempotent statement per file.
+    ///
+    /// KIND is `usage` (CSV with a header, Parquet or JSON Lines in the columns of
+    /// finops.usage_events) or a provider export format such as `openai_usage`.
+    Ingest {
+        /// `usage` or a provider format (openai_usage, anthropic_usage, focus, ...).
+        kind: String,
+        /// A file or a folder: a path or an object-store URL (file://, s3://, gs://, az://).
+        location: String,
+    },
+    /// Manage the price book (finops.model_prices).
+    Prices {
+        #[command(subcommand)]
+        command: PricesCommand,
+    },
     /// Read a password from standard input and print its hash for the config file.
     HashPassword,
+}
+
+#[derive(Subcommand, Debug)]
+enum PricesCommand {
+    /// Load a genai-prices data.json or a litellm model_prices JSON file into finops.model_prices,
+    /// replacing rows with the same (provider, model, match, valid_from).
+    Import {
+        /// The catalog file (JSON).
+        file: PathBuf,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -201,6 +226,53 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 out.display(),
                 manifest.readme_path.display()
             );
+        }
+        Command::Ingest { kind, location } => {
+            let kind = finops_db::ingest::IngestKind::parse(&kind)?;
+            let config = load_config(&cli.common, None)?;
+            let engine = Engine::open(config).await?;
+            let session = engine.session(Identity::local_admin())?;
+            let outcomes = finops_db::ingest::ingest(&session, kind, &location).await?;
+            let mut failed = 0usize;
+            for outcome in &outcomes {
+                match &outcome.result {
+                    Ok(done) => println!(
+                        "ingested {} rows ({} skipped as duplicates) from {}",
+                        done.inserted,
+                        done.duplicates(),
+                        outcome.file
+                    ),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: {e} (nothing stored from {})", outcome.file);
+                    }
+                }
+            }
+            engine.close().await?;
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} files rejected", outcomes.len());
+            }
+        }
+        Command::Prices {
+            command: PricesCommand::Import { file },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let config = load_config(&cli.common, None)?;
+            let engine = Engine::open(config).await?;
+            let session = engine.session(Identity::local_admin())?;
+            let name = file.display().to_string();
+            let report = finops_db::pricing::import::import(&session, &name, &text).await?;
+            println!(
+                "imported {} price rows ({}) from {name}: {} inserted, {} replaced, {} unchanged, {} overlapping rows superseded",
+                report.rows,
+                report.format,
+                report.inserted,
+                report.replaced,
+                report.unchanged,
+                report.superseded
+            );
+            engine.close().await?;
         }
         Command::HashPassword => {
             let mut password = String::new();

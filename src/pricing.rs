@@ -4,11 +4,13 @@
 //!
 //! It must not compute costs (the `finops-udfs` crate does) nor parse SQL.
 
+pub mod import;
+
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use finops_udfs::pricing::{
-    PriceBook, PriceBookHandle, PriceRow, price_rows_from_batch, price_rows_schema,
+    PriceBook, PriceBookHandle, PriceKind, PriceRow, price_rows_from_batch, price_rows_schema,
     price_rows_to_batch,
 };
 
@@ -39,11 +41,19 @@ pub async fn open(storage: &Arc<Storage>) -> Result<(DurableTable, PriceBookHand
     Ok((table, handle))
 }
 
-/// Rows of a set of batches of the price-book schema.
+/// Rows of a set of batches of the price-book schema; a value the price book cannot hold (an
+/// unknown `match` kind) breaks the table's constraint (SQLSTATE 23514).
 pub fn rows_of(batches: &[RecordBatch]) -> Result<Vec<PriceRow>> {
     let mut rows = Vec::new();
     for batch in batches {
-        rows.extend(price_rows_from_batch(batch).map_err(Error::DataFusion)?);
+        rows.extend(
+            price_rows_from_batch(batch).map_err(|e| Error::CheckViolation {
+                message: format!(
+                    "finops.model_prices: {}",
+                    crate::server::sqlstate::datafusion_info(&e).message
+                ),
+            })?,
+        );
     }
     Ok(rows)
 }
@@ -51,6 +61,22 @@ pub fn rows_of(batches: &[RecordBatch]) -> Result<Vec<PriceRow>> {
 /// A book from `rows`, or the reason the rows are not a valid price book (SQLSTATE 23514).
 pub fn validate(rows: Vec<PriceRow>) -> Result<PriceBook> {
     for row in &rows {
+        if let Some(kind) = PriceKind::ALL
+            .into_iter()
+            .find(|k| row.price(*k).is_some_and(|p| p < 0))
+        {
+            return Err(Error::CheckViolation {
+                message: format!("price row {} has a negative {kind} price", row.version()),
+            });
+        }
+        if row.tier_threshold_tokens.is_some_and(|t| t < 0) {
+            return Err(Error::CheckViolation {
+                message: format!(
+                    "price row {} has a negative tier_threshold_tokens",
+                    row.version()
+                ),
+            });
+        }
         if let (Some(from), Some(to)) = (row.valid_from, row.valid_to)
             && to <= from
         {

@@ -137,6 +137,12 @@ pub fn format(name: &str) -> Option<&'static dyn Format> {
         .find(|f| f.name().eq_ignore_ascii_case(name))
 }
 
+/// Whether a listed file is named like an export of format `format_name` (hidden files and other
+/// extensions are left out of folder listings).
+pub fn wanted(format_name: &str, meta: &object_store::ObjectMeta) -> bool {
+    table::wanted(meta, format(format_name).map(|f| f.layout()))
+}
+
 /// The native schema of format `name`.
 pub fn native_schema(name: &str) -> Option<SchemaRef> {
     format(name).map(|f| native::native_schema(f.columns()))

@@ -12,7 +12,8 @@ pub use rewrite::rewrite;
 
 use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::common::ParamValues;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -215,8 +216,11 @@ pub async fn execute_plan(
     })
 }
 
-/// DML on `finops.model_prices`: an INSERT is validated with the rows already there before
-/// anything is stored; every change reloads the UDFs' price index, re-pricing history.
+/// DML on `finops.model_prices`: the price book the statement would leave (INSERT: the rows
+/// there plus the new ones; UPDATE: the rows it does not touch plus their updated versions;
+/// DELETE: the rows it keeps) is validated before anything is stored, so an invalid change fails
+/// with SQLSTATE 23514 and changes nothing; every change reloads the UDFs' price index,
+/// re-pricing history.
 async fn price_book_dml(
     session: &Session,
     tag: Option<&'static str>,
@@ -227,28 +231,19 @@ async fn price_book_dml(
     };
     let (schema, table) = crate::pricing::MODEL_PRICES;
     let qualified = format!("{schema}.{table}");
-    let rows = if dml.op
-        == datafusion::logical_expr::WriteOp::Insert(
-            datafusion::logical_expr::dml::InsertOp::Append,
-        ) {
-        let new_rows = session
-            .context()
-            .execute_logical_plan(dml.input.as_ref().clone())
-            .await?
-            .collect()
-            .await?;
-        let mut all = session.engine().prices().snapshot().rows().to_vec();
-        all.extend(crate::pricing::rows_of(&new_rows)?);
-        crate::pricing::validate(all)?;
-        session.append(&qualified, new_rows).await?
-    } else {
-        let batches = session
-            .context()
-            .execute_logical_plan(plan)
-            .await?
-            .collect()
-            .await?;
-        count_rows(&batches) as u64
+    let rows = match dml.op {
+        WriteOp::Insert(InsertOp::Append) => {
+            let new_rows = collect(session, dml.input.as_ref().clone()).await?;
+            let mut all = session.engine().prices().snapshot().rows().to_vec();
+            all.extend(crate::pricing::rows_of(&new_rows)?);
+            crate::pricing::validate(all)?;
+            session.append(&qualified, new_rows).await?
+        }
+        WriteOp::Update | WriteOp::Delete => {
+            crate::pricing::validate(rows_after(session, dml).await?)?;
+            count_rows(&collect(session, plan.clone()).await?) as u64
+        }
+        _ => count_rows(&collect(session, plan.clone()).await?) as u64,
     };
     session.engine().reload_prices(session).await?;
     session.engine().data_changed(&qualified, false).await;
@@ -258,10 +253,9 @@ async fn price_book_dml(
     })
 }
 
-/// DML on a configuration table the FinOps functions index: the rows an INSERT or UPDATE
-/// would write are validated first (with the rows already there, for an INSERT), so a bad
-/// statement changes nothing (SQLSTATE 23514); after the change the index is rebuilt, so the
-/// next query of `finops.usage` sees it.
+/// DML on a configuration table the FinOps functions index: the table as the statement would
+/// leave it is validated first, so a bad statement changes nothing (SQLSTATE 23514); after the
+/// change the index is rebuilt, so the next query of `finops.usage` sees it.
 async fn config_table_dml(
     session: &Session,
     tag: Option<&'static str>,
@@ -274,58 +268,87 @@ async fn config_table_dml(
         ));
     };
     let (schema, name) = table.name();
-    let written = match dml.op {
-        datafusion::logical_expr::WriteOp::Insert(_)
-        | datafusion::logical_expr::WriteOp::Update => Some(
-            session
-                .context()
-                .execute_logical_plan(dml.input.as_ref().clone())
-                .await?
-                .collect()
-                .await?,
-        ),
-        _ => None,
-    };
-    let is_insert = matches!(dml.op, datafusion::logical_expr::WriteOp::Insert(_));
-    let rows = match written {
-        Some(new_rows) if is_insert => {
+    let qualified = format!("{schema}.{name}");
+    let rows = match dml.op {
+        WriteOp::Insert(InsertOp::Append) => {
+            let new_rows = collect(session, dml.input.as_ref().clone()).await?;
             let mut all = session
                 .context()
-                .sql(&format!("SELECT * FROM {schema}.{name}"))
+                .sql(&format!("SELECT * FROM {qualified}"))
                 .await?
                 .collect()
                 .await?;
             all.extend(new_rows.iter().cloned());
             table.validate(&all)?;
-            session
-                .append(&format!("{schema}.{name}"), new_rows)
-                .await?
+            session.append(&qualified, new_rows).await?
         }
-        Some(updated) => {
-            table.validate(&updated)?;
-            run_count(session, plan).await?
+        WriteOp::Update | WriteOp::Delete => {
+            table.validate(&batches_after(session, dml).await?)?;
+            count_rows(&collect(session, plan.clone()).await?) as u64
         }
-        None => run_count(session, plan).await?,
+        _ => count_rows(&collect(session, plan.clone()).await?) as u64,
     };
     session.engine().reload_config(session, table).await?;
-    session
-        .engine()
-        .data_changed(&format!("{schema}.{name}"), false)
-        .await;
+    session.engine().data_changed(&qualified, false).await;
     Ok(Output::Command {
         tag: tag.unwrap_or("INSERT").to_string(),
         rows: Some(rows as usize),
     })
 }
 
-async fn run_count(session: &Session, plan: LogicalPlan) -> Result<u64> {
-    let batches = session
+/// The rows of the table once an UPDATE or DELETE has run, computed without running it. The
+/// planner gives UPDATE as `Projection(Filter(predicate, scan))` and DELETE as
+/// `Filter(predicate, scan)` (no `Filter` without WHERE): the rows kept as they are are those for
+/// which the predicate is not true, and UPDATE's own input yields the new versions of the others.
+async fn batches_after(
+    session: &Session,
+    dml: &datafusion::logical_expr::DmlStatement,
+) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+    use datafusion::logical_expr::Filter;
+    let (source, updated) = match (&dml.op, dml.input.as_ref()) {
+        (WriteOp::Update, LogicalPlan::Projection(projection)) => {
+            (projection.input.as_ref(), Some(dml.input.as_ref()))
+        }
+        (WriteOp::Delete, input) => (input, None),
+        _ => {
+            return Err(Error::Internal(format!(
+                "unexpected plan for {} on {}",
+                dml.op, dml.table_name
+            )));
+        }
+    };
+    let mut batches = Vec::new();
+    if let LogicalPlan::Filter(filter) = source {
+        let kept = LogicalPlan::Filter(Filter::try_new(
+            filter.predicate.clone().is_not_true(),
+            std::sync::Arc::clone(&filter.input),
+        )?);
+        batches.extend(collect(session, kept).await?);
+    }
+    if let Some(updated) = updated {
+        batches.extend(collect(session, updated.clone()).await?);
+    }
+    Ok(batches)
+}
+
+/// [`batches_after`] as price rows.
+async fn rows_after(
+    session: &Session,
+    dml: &datafusion::logical_expr::DmlStatement,
+) -> Result<Vec<finops_udfs::pricing::PriceRow>> {
+    crate::pricing::rows_of(&batches_after(session, dml).await?)
+}
+
+async fn collect(
+    session: &Session,
+    plan: LogicalPlan,
+) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+    Ok(session
         .context()
         .execute_logical_plan(plan)
         .await?
         .collect()
-        .await?;
-    Ok(count_rows(&batches) as u64)
+        .await?)
 }
 
 /// DataFusion DML returns one `count` row; sum it.

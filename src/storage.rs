@@ -80,6 +80,7 @@ pub use options::{ColumnDefault, TableKind, TableOptions};
 pub use provider::{DurableTable, TableStats};
 
 use backend::Backend;
+pub(crate) use backend::cloud_store;
 use manifest::{Catalog, CatalogEntry};
 use table::TableCore;
 

@@ -204,7 +204,7 @@ impl ProviderTable {
 }
 
 /// Files a folder listing reads: the format's extensions (optionally `.gz`), no hidden files.
-fn wanted(meta: &ObjectMeta, layout: Option<Layout>) -> bool {
+pub(crate) fn wanted(meta: &ObjectMeta, layout: Option<Layout>) -> bool {
     let Some(name) = meta.location.filename() else {
         return false;
     };

@@ -21,6 +21,17 @@ use crate::error::{Error, Result};
 /// endpoint), as the cloud SDKs read them.
 const CLOUD_ENV_PREFIXES: [&str; 3] = ["AWS_", "GOOGLE_", "AZURE_"];
 
+/// The object store of a cloud URL (`s3://`, `gs://`, `az://`, `http(s)://`) configured from the
+/// standard credential environment variables, and the path of the URL inside it.
+pub(crate) fn cloud_store(url: &url::Url) -> Result<(Box<dyn ObjectStore>, Path)> {
+    let env = std::env::vars().filter(|(key, _)| {
+        CLOUD_ENV_PREFIXES
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+    });
+    object_store::parse_url_opts(url, env).map_err(|e| Error::object_store(url.as_str(), e))
+}
+
 /// An opened object store rooted at the data directory.
 #[derive(Debug)]
 pub(crate) struct Backend {
@@ -76,13 +87,7 @@ impl Backend {
         }
         let url = url::Url::parse(url_or_path)
             .map_err(|e| Error::Config(format!("bad data directory URL {url_or_path}: {e}")))?;
-        let env = std::env::vars().filter(|(key, _)| {
-            CLOUD_ENV_PREFIXES
-                .iter()
-                .any(|prefix| key.starts_with(prefix))
-        });
-        let (store, prefix) = object_store::parse_url_opts(&url, env)
-            .map_err(|e| Error::object_store(url_or_path, e))?;
+        let (store, prefix) = cloud_store(&url)?;
         let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
             Arc::from(store)
         } else {

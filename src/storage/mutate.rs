@@ -109,6 +109,43 @@ impl TableCore {
         Ok(count)
     }
 
+    /// Replace every row of a config table with `change(current rows)` as one manifest commit:
+    /// readers see the old rows or the new ones, never a mix, and a crash keeps one of the two.
+    /// The current rows are read under the writer lock, so no concurrent write is lost.
+    pub(crate) async fn replace_all<T>(
+        &self,
+        change: impl FnOnce(RecordBatch) -> Result<(RecordBatch, T)>,
+    ) -> Result<T> {
+        if self.options.kind == TableKind::Usage {
+            return Err(Error::Unsupported(format!(
+                "replacing every row of {}",
+                self.qualified_name()
+            )));
+        }
+        let mut writer = self.writer.lock().await;
+        self.flush_locked(&mut writer).await?;
+        let segments = writer.manifest.segments.clone();
+        let mut batches = Vec::with_capacity(segments.len());
+        for seg in &segments {
+            batches.push(segment::read(&self.backend, &self.dir, &self.schema, seg).await?);
+        }
+        let current = segment::concat(&self.schema, &batches)?;
+        let (rows, result) = change(current)?;
+        let rows = segment::concat(&self.schema, &self.prepare(vec![rows])?)?;
+        let mut next = writer.manifest.clone();
+        next.segments.clear();
+        if rows.num_rows() > 0 {
+            let id = next.next_segment;
+            next.next_segment += 1;
+            next.segments
+                .push(segment::write(&self.backend, &self.dir, id, &rows, false).await?);
+        }
+        let replaced: Vec<u64> = segments.iter().map(|s| s.id).collect();
+        self.commit(&mut writer, next, Vec::new(), &replaced)
+            .await?;
+        Ok(result)
+    }
+
     /// Rewrite every segment where `predicate` matches some row with `change(batch, matches)`;
     /// returns the number of matching rows.
     async fn rewrite(

@@ -84,6 +84,20 @@ impl DurableTable {
         detached(async move { core.append(batches).await }).await
     }
 
+    /// Replace every row of a config table with `change(current rows)`, atomically and durably,
+    /// returning what `change` reports; if `change` fails nothing changes.
+    pub async fn replace_all<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(
+            datafusion::arrow::array::RecordBatch,
+        ) -> crate::Result<(datafusion::arrow::array::RecordBatch, T)>
+        + Send
+        + 'static,
+    ) -> crate::Result<T> {
+        let core = Arc::clone(&self.core);
+        detached(async move { core.replace_all(change).await }).await
+    }
+
     /// Fold rows still in the WAL into a Parquet segment now.
     pub async fn flush(&self) -> crate::Result<()> {
         let core = Arc::clone(&self.core);

@@ -252,7 +252,7 @@ impl TableCore {
 
     /// Conform a statement's batches to the table: cast columns, check NOT NULL (naming the column
     /// and the 1-based row of the statement), fill defaults for NULLs in usage tables.
-    fn prepare(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    pub(crate) fn prepare(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
         let fields = self.schema.fields();
         let mut row_offset = 0usize;
         let mut out = Vec::with_capacity(batches.len());
