@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Starts the built server on a free loopback port with a scratch data directory and runs psql
-# meta-commands and a psycopg session against it. Usage: run.sh path/to/finops-db
+# Starts the built server with the demo data set (as the README's run command does) on a free
+# loopback port and a scratch data directory, and runs psql meta-commands, KPI queries and a
+# psycopg session against it. Usage: run.sh path/to/finops-db
 set -euo pipefail
 bin="$1"
 here="$(cd "$(dirname "$0")" && pwd)"
 data="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" >"$data/server.log" 2>&1 &
+"$bin" --data-dir "$data" serve --demo --listen "127.0.0.1:$port" >"$data/server.log" 2>&1 &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"; }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
+for _ in $(seq 1 1200); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
   sleep 0.1
 done
@@ -41,6 +42,13 @@ psql_error() { # psql_error <expected SQLSTATE> <sql>
   local out; out="$(psql -X -v VERBOSITY=verbose -c "$2" 2>&1)" && { echo "no error: $out"; return 1; }
   grep -qF -- "$1" <<<"$out" || { echo "missing $1 in: $out"; return 1; }
 }
+check "psql \\dm" psql_has "daily" -c '\dm'
+check "kpi.summary" psql_has "cost_per_request" -c 'SELECT kpi, value FROM kpi.summary'
+check "kpi.daily by team" psql_has "(12 rows)" -c "SELECT team, sum(cost) FROM kpi.daily WHERE day >= now() - INTERVAL '30 days' AND team IS NOT NULL GROUP BY team"
+check "unpriced usage" psql_has "acme-internal-llm-v2" -c 'SELECT model, requests FROM finops.unpriced_usage'
+printf 'event_id,ts,provider,model,team,input_tokens,output_tokens\nci-1,2026-01-01T00:00:00Z,openai,gpt-4o,ci,10,5\n' >"$data/in.csv"
+check "psql \\copy in" psql_has "COPY 1" -c "\\copy finops.usage_events (event_id, ts, provider, model, team, input_tokens, output_tokens) FROM '$data/in.csv' WITH (FORMAT csv, HEADER)"
+check "REFRESH" psql_has "REFRESH MATERIALIZED VIEW" -c 'REFRESH MATERIALIZED VIEW kpi.daily'
 check "psql SQLSTATE 42P01" psql_error 42P01 'SELECT * FROM nope'
 check "psql SQLSTATE 42601" psql_error 42601 'SELEC 1' 
 check "psycopg" python3 "$here/psycopg_check.py" "host=127.0.0.1 port=$port user=finops password=finops dbname=finops"
