@@ -6,7 +6,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArguments, Query, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
+    Expr, FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -18,7 +19,77 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let _ = rewritten.visit(&mut arrays);
     let mut escapes = LikeEscape { changed: false };
     let _ = rewritten.visit(&mut escapes);
-    (arrays.changed || escapes.changed).then_some(rewritten)
+    let mut scalars = CatalogScalarSubquery { changed: false };
+    let _ = rewritten.visit(&mut scalars);
+    let mut options = RelOptions { changed: false };
+    if rewritten.to_string().contains("pg_catalog.pg_class") {
+        let _ = rewritten.visit(&mut options);
+    }
+    (arrays.changed || escapes.changed || scalars.changed || options.changed).then_some(rewritten)
+}
+
+/// `c.reloptions` of `pg_catalog.pg_class`, which the catalog does not have: finops-db tables
+/// have no storage parameters, so it is NULL (psql's `\d+` reads it).
+struct RelOptions {
+    changed: bool,
+}
+
+impl VisitorMut for RelOptions {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && parts
+                .last()
+                .is_some_and(|p| p.value.eq_ignore_ascii_case("reloptions"))
+            && let Ok(null) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql("CAST(NULL AS TEXT[])")
+                .and_then(|mut p| p.parse_expr())
+        {
+            *expr = null;
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Whether `query` reads only `pg_catalog` relations.
+fn reads_catalog(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
+    !select.from.is_empty()
+        && select.from.iter().all(|t| {
+            matches!(&t.relation, TableFactor::Table { name, .. }
+                if name.to_string().to_ascii_lowercase().starts_with("pg_catalog."))
+        })
+}
+
+/// A catalog lookup written as a scalar subquery that returns at most one row by its key but
+/// has no aggregate — `(SELECT c.relkind = 'c' FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)`,
+/// from psql's `\dT` — gets `MAX(...)`, the same value for zero or one row, which DataFusion's
+/// decorrelation requires.
+struct CatalogScalarSubquery {
+    changed: bool,
+}
+
+impl VisitorMut for CatalogScalarSubquery {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Expr::Subquery(query) = expr
+            && let SetExpr::Select(select) = query.body.as_mut()
+            && select.projection.len() == 1
+            && matches!(select.group_by, GroupByExpr::Expressions(ref e, _) if e.is_empty())
+            && reads_catalog(select)
+            && let SelectItem::UnnamedExpr(element) = &select.projection[0]
+            && matches!(element, Expr::BinaryOp { .. })
+            && let Ok(aggregate) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&format!("max({element})"))
+                .and_then(|mut p| p.parse_expr())
+        {
+            select.projection = vec![SelectItem::UnnamedExpr(aggregate)];
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// `ARRAY(SELECT e FROM ... [ORDER BY o])` → `(SELECT array_agg(e [ORDER BY o]) FROM ...)`,
@@ -56,11 +127,48 @@ fn as_array_agg(query: &Query) -> Option<Query> {
     Some(query)
 }
 
+/// `ARRAY(SELECT ... FROM unnest(x.reloptions) ...)` → `x.reloptions`'s NULL (see the caller).
+fn unnested_reloptions(query: &Query) -> Option<Expr> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let [table] = select.from.as_slice() else {
+        return None;
+    };
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        ..
+    } = &table.relation
+    else {
+        return None;
+    };
+    let unnest = name.to_string().to_ascii_lowercase();
+    let argument = args.args.first()?.to_string();
+    ((unnest == "unnest" || unnest == "pg_catalog.unnest") && argument.ends_with("reloptions"))
+        .then(|| {
+            Parser::new(&PostgreSqlDialect {})
+                .try_with_sql("CAST(NULL AS TEXT[])")
+                .and_then(|mut p| p.parse_expr())
+                .ok()
+        })
+        .flatten()
+}
+
 impl VisitorMut for ArraySubquery {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
         if let Expr::Function(function) = expr
+            && function.name.to_string().eq_ignore_ascii_case("array")
+            && let FunctionArguments::Subquery(query) = &function.args
+            && let Some(options) = unnested_reloptions(query)
+        {
+            // psql's `\d+` appends the TOAST table's options; finops-db has no TOAST tables, so
+            // the LEFT JOIN that provides them always yields NULL, and so does this.
+            *expr = options;
+            self.changed = true;
+        } else if let Expr::Function(function) = expr
             && function.name.to_string().eq_ignore_ascii_case("array")
             && let FunctionArguments::Subquery(query) = &function.args
             && let Some(aggregated) = as_array_agg(query)

@@ -42,6 +42,8 @@ psql_error() { # psql_error <expected SQLSTATE> <sql>
   local out; out="$(psql -X -v VERBOSITY=verbose -c "$2" 2>&1)" && { echo "no error: $out"; return 1; }
   grep -qF -- "$1" <<<"$out" || { echo "missing $1 in: $out"; return 1; }
 }
+check "psql \\d+" psql_has "Storage" -c '\d+ finops.owners'
+check "psql \\dT" psql_has "List of data types" -c '\dT'
 check "psql \\dm" psql_has "daily" -c '\dm'
 check "kpi.summary" psql_has "cost_per_request" -c 'SELECT kpi, value FROM kpi.summary'
 check "kpi.daily by team" psql_has "(12 rows)" -c "SELECT team, sum(cost) FROM kpi.daily WHERE day >= now() - INTERVAL '30 days' AND team IS NOT NULL GROUP BY team"
