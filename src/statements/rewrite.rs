@@ -6,8 +6,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
-    VisitMut, VisitorMut,
+    Expr, FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr, Statement, TableFactor,
+    Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -276,6 +276,28 @@ mod tests {
             "SELECT a LIKE 'x\\_y%' FROM t"
         );
         assert_eq!(to_backslash_escapes("a\\b//c", '/'), "a\\\\b\\/c");
+    }
+
+    #[test]
+    fn catalog_lookups_get_an_aggregate_and_reloptions_is_null() {
+        assert_eq!(
+            rewritten(
+                "SELECT t.oid FROM pg_catalog.pg_type t WHERE (SELECT c.relkind = 'c' \
+                 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)"
+            ),
+            "SELECT t.oid FROM pg_catalog.pg_type t WHERE (SELECT max(c.relkind = 'c') \
+             FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)"
+        );
+        assert_eq!(
+            rewritten("SELECT c.reloptions FROM pg_catalog.pg_class c"),
+            "SELECT CAST(NULL AS TEXT[]) FROM pg_catalog.pg_class c"
+        );
+        // A user table's column of that name, or a lookup outside the catalog, is left alone.
+        assert_eq!(rewritten("SELECT t.reloptions FROM t"), "");
+        assert_eq!(
+            rewritten("SELECT (SELECT b.x = 1 FROM b WHERE b.id = a.id) FROM a"),
+            ""
+        );
     }
 
     #[test]
