@@ -14,6 +14,7 @@
 
 pub mod adjustments;
 pub mod attribution;
+pub mod budget;
 pub mod builtin_sql;
 pub mod catalog;
 pub mod config;

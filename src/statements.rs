@@ -284,13 +284,13 @@ async fn config_table_dml(
                 .collect()
                 .await?;
             all.extend(new_rows.iter().cloned());
-            table.validate(&all)?;
+            table.validate(session, &all).await?;
             session
                 .append(&format!("{schema}.{name}"), new_rows)
                 .await?
         }
         Some(updated) => {
-            table.validate(&updated)?;
+            table.validate(session, &updated).await?;
             run_count(session, plan).await?
         }
         None => run_count(session, plan).await?,
