@@ -26,7 +26,7 @@ use datafusion::logical_expr::{
 use crate::engine::{Engine, Identity};
 use crate::schema::timestamp_type;
 
-/// `finops.now()`: the session's `finops.as_of` if set, else the current time — what the
+/// `finops_now()`: the session's `finops.as_of` if set, else the current time — what the
 /// checks and budget views call "now", so a check can be replayed as of a past moment.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct NowFunc {
@@ -44,7 +44,7 @@ impl NowFunc {
 
 impl ScalarUDFImpl for NowFunc {
     fn name(&self) -> &str {
-        "finops.now"
+        "finops_now"
     }
 
     fn signature(&self) -> &Signature {

@@ -99,7 +99,7 @@ pub const BUILTIN_CHECKS: &[(&str, &str, &str, &str)] = &[
                 CAST(round(jump, 2) AS VARCHAR) || ' above its trailing mean' AS message, \
                 dimension, key AS dimension_value, day, cost, trailing_mean, z_score \
          FROM kpi.anomalies \
-         WHERE day >= finops.now() - INTERVAL '3 days' AND day < finops.now()",
+         WHERE day >= finops_now() - INTERVAL '3 days' AND day < finops_now()",
     ),
     (
         "unpriced_usage",
@@ -109,7 +109,7 @@ pub const BUILTIN_CHECKS: &[(&str, &str, &str, &str)] = &[
                 'no price for ' || provider || '/' || model || ': ' || \
                 CAST(requests AS VARCHAR) || ' requests are unpriced' AS message, \
                 provider, model, events, requests, last_seen \
-         FROM finops.unpriced_usage WHERE last_seen >= finops.now() - INTERVAL '1 day'",
+         FROM finops.unpriced_usage WHERE last_seen >= finops_now() - INTERVAL '1 day'",
     ),
     (
         "unowned_spend",
@@ -122,7 +122,7 @@ pub const BUILTIN_CHECKS: &[(&str, &str, &str, &str)] = &[
                 ', api key ' || COALESCE(api_key_id, '-') || ')' AS message, \
                 provider, project, api_key_id, cost, last_seen \
          FROM finops.unowned_spend \
-         WHERE cost > 0 AND last_seen >= finops.now() - INTERVAL '1 day'",
+         WHERE cost > 0 AND last_seen >= finops_now() - INTERVAL '1 day'",
     ),
 ];
 

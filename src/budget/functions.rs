@@ -54,11 +54,13 @@ pub fn tag_value_udf() -> ScalarUDF {
     )
 }
 
-/// `finops.reserve(scope, scope_value, amount) -> boolean`.
+/// `finops.reserve(scope, scope_value, amount) -> boolean`. The Postgres-compatible parser
+/// drops schema qualifiers from function names, so it resolves as `reserve`.
 #[derive(Debug)]
 pub struct ReserveFunc {
     caps: Arc<Caps>,
     signature: Signature,
+    aliases: Vec<String>,
 }
 
 impl PartialEq for ReserveFunc {
@@ -82,13 +84,18 @@ impl ReserveFunc {
             caps,
             // Volatile: each call books money, so it must never be folded or cached.
             signature: Signature::any(3, Volatility::Volatile),
+            aliases: vec!["finops.reserve".to_string()],
         })
     }
 }
 
 impl ScalarUDFImpl for ReserveFunc {
     fn name(&self) -> &str {
-        "finops.reserve"
+        "reserve"
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
     }
 
     fn signature(&self) -> &Signature {
