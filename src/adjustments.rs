@@ -363,13 +363,15 @@ mod tests {
                 text(rows.iter().map(|r| r.2).collect()),
                 Arc::new(
                     Decimal128Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())
-                        .with_precision_and_scale(9, PCT_SCALE)?,
+                        .with_precision_and_scale(9, PCT_SCALE)
+                        .map_err(crate::error::arrow_error)?,
                 ),
                 ts(rows.iter().map(|r| r.4).collect()),
                 ts(rows.iter().map(|r| r.5).collect()),
                 text(rows.iter().map(|_| None).collect()),
             ],
-        )?;
+        )
+        .map_err(crate::error::arrow_error)?;
         Adjustments::from_batches(&[batch])
     }
 

@@ -453,7 +453,8 @@ mod tests {
                 col(&|_| None),
                 col(&|_| None),
             ],
-        )?;
+        )
+        .map_err(crate::error::arrow_error)?;
         RuleSet::from_batches(&[batch])
     }
 

@@ -60,8 +60,8 @@ impl ScalarUDFImpl for NowFunc {
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
         let (_, now) = status::clock_of(&args.config_options)?;
-        let array = TimestampMicrosecondArray::from(vec![now.timestamp_micros()])
-            .with_timezone("UTC");
+        let array =
+            TimestampMicrosecondArray::from(vec![now.timestamp_micros()]).with_timezone("UTC");
         Ok(ColumnarValue::Scalar(
             datafusion::common::ScalarValue::try_from_array(&array, 0)?,
         ))

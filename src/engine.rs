@@ -273,7 +273,9 @@ impl Engine {
             crate::budget::period::time_zone(&config.finops.timezone)?,
         ));
         base.register_udf(crate::budget::functions::tag_value_udf());
-        base.register_udf(crate::budget::functions::ReserveFunc::udf(Arc::clone(&caps)));
+        base.register_udf(crate::budget::functions::ReserveFunc::udf(Arc::clone(
+            &caps,
+        )));
         base.register_udf(crate::budget::NowFunc::udf());
         let engine = Arc::new(Engine {
             base,

@@ -29,7 +29,10 @@ async fn exec(session: &Session, sql: &str) {
 }
 
 async fn scalar_text(session: &Session, sql: &str) -> String {
-    let batches = session.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batches = session
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let column = datafusion::arrow::compute::cast(
         batches[0].column(0),
         &datafusion::arrow::datatypes::DataType::Utf8,
@@ -72,7 +75,11 @@ async fn hundred_concurrent_reservations_never_overspend_a_cap() {
     }
     assert_eq!(granted.load(Ordering::SeqCst), 20);
     assert_eq!(
-        scalar_text(&admin, "SELECT remaining FROM finops.cap_status WHERE budget_id = 'cap-search'").await,
+        scalar_text(
+            &admin,
+            "SELECT remaining FROM finops.cap_status WHERE budget_id = 'cap-search'"
+        )
+        .await,
         "0.000000000000"
     );
     assert_eq!(
@@ -96,7 +103,11 @@ async fn hundred_concurrent_reservations_never_overspend_a_cap() {
         "0.300000000000/0.700000000000"
     );
     // A bigger cap after an UPDATE frees room; the reservations made stay booked.
-    exec(&admin, "UPDATE finops.budgets SET amount = 2 WHERE budget_id = 'cap-search'").await;
+    exec(
+        &admin,
+        "UPDATE finops.budgets SET amount = 2 WHERE budget_id = 'cap-search'",
+    )
+    .await;
     assert_eq!(
         scalar_text(&admin, "SELECT remaining FROM finops.cap_status").await,
         "1.000000000000"
@@ -111,7 +122,9 @@ async fn hundred_concurrent_reservations_never_overspend_a_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reservations_over_the_wire_never_overspend() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(config_for(dir.path())).await.expect("server");
+    let server = TestServer::start(config_for(dir.path()))
+        .await
+        .expect("server");
     let (admin, conn) = tokio_postgres::connect(&server.conn_str(), tokio_postgres::NoTls)
         .await
         .expect("connect");
@@ -261,7 +274,15 @@ async fn thresholds_fire_once_per_period_and_webhooks_retry() {
     let run = alerts::run_named(&s, threshold).await.expect("run");
     let mut keys: Vec<_> = run.alerts.iter().map(|a| a.key.as_str()).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["search-copy@50%", "search-copy@80%", "search@50%", "search@80%"]);
+    assert_eq!(
+        keys,
+        [
+            "search-copy@50%",
+            "search-copy@80%",
+            "search@50%",
+            "search@80%"
+        ]
+    );
     assert_eq!(run.alerts.len(), 4, "{:?}", run.alerts);
     assert!(run.alerts.iter().all(|a| a.new));
     // Again the same day: the same thresholds, already raised this period.
@@ -271,14 +292,24 @@ async fn thresholds_fire_once_per_period_and_webhooks_retry() {
     // 21 May: 54 spent, 100 % fires; 50 and 80 stay quiet.
     s.set_as_of("2026-05-21T00:00:00Z").expect("as_of");
     let run = alerts::run_named(&s, threshold).await.expect("run");
-    let new: Vec<_> = run.alerts.iter().filter(|a| a.new).map(|a| a.key.as_str()).collect();
+    let new: Vec<_> = run
+        .alerts
+        .iter()
+        .filter(|a| a.new)
+        .map(|a| a.key.as_str())
+        .collect();
     assert_eq!(new.len(), 2, "{new:?}");
     assert!(new.iter().all(|k| k.ends_with("@100%")));
     assert!(run.alerts.iter().any(|a| a.severity == "critical"));
     // June is a new period: 30 of 50 fires 50 % again.
     s.set_as_of("2026-06-03T00:00:00Z").expect("as_of");
     let run = alerts::run_named(&s, threshold).await.expect("run");
-    let new: Vec<_> = run.alerts.iter().filter(|a| a.new).map(|a| a.key.as_str()).collect();
+    let new: Vec<_> = run
+        .alerts
+        .iter()
+        .filter(|a| a.new)
+        .map(|a| a.key.as_str())
+        .collect();
     assert_eq!(new.len(), 2, "{new:?}");
     assert!(new.iter().all(|k| k.ends_with("@50%")));
     assert_eq!(
@@ -294,12 +325,22 @@ async fn thresholds_fire_once_per_period_and_webhooks_retry() {
         backoff: Duration::ZERO,
     };
     let client = reqwest::Client::new();
-    let first = alerts::deliver_pending(&s, &client, &delivery).await.expect("deliver");
+    let first = alerts::deliver_pending(&s, &client, &delivery)
+        .await
+        .expect("deliver");
     assert_eq!(first.delivered + first.retrying, 8, "{first:?}");
     assert!(first.retrying >= 5, "{first:?}");
-    let second = alerts::deliver_pending(&s, &client, &delivery).await.expect("deliver");
-    assert_eq!(second.delivered + first.delivered, 4, "{first:?} {second:?}");
-    let third = alerts::deliver_pending(&s, &client, &delivery).await.expect("deliver");
+    let second = alerts::deliver_pending(&s, &client, &delivery)
+        .await
+        .expect("deliver");
+    assert_eq!(
+        second.delivered + first.delivered,
+        4,
+        "{first:?} {second:?}"
+    );
+    let third = alerts::deliver_pending(&s, &client, &delivery)
+        .await
+        .expect("deliver");
     assert_eq!(third.failed, 4, "{third:?}");
     let states = states(&s).await;
     assert_eq!(states.matches("=delivered/").count(), 4, "{states}");
@@ -307,7 +348,10 @@ async fn thresholds_fire_once_per_period_and_webhooks_retry() {
     let bodies = flaky.bodies.lock().await;
     assert!(bodies.len() >= 5, "{bodies:?}");
     let text = bodies[0]["text"].as_str().expect("slack text");
-    assert!(text.contains("budget_threshold") && text.contains("budget search"), "{text}");
+    assert!(
+        text.contains("budget_threshold") && text.contains("budget search"),
+        "{text}"
+    );
     assert_eq!(bodies[0]["check"], "budget_threshold");
     assert!(down.bodies.lock().await.len() >= 3);
 }
@@ -324,9 +368,18 @@ async fn pending_deliveries_survive_a_restart() {
              VALUES ('always', '@hourly', 'SELECT ''k'' AS key, ''hello'' AS message', 'http://127.0.0.1:9/none')",
         ],
     );
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
     let fired = finops_db_cmd(dir.path(), &["check", "--name", "always"]);
-    assert_eq!(fired.status.code(), Some(1), "{}", String::from_utf8_lossy(&fired.stderr));
+    assert_eq!(
+        fired.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&fired.stderr)
+    );
     // The next process finds it pending and delivers it once the target is back.
     let ok = receiver(vec![200]).await;
     let engine = Engine::open(config_for(dir.path())).await.expect("reopen");
@@ -334,7 +387,10 @@ async fn pending_deliveries_survive_a_restart() {
     assert_eq!(states(&s).await, "k=pending/1");
     exec(
         &s,
-        &format!("UPDATE finops.alerts SET notify = '{}', next_attempt_at = NULL", ok.url),
+        &format!(
+            "UPDATE finops.alerts SET notify = '{}', next_attempt_at = NULL",
+            ok.url
+        ),
     )
     .await;
     let done = alerts::deliver_pending(&s, &reqwest::Client::new(), &Delivery::default())
@@ -371,16 +427,36 @@ fn check_command_exit_codes() {
             ),
         ],
     );
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
     // April: nothing spent yet.
     let quiet = finops_db_cmd(dir.path(), &["check", "--as-of", "2026-04-15T00:00:00Z"]);
-    assert_eq!(quiet.status.code(), Some(0), "{}", String::from_utf8_lossy(&quiet.stdout));
+    assert_eq!(
+        quiet.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&quiet.stdout)
+    );
     // Mid May: 90 % used.
     let fired = finops_db_cmd(
         dir.path(),
-        &["check", "--as-of", "2026-05-15T00:00:00Z", "--format", "json"],
+        &[
+            "check",
+            "--as-of",
+            "2026-05-15T00:00:00Z",
+            "--format",
+            "json",
+        ],
     );
-    assert_eq!(fired.status.code(), Some(1), "{}", String::from_utf8_lossy(&fired.stderr));
+    assert_eq!(
+        fired.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&fired.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&fired.stdout).expect("json");
     let keys: Vec<&str> = json["alerts"]
         .as_array()
@@ -388,14 +464,73 @@ fn check_command_exit_codes() {
         .iter()
         .filter_map(|a| a["key"].as_str())
         .collect();
-    assert!(keys.contains(&"search@50%") && keys.contains(&"search@80%"), "{keys:?}");
+    assert!(
+        keys.contains(&"search@50%") && keys.contains(&"search@80%"),
+        "{keys:?}"
+    );
     let named = finops_db_cmd(
         dir.path(),
-        &["check", "--name", "unowned_spend", "--as-of", "2026-05-15T00:00:00Z"],
+        &[
+            "check",
+            "--name",
+            "unowned_spend",
+            "--as-of",
+            "2026-05-15T00:00:00Z",
+        ],
     );
-    assert_eq!(named.status.code(), Some(0), "{}", String::from_utf8_lossy(&named.stdout));
+    assert_eq!(
+        named.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&named.stdout)
+    );
     let missing = finops_db_cmd(dir.path(), &["check", "--name", "no_such_check"]);
     assert_eq!(missing.status.code(), Some(2));
     let bad = finops_db_cmd(dir.path(), &["check", "--as-of", "someday"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_budgets_land_on_several_statuses_and_every_builtin_check_runs() {
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 5, 15).expect("date");
+    let data = finops_db::demo::generate(as_of, 60);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::open(config_for(dir.path())).await.expect("open");
+    let s = engine.session(Identity::local_admin()).expect("session");
+    // Owners, attribution rules and budgets (the demo's price cut is not needed here).
+    let config = data.config_sql().expect("config sql");
+    let config = config
+        .split("INSERT INTO finops.model_prices")
+        .next()
+        .expect("config rows");
+    assert!(config.contains("INSERT INTO finops.budgets"));
+    exec(&s, config).await;
+    s.append("finops.usage_events", data.usage.clone())
+        .await
+        .expect("usage");
+    s.set_as_of("2026-05-16T00:00:00Z").expect("as_of");
+    let statuses = scalar_text(
+        &s,
+        "SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM finops.budget_status",
+    )
+    .await;
+    let detail = scalar_text(
+        &s,
+        "SELECT string_agg(budget_id || ' ' || CAST(pct_used AS VARCHAR) || ' ' || status, '; ') \
+         FROM finops.budget_status",
+    )
+    .await;
+    assert!(
+        statuses.contains("projected_to_exceed") && statuses.contains("ok"),
+        "{detail}"
+    );
+    let history = scalar_text(&s, "SELECT count(*) FROM finops.budget_history").await;
+    assert!(history.parse::<i64>().expect("count") > 0);
+    let run = alerts::run_named(&s, None).await.expect("run");
+    assert!(run.errors.is_empty(), "{:?}", run.errors);
+    let fired: std::collections::BTreeSet<&str> =
+        run.alerts.iter().map(|a| a.check_name.as_str()).collect();
+    assert!(fired.contains("budget_threshold"), "{fired:?}");
+    assert!(fired.contains("budget_projected_breach"), "{fired:?}");
+    assert!(fired.contains("unpriced_usage"), "{fired:?}");
 }

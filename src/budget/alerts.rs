@@ -59,7 +59,10 @@ static ALERTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 pub fn alerts_options() -> TableOptions {
     let mut options = TableOptions::config();
     options.defaults = vec![
-        ("delivery_state".into(), ColumnDefault::Text("pending".into())),
+        (
+            "delivery_state".into(),
+            ColumnDefault::Text("pending".into()),
+        ),
         ("attempts".into(), ColumnDefault::Int64(0)),
     ];
     options
@@ -103,7 +106,10 @@ fn cell(array: &ArrayRef, i: usize) -> Value {
         .unwrap_or_default();
     match array.data_type() {
         DataType::Boolean => Value::Bool(text == "true"),
-        t if t.is_integer() => text.parse::<i64>().map(Value::from).unwrap_or(Value::String(text)),
+        t if t.is_integer() => text
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or(Value::String(text)),
         DataType::Float32 | DataType::Float64 => text
             .parse::<f64>()
             .ok()
@@ -260,9 +266,7 @@ fn alert_batch(alerts: &[&Alert]) -> Result<RecordBatch> {
             text(&|a| a.message.clone()),
             text(&|a| a.payload.to_string()),
             text(&|a| a.notify.clone()),
-            Arc::new(
-                TimestampMicrosecondArray::from(vec![now; alerts.len()]).with_timezone("UTC"),
-            ),
+            Arc::new(TimestampMicrosecondArray::from(vec![now; alerts.len()]).with_timezone("UTC")),
             null_ts(),
             text(&|_| "pending".to_string()),
             Arc::new(Int64Array::from(vec![0i64; alerts.len()])),
@@ -337,7 +341,8 @@ pub async fn deliver_pending(
                 .clone())
         };
         let c: Vec<StringArray> = (0..8).map(col).collect::<Result<_>>()?;
-        let attempts = cast(batch.column(8), &DataType::Int64).map_err(crate::error::arrow_error)?;
+        let attempts =
+            cast(batch.column(8), &DataType::Int64).map_err(crate::error::arrow_error)?;
         let attempts = attempts.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         for i in 0..batch.num_rows() {
             let v = |k: usize| c[k].is_valid(i).then(|| c[k].value(i)).unwrap_or("");
@@ -355,14 +360,16 @@ pub async fn deliver_pending(
                     "payload": payload,
                 }),
                 notify: v(7).to_string(),
-                attempts: if attempts.is_valid(i) { attempts.value(i) } else { 0 },
+                attempts: if attempts.is_valid(i) {
+                    attempts.value(i)
+                } else {
+                    0
+                },
             });
         }
     }
-    let outcomes = futures::future::join_all(
-        pending.iter().map(|p| attempt(client, options, p)),
-    )
-    .await;
+    let outcomes =
+        futures::future::join_all(pending.iter().map(|p| attempt(client, options, p))).await;
     let mut counts = Delivered::default();
     for (p, outcome) in pending.iter().zip(outcomes) {
         let attempts = p.attempts + 1;
@@ -377,7 +384,11 @@ pub async fn deliver_pending(
             }
             Err(e) if attempts >= options.max_attempts => {
                 counts.failed += 1;
-                log::warn!("alert {} not delivered to {}: {e}; giving up", p.alert_id, p.notify);
+                log::warn!(
+                    "alert {} not delivered to {}: {e}; giving up",
+                    p.alert_id,
+                    p.notify
+                );
                 format!(
                     "delivery_state = 'failed', attempts = {attempts}, next_attempt_at = NULL, \
                      last_error = {}",
@@ -388,7 +399,11 @@ pub async fn deliver_pending(
                 counts.retrying += 1;
                 let wait = options.backoff * 2u32.saturating_pow((attempts - 1) as u32);
                 let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                log::info!("alert {} not delivered to {}: {e}; retrying", p.alert_id, p.notify);
+                log::info!(
+                    "alert {} not delivered to {}: {e}; retrying",
+                    p.alert_id,
+                    p.notify
+                );
                 format!(
                     "attempts = {attempts}, next_attempt_at = {}, last_error = {}",
                     ts_literal(next),

@@ -84,7 +84,13 @@ impl Caps {
     }
 
     fn entries(&self) -> Result<Vec<Arc<Mutex<CapEntry>>>> {
-        Ok(self.entries.read().map_err(poisoned)?.values().cloned().collect())
+        Ok(self
+            .entries
+            .read()
+            .map_err(poisoned)?
+            .values()
+            .cloned()
+            .collect())
     }
 
     /// Whether any budget has a hard cap.

@@ -184,7 +184,11 @@ pub fn checks_from_batches(batches: &[RecordBatch]) -> Result<Vec<Check>> {
         let enabled = cast(enabled, &DataType::Boolean).map_err(crate::error::arrow_error)?;
         let enabled = enabled.as_boolean();
         for i in 0..batch.num_rows() {
-            let name = names.is_valid(i).then(|| names.value(i)).unwrap_or("").trim();
+            let name = names
+                .is_valid(i)
+                .then(|| names.value(i))
+                .unwrap_or("")
+                .trim();
             let bad = |m: String| {
                 Error::InvalidParameter(format!("finops.checks: check \"{name}\": {m}"))
             };
@@ -198,7 +202,10 @@ pub fn checks_from_batches(batches: &[RecordBatch]) -> Result<Vec<Check>> {
                     message: format!("finops.checks: check \"{name}\" already exists"),
                 });
             }
-            let schedule_text = schedules.is_valid(i).then(|| schedules.value(i)).unwrap_or("");
+            let schedule_text = schedules
+                .is_valid(i)
+                .then(|| schedules.value(i))
+                .unwrap_or("");
             let schedule = parse_schedule(schedule_text).map_err(bad)?;
             let severity = severities
                 .is_valid(i)
@@ -210,13 +217,20 @@ pub fn checks_from_batches(batches: &[RecordBatch]) -> Result<Vec<Check>> {
                     SEVERITIES.join(", ")
                 )));
             }
-            let notify = notifies.is_valid(i).then(|| notifies.value(i)).unwrap_or("log");
+            let notify = notifies
+                .is_valid(i)
+                .then(|| notifies.value(i))
+                .unwrap_or("log");
             check_notify(Some(notify)).map_err(bad)?;
             out.push(Check {
                 name: name.to_string(),
                 schedule_text: schedule_text.to_string(),
                 schedule,
-                sql: sqls.is_valid(i).then(|| sqls.value(i)).unwrap_or("").to_string(),
+                sql: sqls
+                    .is_valid(i)
+                    .then(|| sqls.value(i))
+                    .unwrap_or("")
+                    .to_string(),
                 severity: severity.to_string(),
                 notify: notify.to_string(),
                 enabled: enabled.is_valid(i) && enabled.value(i),
@@ -251,7 +265,9 @@ pub async fn validate(session: &Session, batches: &[RecordBatch]) -> Result<()> 
 /// Every row of `finops.checks`.
 pub async fn load_checks(session: &Session) -> Result<Vec<Check>> {
     let (schema, table) = CHECKS;
-    let batches = session.query(&format!("SELECT * FROM {schema}.{table}")).await?;
+    let batches = session
+        .query(&format!("SELECT * FROM {schema}.{table}"))
+        .await?;
     checks_from_batches(&batches)
 }
 
@@ -269,7 +285,9 @@ pub fn builtin_batch() -> Result<RecordBatch> {
             col(|c| c.1),
             col(|c| c.3),
             col(|c| c.2),
-            Arc::new(StringArray::from_iter_values(BUILTIN_CHECKS.iter().map(|_| "log"))),
+            Arc::new(StringArray::from_iter_values(
+                BUILTIN_CHECKS.iter().map(|_| "log"),
+            )),
             Arc::new(BooleanArray::from(vec![true; BUILTIN_CHECKS.len()])),
         ],
     )
@@ -305,9 +323,20 @@ mod tests {
     fn due_when_a_fire_time_falls_in_the_window() {
         let batch = builtin_batch().expect("batch");
         let checks = checks_from_batches(&[batch]).expect("checks");
-        let hourly = checks.iter().find(|c| c.name == "unpriced_usage").expect("check");
+        let hourly = checks
+            .iter()
+            .find(|c| c.name == "unpriced_usage")
+            .expect("check");
         let at = |s| crate::budget::period::as_of(s).expect("ts");
-        assert!(due(hourly, at("2026-05-15T09:59:00Z"), at("2026-05-15T10:00:00Z")));
-        assert!(!due(hourly, at("2026-05-15T10:00:00Z"), at("2026-05-15T10:59:00Z")));
+        assert!(due(
+            hourly,
+            at("2026-05-15T09:59:00Z"),
+            at("2026-05-15T10:00:00Z")
+        ));
+        assert!(!due(
+            hourly,
+            at("2026-05-15T10:00:00Z"),
+            at("2026-05-15T10:59:00Z")
+        ));
     }
 }

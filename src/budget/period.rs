@@ -113,7 +113,11 @@ pub fn as_of(text: &str) -> Result<DateTime<Utc>> {
             return Ok(t.with_timezone(&Utc));
         }
     }
-    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
             return Ok(Utc.from_utc_datetime(&t));
         }
@@ -137,17 +141,71 @@ mod tests {
     #[test]
     fn periods_start_at_local_midnight() {
         let cases = [
-            (Period::Day, "2026-05-15T12:00:00Z", "UTC", "2026-05-15T00:00:00Z", "2026-05-16T00:00:00Z"),
-            (Period::Week, "2026-05-15T12:00:00Z", "UTC", "2026-05-11T00:00:00Z", "2026-05-18T00:00:00Z"),
-            (Period::Month, "2026-01-31T23:59:59Z", "UTC", "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"),
-            (Period::Month, "2028-02-29T10:00:00Z", "UTC", "2028-02-01T00:00:00Z", "2028-03-01T00:00:00Z"),
-            (Period::Quarter, "2026-05-15T12:00:00Z", "UTC", "2026-04-01T00:00:00Z", "2026-07-01T00:00:00Z"),
-            (Period::Quarter, "2026-12-31T12:00:00Z", "UTC", "2026-10-01T00:00:00Z", "2027-01-01T00:00:00Z"),
+            (
+                Period::Day,
+                "2026-05-15T12:00:00Z",
+                "UTC",
+                "2026-05-15T00:00:00Z",
+                "2026-05-16T00:00:00Z",
+            ),
+            (
+                Period::Week,
+                "2026-05-15T12:00:00Z",
+                "UTC",
+                "2026-05-11T00:00:00Z",
+                "2026-05-18T00:00:00Z",
+            ),
+            (
+                Period::Month,
+                "2026-01-31T23:59:59Z",
+                "UTC",
+                "2026-01-01T00:00:00Z",
+                "2026-02-01T00:00:00Z",
+            ),
+            (
+                Period::Month,
+                "2028-02-29T10:00:00Z",
+                "UTC",
+                "2028-02-01T00:00:00Z",
+                "2028-03-01T00:00:00Z",
+            ),
+            (
+                Period::Quarter,
+                "2026-05-15T12:00:00Z",
+                "UTC",
+                "2026-04-01T00:00:00Z",
+                "2026-07-01T00:00:00Z",
+            ),
+            (
+                Period::Quarter,
+                "2026-12-31T12:00:00Z",
+                "UTC",
+                "2026-10-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+            ),
             // 23:30 UTC on 31 January is already February in Berlin.
-            (Period::Month, "2026-01-31T23:30:00Z", "Europe/Berlin", "2026-01-31T23:00:00Z", "2026-02-28T23:00:00Z"),
+            (
+                Period::Month,
+                "2026-01-31T23:30:00Z",
+                "Europe/Berlin",
+                "2026-01-31T23:00:00Z",
+                "2026-02-28T23:00:00Z",
+            ),
             // The day DST starts in New York has 23 hours.
-            (Period::Day, "2026-03-08T12:00:00Z", "America/New_York", "2026-03-08T05:00:00Z", "2026-03-09T04:00:00Z"),
-            (Period::Day, "2026-05-15T02:00:00Z", "Asia/Kolkata", "2026-05-14T18:30:00Z", "2026-05-15T18:30:00Z"),
+            (
+                Period::Day,
+                "2026-03-08T12:00:00Z",
+                "America/New_York",
+                "2026-03-08T05:00:00Z",
+                "2026-03-09T04:00:00Z",
+            ),
+            (
+                Period::Day,
+                "2026-05-15T02:00:00Z",
+                "Asia/Kolkata",
+                "2026-05-14T18:30:00Z",
+                "2026-05-15T18:30:00Z",
+            ),
         ];
         for (period, at, tz, start, end) in cases {
             let tz = time_zone(tz).expect("tz");

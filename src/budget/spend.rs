@@ -79,7 +79,10 @@ pub async fn spend_buckets(
         let costs = costs.as_primitive::<Decimal128Type>();
         for i in 0..batch.num_rows() {
             if buckets.is_valid(i) {
-                out.push((buckets.value(i), if costs.is_valid(i) { costs.value(i) } else { 0 }));
+                out.push((
+                    buckets.value(i),
+                    if costs.is_valid(i) { costs.value(i) } else { 0 },
+                ));
             }
         }
     }
@@ -122,8 +125,7 @@ pub fn standing(
     } else {
         spent
     };
-    let pct_used = (amount > 0)
-        .then(|| ((spent as f64 / amount as f64) * 10000.0).round() / 100.0);
+    let pct_used = (amount > 0).then(|| ((spent as f64 / amount as f64) * 10000.0).round() / 100.0);
     let status = match pct_used {
         None if spent > 0 => "exceeded",
         None => "ok",

@@ -26,7 +26,7 @@ use datafusion::prelude::SessionContext;
 
 use super::period;
 use super::rows::{Budget, budgets_from_batches};
-use super::spend::{self, spend_buckets, spend_between, standing};
+use super::spend::{self, spend_between, spend_buckets, standing};
 use crate::engine::FinopsOptions;
 use crate::error::{Error, Result};
 use crate::schema::{money_type, timestamp_type};
@@ -93,7 +93,9 @@ fn head_fields() -> Vec<Field> {
 
 /// The time zone and "now" of a session: `finops.timezone` and `finops.as_of` (empty: the
 /// clock).
-pub fn clock_of(options: &datafusion::common::config::ConfigOptions) -> Result<(Tz, DateTime<Utc>)> {
+pub fn clock_of(
+    options: &datafusion::common::config::ConfigOptions,
+) -> Result<(Tz, DateTime<Utc>)> {
     let finops = options.extensions.get::<FinopsOptions>();
     let tz = period::time_zone(finops.map(|f| f.timezone.as_str()).unwrap_or("UTC"))?;
     let now = period::as_of(finops.map(|f| f.as_of.as_str()).unwrap_or(""))?;
@@ -149,7 +151,14 @@ struct Head {
 }
 
 impl Head {
-    fn push(&mut self, b: &Budget, start: DateTime<Utc>, end: DateTime<Utc>, spent: i128, pct: Option<f64>) {
+    fn push(
+        &mut self,
+        b: &Budget,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        spent: i128,
+        pct: Option<f64>,
+    ) {
         self.id.append_value(&b.id);
         self.scope.append_value(&b.scope_name);
         self.value.append_option(b.scope_value.as_deref());
@@ -236,7 +245,11 @@ pub async fn status_batch(ctx: &SessionContext, tz: Tz, now: DateTime<Utc>) -> R
 
 /// The rows of `finops.budget_history`: every budget's periods that ended by `now`, from the
 /// first with spend, with the budget's current amount.
-pub async fn history_batch(ctx: &SessionContext, tz: Tz, now: DateTime<Utc>) -> Result<RecordBatch> {
+pub async fn history_batch(
+    ctx: &SessionContext,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<RecordBatch> {
     let budgets = load_budgets(ctx).await?;
     let mut head = Head::default();
     let mut status = StringBuilder::new();
