@@ -345,7 +345,7 @@ pub async fn deliver_pending(
             cast(batch.column(8), &DataType::Int64).map_err(crate::error::arrow_error)?;
         let attempts = attempts.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         for i in 0..batch.num_rows() {
-            let v = |k: usize| c[k].is_valid(i).then(|| c[k].value(i)).unwrap_or("");
+            let v = |k: usize| if c[k].is_valid(i) { c[k].value(i) } else { "" };
             let payload: Value = serde_json::from_str(v(6)).unwrap_or(Value::Null);
             pending.push(Pending {
                 alert_id: v(0).to_string(),

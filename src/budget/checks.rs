@@ -167,6 +167,10 @@ fn text(batch: &RecordBatch, name: &str) -> Result<datafusion::arrow::array::Str
         .clone())
 }
 
+fn value_at(array: &datafusion::arrow::array::StringArray, i: usize) -> Option<&str> {
+    array.is_valid(i).then(|| array.value(i))
+}
+
 /// Read the checks in `batches`, checking every rule but the SQL (see [`validate`]).
 pub fn checks_from_batches(batches: &[RecordBatch]) -> Result<Vec<Check>> {
     let mut out: Vec<Check> = Vec::new();
@@ -184,11 +188,7 @@ pub fn checks_from_batches(batches: &[RecordBatch]) -> Result<Vec<Check>> {
         let enabled = cast(enabled, &DataType::Boolean).map_err(crate::error::arrow_error)?;
         let enabled = enabled.as_boolean();
         for i in 0..batch.num_rows() {
-            let name = names
-                .is_valid(i)
-                .then(|| names.value(i))
-                .unwrap_or("")
-                .trim();
+            let name = value_at(&names, i).unwrap_or("").trim();
             let bad = |m: String| {
                 Error::InvalidParameter(format!("finops.checks: check \"{name}\": {m}"))
             };
@@ -202,35 +202,22 @@ pub fn checks_from_batches(batches: &[RecordBatch]) -> Result<Vec<Check>> {
                     message: format!("finops.checks: check \"{name}\" already exists"),
                 });
             }
-            let schedule_text = schedules
-                .is_valid(i)
-                .then(|| schedules.value(i))
-                .unwrap_or("");
+            let schedule_text = value_at(&schedules, i).unwrap_or("");
             let schedule = parse_schedule(schedule_text).map_err(bad)?;
-            let severity = severities
-                .is_valid(i)
-                .then(|| severities.value(i))
-                .unwrap_or("warning");
+            let severity = value_at(&severities, i).unwrap_or("warning");
             if !SEVERITIES.contains(&severity) {
                 return Err(bad(format!(
                     "unknown severity \"{severity}\" (expected one of {})",
                     SEVERITIES.join(", ")
                 )));
             }
-            let notify = notifies
-                .is_valid(i)
-                .then(|| notifies.value(i))
-                .unwrap_or("log");
+            let notify = value_at(&notifies, i).unwrap_or("log");
             check_notify(Some(notify)).map_err(bad)?;
             out.push(Check {
                 name: name.to_string(),
                 schedule_text: schedule_text.to_string(),
                 schedule,
-                sql: sqls
-                    .is_valid(i)
-                    .then(|| sqls.value(i))
-                    .unwrap_or("")
-                    .to_string(),
+                sql: value_at(&sqls, i).unwrap_or("").to_string(),
                 severity: severity.to_string(),
                 notify: notify.to_string(),
                 enabled: enabled.is_valid(i) && enabled.value(i),
