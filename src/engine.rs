@@ -32,6 +32,9 @@ extensions_options! {
         pub timezone: String, default = "UTC".to_string()
         /// Window, in hours, within which a repeated prompt counts as redundant.
         pub redundancy_window_hours: u64, default = 24
+        /// "Now" for budget periods and checks (a timestamp; empty: the clock), so a past
+        /// moment can be replayed.
+        pub as_of: String, default = String::new()
     }
 }
 
@@ -91,11 +94,24 @@ pub enum ConfigTable {
     AttributionRules,
     /// `finops.price_adjustments`.
     PriceAdjustments,
+    /// `finops.budgets` (read by the hard-cap state).
+    Budgets,
+    /// `finops.checks`.
+    Checks,
 }
 
 impl ConfigTable {
-    /// Every indexed configuration table.
-    pub const ALL: [ConfigTable; 2] =
+    /// Every validated configuration table.
+    pub const ALL: [ConfigTable; 4] = [
+        ConfigTable::AttributionRules,
+        ConfigTable::PriceAdjustments,
+        ConfigTable::Budgets,
+        ConfigTable::Checks,
+    ];
+
+    /// The tables `finops.usage` reads through its functions' indexes, loaded before the
+    /// built-in views exist.
+    pub const INDEXED: [ConfigTable; 2] =
         [ConfigTable::AttributionRules, ConfigTable::PriceAdjustments];
 
     /// `(schema, table)`.
@@ -103,6 +119,17 @@ impl ConfigTable {
         match self {
             ConfigTable::AttributionRules => crate::attribution::ATTRIBUTION_RULES,
             ConfigTable::PriceAdjustments => crate::adjustments::PRICE_ADJUSTMENTS,
+            ConfigTable::Budgets => crate::ownership::BUDGETS,
+            ConfigTable::Checks => crate::budget::checks::CHECKS,
+        }
+    }
+
+    /// How the table is stored (its column defaults).
+    pub fn options(self) -> TableOptions {
+        match self {
+            ConfigTable::Budgets => crate::ownership::budgets_options(),
+            ConfigTable::Checks => crate::budget::checks::checks_options(),
+            _ => TableOptions::config(),
         }
     }
 
@@ -111,6 +138,8 @@ impl ConfigTable {
         match self {
             ConfigTable::AttributionRules => crate::attribution::rules_schema(),
             ConfigTable::PriceAdjustments => crate::adjustments::adjustments_schema(),
+            ConfigTable::Budgets => crate::ownership::budgets_schema(),
+            ConfigTable::Checks => crate::budget::checks::checks_schema(),
         }
     }
 
@@ -122,9 +151,12 @@ impl ConfigTable {
         })
     }
 
-    /// Check rows about to be written (INSERT rows, or UPDATE's new rows) on their own.
-    pub fn validate(self, batches: &[RecordBatch]) -> Result<()> {
+    /// Check rows about to be written (INSERT rows, or UPDATE's new rows) on their own; a
+    /// check's SQL is planned in `session`.
+    pub async fn validate(self, session: &Session, batches: &[RecordBatch]) -> Result<()> {
         match self {
+            ConfigTable::Budgets => crate::budget::rows::budgets_from_batches(batches).map(|_| ()),
+            ConfigTable::Checks => crate::budget::checks::validate(session, batches).await,
             ConfigTable::AttributionRules => {
                 crate::attribution::RuleSet::from_batches(batches).map(|_| ())
             }
@@ -143,6 +175,7 @@ pub struct Engine {
     prices: finops_udfs::PriceBookHandle,
     rules: crate::attribution::RulesHandle,
     adjustments: crate::adjustments::AdjustmentsHandle,
+    caps: Arc<crate::budget::cap::Caps>,
     views: std::sync::OnceLock<Arc<crate::materialized::MaterializedViews>>,
 }
 
@@ -236,6 +269,14 @@ impl Engine {
             adjustments.clone(),
             prices.clone(),
         ));
+        let caps = Arc::new(crate::budget::cap::Caps::new(
+            crate::budget::period::time_zone(&config.finops.timezone)?,
+        ));
+        base.register_udf(crate::budget::functions::tag_value_udf());
+        base.register_udf(crate::budget::functions::ReserveFunc::udf(Arc::clone(
+            &caps,
+        )));
+        base.register_udf(crate::budget::NowFunc::udf());
         let engine = Arc::new(Engine {
             base,
             config,
@@ -243,12 +284,15 @@ impl Engine {
             prices,
             rules,
             adjustments,
+            caps,
             views: std::sync::OnceLock::new(),
         });
+        let (checks_schema, checks_name) = crate::budget::checks::CHECKS;
+        let first_start = engine.storage.table(checks_schema, checks_name).is_none();
         engine.register_durable_tables().await?;
         let session = engine.session(Identity::local_admin())?;
         engine.reload_prices(&session).await?;
-        for table in ConfigTable::ALL {
+        for table in ConfigTable::INDEXED {
             engine.reload_config(&session, table).await?;
         }
         crate::statements::restore_provider_tables(&session).await?;
@@ -261,6 +305,15 @@ impl Engine {
         let _ = engine.views.set(Arc::clone(&views));
         engine.create_builtin_objects(&session).await?;
         crate::materialized::register_pg_catalog_overlay(&engine.base, DATABASE, &views)?;
+        if first_start {
+            session
+                .append(
+                    &format!("{checks_schema}.{checks_name}"),
+                    vec![crate::budget::checks::builtin_batch()?],
+                )
+                .await?;
+        }
+        engine.reload_config(&session, ConfigTable::Budgets).await?;
         Ok(engine)
     }
 
@@ -286,9 +339,18 @@ impl Engine {
         for table in ConfigTable::ALL {
             let (schema, name) = table.name();
             self.storage
-                .ensure_table(schema, name, table.schema(), TableOptions::config())
+                .ensure_table(schema, name, table.schema(), table.options())
                 .await?;
         }
+        let (schema, name) = crate::budget::alerts::ALERTS;
+        self.storage
+            .ensure_table(
+                schema,
+                name,
+                crate::budget::alerts::alerts_schema(),
+                crate::budget::alerts::alerts_options(),
+            )
+            .await?;
         for ((schema, name), columns) in crate::ownership::tables() {
             self.storage
                 .ensure_table(schema, name, columns, TableOptions::config())
@@ -299,6 +361,19 @@ impl Engine {
             finops.register_table(
                 crate::usage::USAGE_ALL.to_string(),
                 Arc::new(crate::usage::UsageAll::new(&catalog)),
+            )?;
+            use crate::budget::status::{BUDGET_HISTORY, BUDGET_STATUS, BudgetTable, BudgetView};
+            finops.register_table(
+                BUDGET_STATUS.to_string(),
+                Arc::new(BudgetTable::new(BudgetView::Status)),
+            )?;
+            finops.register_table(
+                BUDGET_HISTORY.to_string(),
+                Arc::new(BudgetTable::new(BudgetView::History)),
+            )?;
+            finops.register_table(
+                crate::budget::cap::CAP_STATUS.to_string(),
+                Arc::new(crate::budget::cap::CapTable::new(Arc::clone(&self.caps))),
             )?;
         }
         for (schema_name, table_name, table) in self.storage.tables() {
@@ -353,6 +428,13 @@ impl Engine {
             ConfigTable::PriceAdjustments => self
                 .adjustments
                 .replace(crate::adjustments::Adjustments::from_batches(&batches)?),
+            ConfigTable::Budgets => {
+                crate::budget::rows::budgets_from_batches(&batches)?;
+                self.caps.reload(&self.base, chrono::Utc::now()).await?;
+            }
+            ConfigTable::Checks => {
+                crate::budget::checks::checks_from_batches(&batches)?;
+            }
         }
         Ok(())
     }
@@ -417,6 +499,12 @@ impl Engine {
             }
         } else if let Err(e) = views.mark_stale(&names).await {
             log::warn!("could not mark views over {table} stale: {e}");
+        }
+        if feeds_usage
+            && !self.caps.is_empty()
+            && let Err(e) = self.caps.refresh(&self.base, chrono::Utc::now()).await
+        {
+            log::warn!("could not refresh the hard caps after a change to {table}: {e}");
         }
     }
 
@@ -520,6 +608,21 @@ impl Session {
     /// Who this session runs as.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// Set `finops.as_of` ("now" for budget periods and checks; empty: the clock).
+    pub fn set_as_of(&self, as_of: &str) -> Result<()> {
+        crate::budget::period::as_of(as_of)?;
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        let finops = state
+            .config_mut()
+            .options_mut()
+            .extensions
+            .get_mut::<FinopsOptions>()
+            .ok_or_else(|| Error::Internal("finops options not registered".into()))?;
+        finops.as_of = as_of.to_string();
+        Ok(())
     }
 
     /// Whether the engine runs `statement` itself rather than handing it to DataFusion.

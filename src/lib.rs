@@ -15,6 +15,7 @@
 pub mod access;
 pub mod adjustments;
 pub mod attribution;
+pub mod budget;
 pub mod builtin_sql;
 pub mod catalog;
 pub mod config;

@@ -82,6 +82,19 @@ enum Command {
         #[command(subcommand)]
         command: PricesCommand,
     },
+    /// Run the checks of finops.checks once and record and deliver what they raise.
+    /// Exit status: 0 nothing fired, 1 something fired, 2 error.
+    Check {
+        /// Run only this check (even if disabled).
+        #[arg(long)]
+        name: Option<String>,
+        /// Evaluate as of this moment instead of now (e.g. 2026-05-31T18:00:00Z).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
+        format: CheckFormat,
+    },
     /// Read a password from standard input and print its hash for the config file.
     HashPassword,
 }
@@ -94,6 +107,12 @@ enum PricesCommand {
         /// The catalog file (JSON).
         file: PathBuf,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum CheckFormat {
+    Table,
+    Json,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -199,7 +218,13 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     finops_db::config::DEFAULT_PASSWORD
                 );
             }
-            server.run(finops_db::server::shutdown_signal()).await?;
+            let scheduler = finops_db::budget::spawn_scheduler(
+                Arc::clone(&engine),
+                std::time::Duration::from_secs(30),
+            );
+            let served = server.run(finops_db::server::shutdown_signal()).await;
+            scheduler.abort();
+            served?;
         }
         Command::Sql { query, format } => {
             let config = load_config(&cli.common, None)?;
@@ -274,6 +299,14 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             );
             engine.close().await?;
         }
+        Command::Check {
+            name,
+            as_of,
+            format,
+        } => {
+            let config = load_config(&cli.common, None)?;
+            return check(config, name, as_of, format).await;
+        }
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin()
@@ -285,6 +318,62 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn check(
+    config: Config,
+    name: Option<String>,
+    as_of: Option<String>,
+    format: CheckFormat,
+) -> Result<std::process::ExitCode> {
+    use finops_db::budget::alerts;
+    let engine = Engine::open(config).await?;
+    let session = engine.session(Identity::local_admin())?;
+    if let Some(as_of) = &as_of {
+        session.set_as_of(as_of)?;
+    }
+    let run = alerts::run_named(&session, name.as_deref()).await?;
+    if let Err(e) = alerts::deliver_pending(
+        &session,
+        &reqwest::Client::new(),
+        &alerts::Delivery::default(),
+    )
+    .await
+    {
+        log::warn!("delivering alerts failed: {e}");
+    }
+    engine.close().await?;
+    match format {
+        CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&run)?),
+        CheckFormat::Table => {
+            for a in &run.alerts {
+                println!(
+                    "{:<24} {:<8} {:<4} {:<40} {}",
+                    a.check_name,
+                    a.severity,
+                    if a.new { "new" } else { "seen" },
+                    a.key,
+                    a.message
+                );
+            }
+            for (check, error) in &run.errors {
+                eprintln!("check {check} failed: {error}");
+            }
+            println!(
+                "{} alert(s), {} new, {} check error(s)",
+                run.alerts.len(),
+                run.alerts.iter().filter(|a| a.new).count(),
+                run.errors.len()
+            );
+        }
+    }
+    Ok(std::process::ExitCode::from(if !run.errors.is_empty() {
+        2
+    } else if !run.alerts.is_empty() {
+        1
+    } else {
+        0
+    }))
 }
 
 fn print_batches(batches: &[RecordBatch], format: Format) -> Result<()> {

@@ -1,13 +1,14 @@
 //! Who owns the spend and what it may cost: the columns of `finops.owners` and `finops.budgets`
 //! (SPEC 3.7), created at first start.
 //!
-//! Owns these tables' columns. It must not read usage or evaluate budgets.
+//! Owns these tables' columns. It must not read usage or evaluate budgets (`budget/` does).
 
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::schema::money_type;
+use crate::storage::{ColumnDefault, TableOptions};
 
 /// `(schema, table)` of the owners.
 pub const OWNERS: (&str, &str) = ("finops", "owners");
@@ -51,7 +52,22 @@ static BUDGETS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// The ownership tables created at first start, with their columns.
-pub fn tables() -> [((&'static str, &'static str), SchemaRef); 2] {
-    [(OWNERS, owners_schema()), (BUDGETS, budgets_schema())]
+/// Storage options of `finops.budgets`: `thresholds` defaults to `50,80,100` and `hard_cap` to
+/// false when an INSERT leaves them out.
+pub fn budgets_options() -> TableOptions {
+    let mut options = TableOptions::config();
+    options.defaults = vec![
+        (
+            "thresholds".into(),
+            ColumnDefault::Text(crate::budget::rows::DEFAULT_THRESHOLDS.into()),
+        ),
+        ("hard_cap".into(), ColumnDefault::Boolean(false)),
+    ];
+    options
+}
+
+/// The ownership tables created at first start that no index reads, with their columns
+/// (`finops.budgets` is a validated configuration table, see `engine::ConfigTable`).
+pub fn tables() -> [((&'static str, &'static str), SchemaRef); 1] {
+    [(OWNERS, owners_schema())]
 }

@@ -279,11 +279,13 @@ async fn config_table_dml(
                 .collect()
                 .await?;
             all.extend(new_rows.iter().cloned());
-            table.validate(&all)?;
+            table.validate(session, &all).await?;
             session.append(&qualified, new_rows).await?
         }
         WriteOp::Update | WriteOp::Delete => {
-            table.validate(&batches_after(session, dml).await?)?;
+            table
+                .validate(session, &batches_after(session, dml).await?)
+                .await?;
             count_rows(&collect(session, plan.clone()).await?) as u64
         }
         _ => count_rows(&collect(session, plan.clone()).await?) as u64,

@@ -1,0 +1,313 @@
+//! Hard caps for gateways: the spend of every `hard_cap` budget in its current period, kept in
+//! memory (loaded at start, refreshed after each ingest) with the reservations granted by
+//! `finops.reserve`, and `finops.cap_status` over it.
+//!
+//! Owns the cap state and its locking. It must not write to storage; reservations live in
+//! memory and are released as the usage they stood for is ingested (or when the period ends).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Decimal128Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+
+use super::rows::Budget;
+use super::spend::spend_between;
+use super::status::load_budgets;
+use crate::error::{Error, Result};
+use crate::schema::{money_type, timestamp_type};
+
+/// Name of the cap table inside `finops`.
+pub const CAP_STATUS: &str = "cap_status";
+
+#[derive(Debug)]
+struct CapEntry {
+    budget: Budget,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    spent: i128,
+    reserved: i128,
+}
+
+impl CapEntry {
+    /// Move to the period containing `now` if the current one has ended: spend and
+    /// reservations start again from zero (the next refresh reads any usage already there).
+    fn roll(&mut self, now: DateTime<Utc>, tz: Tz) {
+        if now >= self.end || now < self.start {
+            let (start, end) = self.budget.period.bounds(now, tz);
+            *self = CapEntry {
+                budget: self.budget.clone(),
+                start,
+                end,
+                spent: 0,
+                reserved: 0,
+            };
+        }
+    }
+
+    fn left(&self) -> i128 {
+        self.budget.amount - self.spent - self.reserved
+    }
+}
+
+/// The cap state of every `hard_cap` budget. One mutex per budget: a reservation locks the
+/// budgets it touches (in `budget_id` order) and checks and books them as one step.
+#[derive(Debug)]
+pub struct Caps {
+    tz: Tz,
+    entries: RwLock<BTreeMap<String, Arc<Mutex<CapEntry>>>>,
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Internal("cap state lock poisoned".into())
+}
+
+impl Caps {
+    /// Empty state for budgets in time zone `tz`.
+    pub fn new(tz: Tz) -> Self {
+        Self {
+            tz,
+            entries: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    fn entries(&self) -> Result<Vec<Arc<Mutex<CapEntry>>>> {
+        Ok(self
+            .entries
+            .read()
+            .map_err(poisoned)?
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    /// Whether any budget has a hard cap.
+    pub fn is_empty(&self) -> bool {
+        self.entries.read().map(|e| e.is_empty()).unwrap_or(true)
+    }
+
+    /// Load the `hard_cap` budgets and their spend so far this period. Reservations of a
+    /// budget whose amount, scope and period are unchanged are kept.
+    pub async fn reload(&self, ctx: &SessionContext, now: DateTime<Utc>) -> Result<()> {
+        let budgets: Vec<Budget> = load_budgets(ctx)
+            .await?
+            .into_iter()
+            .filter(|b| b.hard_cap)
+            .collect();
+        let mut fresh = BTreeMap::new();
+        for budget in budgets {
+            let (start, end) = budget.period.bounds(now, self.tz);
+            let (spent, _) = spend_between(ctx, &budget.scope, start, end, end).await?;
+            let reserved = self
+                .entries
+                .read()
+                .map_err(poisoned)?
+                .get(&budget.id)
+                .and_then(|e| {
+                    let e = e.lock().ok()?;
+                    (e.budget.scope == budget.scope
+                        && e.budget.period == budget.period
+                        && e.start == start)
+                        .then_some(e.reserved)
+                })
+                .unwrap_or(0);
+            fresh.insert(
+                budget.id.clone(),
+                Arc::new(Mutex::new(CapEntry {
+                    budget,
+                    start,
+                    end,
+                    spent,
+                    reserved,
+                })),
+            );
+        }
+        *self.entries.write().map_err(poisoned)? = fresh;
+        Ok(())
+    }
+
+    /// Re-read each capped scope's spend in its current period after usage changed; spend that
+    /// arrived uses up reservations first (it is the usage they were made for).
+    pub async fn refresh(&self, ctx: &SessionContext, now: DateTime<Utc>) -> Result<()> {
+        for entry in self.entries()? {
+            let (scope, start, end) = {
+                let mut e = entry.lock().map_err(poisoned)?;
+                e.roll(now, self.tz);
+                (e.budget.scope.clone(), e.start, e.end)
+            };
+            let (spent, _) = spend_between(ctx, &scope, start, end, end).await?;
+            let mut e = entry.lock().map_err(poisoned)?;
+            if e.start == start {
+                let arrived = (spent - e.spent).max(0);
+                e.reserved = (e.reserved - arrived).max(0);
+                e.spent = spent;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserve `amount` against every capped budget of `scope`/`value` (and the `org` caps):
+    /// granted only if it fits all of them, and then booked on all of them at once.
+    /// A scope with no cap is always granted.
+    pub fn reserve(
+        &self,
+        scope: &str,
+        value: Option<&str>,
+        amount: i128,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        if amount < 0 {
+            return Err(Error::InvalidParameter(format!(
+                "finops.reserve: amount must be at least 0 (got {})",
+                super::rows::format_money(amount)
+            )));
+        }
+        let matching: Vec<Arc<Mutex<CapEntry>>> = {
+            let entries = self.entries.read().map_err(poisoned)?;
+            entries
+                .values()
+                .filter(|e| {
+                    e.lock().is_ok_and(|e| {
+                        e.budget.scope == super::rows::Scope::Org
+                            || e.budget.scope.matches(scope, value)
+                    })
+                })
+                .cloned()
+                .collect()
+        };
+        let mut guards = Vec::with_capacity(matching.len());
+        for entry in &matching {
+            guards.push(entry.lock().map_err(poisoned)?);
+        }
+        for g in guards.iter_mut() {
+            g.roll(now, self.tz);
+        }
+        if guards.iter().any(|g| g.left() < amount) {
+            return Ok(false);
+        }
+        for g in guards.iter_mut() {
+            g.reserved += amount;
+        }
+        Ok(true)
+    }
+
+    /// The rows of `finops.cap_status` at `now`.
+    pub fn batch(&self, now: DateTime<Utc>) -> Result<RecordBatch> {
+        let mut id = StringBuilder::new();
+        let mut scope = StringBuilder::new();
+        let mut value = StringBuilder::new();
+        let mut period = StringBuilder::new();
+        let mut start = TimestampMicrosecondBuilder::new();
+        let mut end = TimestampMicrosecondBuilder::new();
+        let mut amount = Decimal128Builder::new();
+        let mut spent = Decimal128Builder::new();
+        let mut reserved = Decimal128Builder::new();
+        let mut remaining = Decimal128Builder::new();
+        let mut allowed = BooleanBuilder::new();
+        for entry in self.entries()? {
+            let mut e = entry.lock().map_err(poisoned)?;
+            e.roll(now, self.tz);
+            id.append_value(&e.budget.id);
+            scope.append_value(&e.budget.scope_name);
+            value.append_option(e.budget.scope_value.as_deref());
+            period.append_value(&e.budget.period_name);
+            start.append_value(e.start.timestamp_micros());
+            end.append_value(e.end.timestamp_micros());
+            amount.append_value(e.budget.amount);
+            spent.append_value(e.spent);
+            reserved.append_value(e.reserved);
+            remaining.append_value(e.left());
+            allowed.append_value(e.left() > 0);
+        }
+        let money = |mut b: Decimal128Builder| -> ArrayRef {
+            Arc::new(b.finish().with_data_type(money_type()))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(id.finish()),
+            Arc::new(scope.finish()),
+            Arc::new(value.finish()),
+            Arc::new(period.finish()),
+            Arc::new(start.finish().with_timezone("UTC")),
+            Arc::new(end.finish().with_timezone("UTC")),
+            money(amount),
+            money(spent),
+            money(reserved),
+            money(remaining),
+            Arc::new(allowed.finish()),
+        ];
+        RecordBatch::try_new(cap_schema(), columns).map_err(crate::error::arrow_error)
+    }
+}
+
+/// Columns of `finops.cap_status`: `remaining` is `amount - spent - reserved`; `allowed` says
+/// whether the scope may still spend.
+pub fn cap_schema() -> SchemaRef {
+    Arc::clone(&CAP_SCHEMA)
+}
+
+static CAP_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("budget_id", DataType::Utf8, false),
+        Field::new("scope", DataType::Utf8, false),
+        Field::new("scope_value", DataType::Utf8, true),
+        Field::new("period", DataType::Utf8, false),
+        Field::new("period_start", timestamp_type(), false),
+        Field::new("period_end", timestamp_type(), false),
+        Field::new("amount", money_type(), false),
+        Field::new("spent", money_type(), false),
+        Field::new("reserved", money_type(), false),
+        Field::new("remaining", money_type(), false),
+        Field::new("allowed", DataType::Boolean, false),
+    ]))
+});
+
+/// `finops.cap_status`, read from the in-memory state.
+#[derive(Debug)]
+pub struct CapTable {
+    caps: Arc<Caps>,
+}
+
+impl CapTable {
+    /// The table over `caps`.
+    pub fn new(caps: Arc<Caps>) -> Self {
+        Self { caps }
+    }
+}
+
+#[async_trait]
+impl TableProvider for CapTable {
+    fn schema(&self) -> SchemaRef {
+        cap_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batch = self.caps.batch(Utc::now())?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            cap_schema(),
+            projection.cloned(),
+        )?)
+    }
+}
