@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::materialized::MaterializedTable;
 use crate::providers::ProviderTable;
 use crate::storage::DurableTable;
+use crate::ingest_errors::IngestErrors;
 use crate::usage::UsageAll;
 
 /// Columns `attribute_usage` takes, in order (all in the canonical usage shape).
@@ -162,7 +163,9 @@ impl AccessRule {
             let team = datafusion::functions::core::expr_fn::get_field(owner, "team");
             return Ok(Some(team.in_list(self.teams(), false)));
         }
-        if provider.downcast_ref::<ProviderTable>().is_some() {
+        if provider.downcast_ref::<ProviderTable>().is_some()
+            || provider.downcast_ref::<IngestErrors>().is_some()
+        {
             return Err(denied(
                 &self.identity,
                 format!("read {} (provider rows of every team)", scan.table_name),

@@ -300,6 +300,14 @@ impl Engine {
                 crate::usage::USAGE_ALL.to_string(),
                 Arc::new(crate::usage::UsageAll::new(&catalog)),
             )?;
+            finops.register_table(
+                crate::usage::BILLS_ALL.to_string(),
+                Arc::new(crate::usage::UsageAll::bills(&catalog)),
+            )?;
+            finops.register_table(
+                crate::ingest_errors::INGEST_ERRORS.to_string(),
+                Arc::new(crate::ingest_errors::IngestErrors::new(&catalog)),
+            )?;
         }
         for (schema_name, table_name, table) in self.storage.tables() {
             let schema = match catalog.schema(&schema_name) {
