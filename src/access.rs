@@ -28,10 +28,10 @@ use datafusion::optimizer::AnalyzerRule;
 use crate::config::Role;
 use crate::engine::Identity;
 use crate::error::{Error, Result};
+use crate::ingest_errors::IngestErrors;
 use crate::materialized::MaterializedTable;
 use crate::providers::ProviderTable;
 use crate::storage::DurableTable;
-use crate::ingest_errors::IngestErrors;
 use crate::usage::UsageAll;
 
 /// Columns `attribute_usage` takes, in order (all in the canonical usage shape).
