@@ -6,7 +6,8 @@
 //!   usage table gets a filter on the team the row is attributed to (after
 //!   `finops.attribution_rules`, as `finops.usage` shows it), every materialized view is filtered
 //!   on its `team` column, and tables that carry other teams' rows with no team to filter on
-//!   (raw provider tables, a materialized view without a `team` column) are refused.
+//!   (raw provider tables, a materialized view without a `team` column) are refused; budget
+//!   status, history and caps show the budgets of those teams only.
 //!
 //! Statements the engine runs itself (DDL, DML, COPY, materialized views) call [`authorize`];
 //! everything else, including DML hidden inside `EXPLAIN ANALYZE`, goes through the
@@ -28,6 +29,7 @@ use datafusion::optimizer::AnalyzerRule;
 use crate::config::Role;
 use crate::engine::Identity;
 use crate::error::{Error, Result};
+use crate::ingest_errors::IngestErrors;
 use crate::materialized::MaterializedTable;
 use crate::providers::ProviderTable;
 use crate::storage::DurableTable;
@@ -162,12 +164,30 @@ impl AccessRule {
             let team = datafusion::functions::core::expr_fn::get_field(owner, "team");
             return Ok(Some(team.in_list(self.teams(), false)));
         }
-        if provider.downcast_ref::<ProviderTable>().is_some() {
+        if provider.downcast_ref::<ProviderTable>().is_some()
+            || provider.downcast_ref::<IngestErrors>().is_some()
+        {
             return Err(denied(
                 &self.identity,
                 format!("read {} (provider rows of every team)", scan.table_name),
             )
             .into());
+        }
+        if provider
+            .downcast_ref::<crate::budget::status::BudgetTable>()
+            .is_some()
+            || provider
+                .downcast_ref::<crate::budget::cap::CapTable>()
+                .is_some()
+        {
+            // Budgets of the reader's teams only.
+            let team_scope = column("scope").eq(Expr::Literal(
+                ScalarValue::Utf8(Some("team".to_string())),
+                None,
+            ));
+            return Ok(Some(
+                team_scope.and(column("scope_value").in_list(self.teams(), false)),
+            ));
         }
         if provider.downcast_ref::<MaterializedTable>().is_some() {
             if provider.schema().column_with_name("team").is_none() {

@@ -88,7 +88,7 @@ impl Adjustments {
                 let c = batch.column_by_name(name).ok_or_else(|| {
                     Error::Internal(format!("price adjustments without column {name}"))
                 })?;
-                Ok(cast(c, ty).map_err(arrow_error)?)
+                cast(c, ty).map_err(arrow_error)
             };
             let ts_type = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
             let (id, provider, model) = (

@@ -431,13 +431,17 @@ impl ScalarUDFImpl for AttributeUsageFunc {
 mod tests {
     use super::*;
 
-    fn rules(
-        rows: &[(&str, Option<i64>, Option<&str>, &str, &str, Option<&str>)],
-    ) -> Result<RuleSet> {
-        let col = |f: &dyn Fn(
-            &(&str, Option<i64>, Option<&str>, &str, &str, Option<&str>),
-        ) -> Option<String>|
-         -> ArrayRef {
+    type RuleRow<'a> = (
+        &'a str,
+        Option<i64>,
+        Option<&'a str>,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+    );
+
+    fn rules(rows: &[RuleRow<'_>]) -> Result<RuleSet> {
+        let col = |f: &dyn Fn(&RuleRow<'_>) -> Option<String>| -> ArrayRef {
             Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
         };
         let batch = RecordBatch::try_new(

@@ -34,6 +34,14 @@ pub const BUILTIN_SQL: &[(&str, &str)] = &[
         "finops.unowned_spend",
         include_str!("../sql/finops/unowned_spend.sql"),
     ),
+    (
+        "kpi.reconciliation",
+        include_str!("../sql/kpi/reconciliation.sql"),
+    ),
+    (
+        "finops.focus_export",
+        include_str!("../sql/finops/focus_export.sql"),
+    ),
 ];
 
 /// The SQL of built-in object `name` (`schema.object`), if there is one.

@@ -375,6 +375,14 @@ impl Engine {
                 crate::budget::cap::CAP_STATUS.to_string(),
                 Arc::new(crate::budget::cap::CapTable::new(Arc::clone(&self.caps))),
             )?;
+            finops.register_table(
+                crate::usage::BILLS_ALL.to_string(),
+                Arc::new(crate::usage::UsageAll::bills(&catalog)),
+            )?;
+            finops.register_table(
+                crate::ingest_errors::INGEST_ERRORS.to_string(),
+                Arc::new(crate::ingest_errors::IngestErrors::new(&catalog)),
+            )?;
         }
         for (schema_name, table_name, table) in self.storage.tables() {
             let schema = match catalog.schema(&schema_name) {

@@ -24,6 +24,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod ingest;
+pub mod ingest_errors;
 pub mod materialized;
 pub mod ownership;
 pub mod pricing;

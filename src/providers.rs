@@ -10,6 +10,8 @@
 //! [OPTIONS ('on_error' 'skip')]` then yields a [`ProviderTable`] with the native columns;
 //! [`ProviderTable::canonical`] gives the same files as `finops.usage_events` rows, and
 //! [`ProviderTable::skipped`] / [`skipped_batch`] the records skipped (for `finops.ingest_errors`).
+//! A bill format ([`BILL_FORMATS`]) also takes `OPTIONS ('source_of_truth' 'true')`, which puts
+//! its rows in `finops.usage` at their billed cost.
 //! [`parse_file`] parses bytes directly (for `finops-db ingest`).
 
 use std::sync::Arc;
@@ -124,6 +126,23 @@ static NAMES: [&str; 14] = [
     "LITELLM_SPEND",
 ];
 
+/// Formats that are bills (cost exports) rather than usage: their rows carry the billed
+/// `reported_cost` and feed reconciliation, not `finops.usage`, unless the table is marked
+/// `OPTIONS ('source_of_truth' 'true')`.
+pub const BILL_FORMATS: [&str; 6] = [
+    "OPENAI_COSTS",
+    "ANTHROPIC_COSTS",
+    "AWS_CUR",
+    "GCP_BILLING",
+    "AZURE_COSTS",
+    "FOCUS",
+];
+
+/// Whether format `name` is a bill.
+pub fn is_bill(name: &str) -> bool {
+    BILL_FORMATS.iter().any(|b| b.eq_ignore_ascii_case(name))
+}
+
 /// The `STORED AS` names of every provider format.
 pub fn formats() -> &'static [&'static str] {
     &NAMES
@@ -185,6 +204,17 @@ pub enum OnError {
     Skip,
 }
 
+/// Read a boolean table option (`'true'`/`'false'`, also `on`/`off`, `yes`/`no`, `1`/`0`).
+pub fn parse_flag(key: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" => Ok(true),
+        "false" | "off" | "no" | "0" => Ok(false),
+        other => Err(Error::InvalidParameter(format!(
+            "{key} must be 'true' or 'false', not '{other}'"
+        ))),
+    }
+}
+
 impl OnError {
     /// Read the `on_error` table option (`'skip'` or `'error'`).
     pub fn parse(value: &str) -> Result<Self> {
@@ -211,6 +241,8 @@ pub struct SkippedRecord {
     pub location: String,
     /// What is wrong.
     pub message: String,
+    /// When the parse that found it ran (µs since the epoch).
+    pub seen_at: i64,
 }
 
 /// The schema of [`skipped_batch`]: `format`, `file`, `line`, `location`, `message`.
@@ -274,6 +306,7 @@ pub fn parse_file(
     let mut native = NativeBuilder::new(fmt.columns());
     let mut rows: Vec<CanonicalRow> = Vec::new();
     let mut skipped = Vec::new();
+    let seen_at = chrono::Utc::now().timestamp_micros();
     let mut fail = |line: Option<u64>, location: &str, message: String| -> Result<()> {
         let err = SkippedRecord {
             format: fmt.name().to_string(),
@@ -281,6 +314,7 @@ pub fn parse_file(
             line,
             location: location.to_string(),
             message,
+            seen_at,
         };
         match on_error {
             OnError::Skip => {

@@ -1,10 +1,12 @@
 //! `finops.usage_all`: every usage row in the canonical shape — `finops.usage_events` plus each
 //! provider table registered in the `providers` schema, read through its canonical view — as one
-//! table that follows `CREATE`/`DROP` of provider tables without being redefined.
+//! table that follows `CREATE`/`DROP` of provider tables without being redefined; and
+//! `finops.bills_all`, the same over the bills (cost exports).
 //!
-//! Bills (cost exports) are left out: they feed reconciliation, not usage, so that a request-level
-//! feed and the bill for the same requests are not counted twice. Pricing and attribution are
-//! SQL on top of this table (`sql/finops/usage.sql`).
+//! Bills are left out of `usage_all`: they feed reconciliation (`kpi.reconciliation` reads
+//! `bills_all`), not usage, so that a request-level feed and the bill for the same requests are
+//! not counted twice — unless a bill is marked `OPTIONS ('source_of_truth' 'true')`, which puts
+//! it in both. Pricing and attribution are SQL on top (`sql/finops/usage.sql`).
 
 use std::sync::{Arc, Weak};
 
@@ -21,30 +23,52 @@ use datafusion::physical_plan::union::UnionExec;
 use crate::providers::ProviderTable;
 use crate::schema::{USAGE_EVENTS, usage_events_schema};
 
-/// Formats that are bills rather than usage.
-pub const BILL_FORMATS: [&str; 6] = [
-    "OPENAI_COSTS",
-    "ANTHROPIC_COSTS",
-    "AWS_CUR",
-    "GCP_BILLING",
-    "AZURE_COSTS",
-    "FOCUS",
-];
+pub use crate::providers::BILL_FORMATS;
 
 /// Name of the union table in the `finops` schema.
 pub const USAGE_ALL: &str = "usage_all";
 
-/// The union of all usage sources, resolved at each scan.
+/// Name of the bills union in the `finops` schema.
+pub const BILLS_ALL: &str = "bills_all";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    /// `finops.usage_events`, the usage provider tables and the bills marked source of truth.
+    Usage,
+    /// Every bill provider table.
+    Bills,
+}
+
+/// The union of all usage (or all bill) sources, resolved at each scan.
 #[derive(Debug)]
 pub struct UsageAll {
     catalog: Weak<dyn CatalogProvider>,
+    feed: Feed,
 }
 
 impl UsageAll {
-    /// The union over the tables of `catalog`.
+    /// The usage union over the tables of `catalog` (`finops.usage_all`).
     pub fn new(catalog: &Arc<dyn CatalogProvider>) -> Self {
         UsageAll {
             catalog: Arc::downgrade(catalog),
+            feed: Feed::Usage,
+        }
+    }
+
+    /// The bills union over the tables of `catalog` (`finops.bills_all`): the canonical rows of
+    /// every bill provider table, with their `reported_cost`.
+    pub fn bills(catalog: &Arc<dyn CatalogProvider>) -> Self {
+        UsageAll {
+            catalog: Arc::downgrade(catalog),
+            feed: Feed::Bills,
+        }
+    }
+
+    fn includes(&self, provider: &ProviderTable) -> bool {
+        let bill = crate::providers::is_bill(provider.format());
+        match self.feed {
+            Feed::Usage => !bill || provider.source_of_truth(),
+            Feed::Bills => bill,
         }
     }
 
@@ -53,7 +77,8 @@ impl UsageAll {
             return Ok(Vec::new());
         };
         let mut sources = Vec::new();
-        if let Some(finops) = catalog.schema("finops")
+        if self.feed == Feed::Usage
+            && let Some(finops) = catalog.schema("finops")
             && let Some(events) = finops.table(USAGE_EVENTS).await?
         {
             sources.push(events);
@@ -66,7 +91,7 @@ impl UsageAll {
                     continue;
                 };
                 if let Some(provider) = table.downcast_ref::<ProviderTable>()
-                    && !BILL_FORMATS.contains(&provider.format())
+                    && self.includes(provider)
                 {
                     sources.push(provider.canonical());
                 }
@@ -113,5 +138,20 @@ impl TableProvider for UsageAll {
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
         UnionExec::try_new(plans)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BILL_FORMATS;
+
+    /// `finops.usage` prices a row from a bill by its `source`; a format missing from its list
+    /// would be priced from the price book instead of what was billed.
+    #[test]
+    fn usage_view_knows_every_bill_format() {
+        let sql = crate::builtin_sql::USAGE_VIEW.1;
+        for format in BILL_FORMATS {
+            assert!(sql.contains(&format!("'{format}'")), "{format}");
+        }
     }
 }

@@ -160,6 +160,26 @@ async fn roles_and_team_scopes_are_enforced_in_the_plan() {
         4
     );
     assert_eq!(count(&lead, "SELECT SUM(requests) FROM kpi.daily").await, 2);
+    // Budgets: the scoped reader sees its teams' budgets only.
+    admin
+        .batch_execute(
+            "INSERT INTO finops.budgets (budget_id, scope, scope_value, period, amount, hard_cap) VALUES \
+             ('b-search', 'team', 'search', 'month', 100, true), \
+             ('b-legal', 'team', 'legal', 'month', 100, true), \
+             ('b-org', 'org', NULL, 'month', 1000, false)",
+        )
+        .await
+        .expect("admin adds budgets");
+    assert_eq!(
+        count(&admin, "SELECT COUNT(*) FROM finops.budget_status").await,
+        3
+    );
+    for sql in [
+        "SELECT COUNT(*) FROM finops.budget_status",
+        "SELECT COUNT(*) FROM finops.cap_status",
+    ] {
+        assert_eq!(count(&lead, sql).await, 1, "{sql}");
+    }
     // Raw provider tables carry every team's rows with nothing to scope them by.
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openai");
     admin

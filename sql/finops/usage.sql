@@ -1,11 +1,16 @@
 -- finops.usage: the one view everything reads. Every usage row in the canonical shape of
--- finops.usage_events (the native table and every registered provider table, see
--- finops.usage_all), priced as of its own ts with the price book as it is now, and attributed
--- with finops.attribution_rules.
---   list_cost      token_cost at list price; NULL when no price row covers the model at ts
---   cost           list_cost after finops.price_adjustments (negotiated discounts)
+-- finops.usage_events (the native table, every registered usage provider table and the bills
+-- marked OPTIONS ('source_of_truth' 'true'), see finops.usage_all), priced as of its own ts with
+-- the price book as it is now, and attributed with finops.attribution_rules.
+--   list_cost      token_cost at list price; NULL when no price row covers the model at ts.
+--                  For a bill line (cost_source = 'bill') the billed reported_cost
+--   cost           list_cost after finops.price_adjustments (negotiated discounts); for a bill
+--                  line the billed reported_cost (a bill is already net of discounts)
+--   cost_source    'bill' when cost is the reported cost of a bill that is the source of truth
+--                  (its source is a bill format and it reports a cost), else 'price_book'
 --   priced         whether list_cost could be computed (unpriced rows are never a silent 0)
---   price_version  the finops.model_prices row that priced it (provider/model/match@valid_from)
+--   price_version  the finops.model_prices row that priced it (provider/model/match@valid_from),
+--                  or 'bill:<FORMAT>' for a bill line
 --   team/app/feature  the row's own values, else those of the first matching attribution rule
 --   attribution_rule  the rule that filled them, if any
 CREATE VIEW finops.usage AS
@@ -33,19 +38,29 @@ SELECT event_id,
        reported_cost,
        tags,
        source,
-       adjusted_cost(list_cost, provider, model, ts) AS cost,
+       CASE WHEN billed THEN reported_cost
+            ELSE adjusted_cost(list_cost, provider, model, ts) END AS cost,
        list_cost,
        list_cost IS NOT NULL AS priced,
-       CASE WHEN list_cost IS NOT NULL THEN price_version(provider, model, ts) END
+       CASE WHEN billed THEN 'bill:' || source
+            WHEN list_cost IS NOT NULL THEN price_version(provider, model, ts) END
            AS price_version,
-       owner['rule_id'] AS attribution_rule
+       owner['rule_id'] AS attribution_rule,
+       CASE WHEN billed THEN 'bill' ELSE 'price_book' END AS cost_source
 FROM (
     SELECT u.*,
-           token_cost(provider, model,
+           CASE WHEN billed THEN reported_cost
+                ELSE token_cost(provider, model,
                       COALESCE(input_tokens, 0), COALESCE(output_tokens, 0),
                       COALESCE(cached_input_tokens, 0), COALESCE(cache_write_tokens, 0),
-                      ts, service_tier) AS list_cost,
+                      ts, service_tier) END AS list_cost,
            attribute_usage(provider, team, app, feature, project, api_key_id, user_id,
                            environment, model, source, tags) AS owner
-    FROM finops.usage_all u
+    FROM (
+        SELECT *,
+               source IN ('OPENAI_COSTS', 'ANTHROPIC_COSTS', 'AWS_CUR', 'GCP_BILLING',
+                          'AZURE_COSTS', 'FOCUS')
+                   AND reported_cost IS NOT NULL AS billed
+        FROM finops.usage_all
+    ) u
 ) priced_usage;

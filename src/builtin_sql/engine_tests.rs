@@ -34,8 +34,10 @@ async fn scalar_f64(session: &Session, sql: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtin_objects_over_the_demo() {
     let dir = tempfile::tempdir().expect("scratch dir");
-    let mut config = Config::default();
-    config.data_dir = dir.path().join("data").display().to_string();
+    let config = Config {
+        data_dir: dir.path().join("data").display().to_string(),
+        ..Config::default()
+    };
     let engine = Engine::open(config).await.expect("engine opens");
     let today = Utc::now().date_naive();
     let loaded = demo::load(

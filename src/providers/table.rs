@@ -46,6 +46,7 @@ pub struct ProviderTable {
     cache: Arc<ParseCache>,
     view: View,
     skipped: Arc<Mutex<Vec<SkippedRecord>>>,
+    source_of_truth: bool,
 }
 
 impl fmt::Debug for ProviderTable {
@@ -55,6 +56,7 @@ impl fmt::Debug for ProviderTable {
             .field("locations", &self.locations())
             .field("on_error", &self.on_error)
             .field("view", &self.view)
+            .field("source_of_truth", &self.source_of_truth)
             .finish()
     }
 }
@@ -81,7 +83,27 @@ impl ProviderTable {
             cache,
             view: View::Native,
             skipped: Arc::default(),
+            source_of_truth: false,
         })
+    }
+
+    /// Mark a bill as the source of truth: `finops.usage` then includes its rows, at their
+    /// billed cost. Only bill formats ([`super::BILL_FORMATS`]) can be.
+    pub fn with_source_of_truth(mut self, source_of_truth: bool) -> Result<Self> {
+        if source_of_truth && !super::is_bill(self.format) {
+            return Err(Error::InvalidParameter(format!(
+                "source_of_truth applies to bills ({}), not {}",
+                super::BILL_FORMATS.join(", "),
+                self.format
+            )));
+        }
+        self.source_of_truth = source_of_truth;
+        Ok(self)
+    }
+
+    /// Whether this bill is the source of truth for its rows (see [`Self::with_source_of_truth`]).
+    pub fn source_of_truth(&self) -> bool {
+        self.source_of_truth
     }
 
     /// The same files in the canonical `finops.usage_events` shape (what `finops.usage` unions).
@@ -342,7 +364,7 @@ impl TableProvider for ProviderTable {
 }
 
 /// Creates [`ProviderTable`]s for `CREATE EXTERNAL TABLE ... STORED AS <FORMAT> LOCATION '...'
-/// [OPTIONS ('on_error' 'skip')]`; every table it makes shares one [`ParseCache`].
+/// [OPTIONS ('on_error' 'skip', 'source_of_truth' 'true')]`; every table it makes shares one [`ParseCache`].
 #[derive(Debug, Default)]
 pub struct ProviderTableFactory {
     cache: Arc<ParseCache>,
@@ -375,12 +397,16 @@ impl TableProviderFactory for ProviderTableFactory {
             .into());
         }
         let mut on_error = OnError::Fail;
+        let mut source_of_truth = false;
         for (key, value) in &cmd.options {
             match key.to_ascii_lowercase().as_str() {
                 "on_error" | "format.on_error" => on_error = OnError::parse(value)?,
+                "source_of_truth" | "format.source_of_truth" => {
+                    source_of_truth = super::parse_flag("source_of_truth", value)?;
+                }
                 other => {
                     return Err(Error::InvalidParameter(format!(
-                        "unknown option '{other}' for {} (known: on_error)",
+                        "unknown option '{other}' for {} (known: on_error, source_of_truth)",
                         cmd.file_type
                     ))
                     .into());
@@ -392,7 +418,8 @@ impl TableProviderFactory for ProviderTableFactory {
             &cmd.locations,
             on_error,
             Arc::clone(&self.cache),
-        )?;
+        )?
+        .with_source_of_truth(source_of_truth)?;
         Ok(Arc::new(table))
     }
 }
