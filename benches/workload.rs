@@ -271,8 +271,10 @@ async fn main() {
             .into_boxed_str(),
     );
 
-    // COPY, four clients, on a fresh server.
-    {
+    // COPY, four clients, on a fresh server (FINOPS_BENCH_SKIP_INGEST=1 skips the ingest
+    // comparisons and only loads the data).
+    let skip_ingest = std::env::var_os("FINOPS_BENCH_SKIP_INGEST").is_some();
+    if !skip_ingest {
         let server = Server::start().await;
         let mut clients = Vec::new();
         for _ in 0..4 {
@@ -337,7 +339,7 @@ async fn main() {
     }
 
     // 10,000 single-row INSERTs with parameters from 8 clients.
-    {
+    if !skip_ingest {
         let mut tasks = Vec::new();
         for c in 0..8 {
             let client = server.client().await;
@@ -425,20 +427,27 @@ async fn main() {
     // The generator's prices replace the catalog, so costs match the reference queries.
     let prices = data.join("model_prices.parquet");
     let budgets = data.join("budgets.parquet");
-    client
-        .batch_execute(&format!(
-            "CREATE EXTERNAL TABLE bench_prices STORED AS PARQUET LOCATION '{}'; \
-             CREATE EXTERNAL TABLE bench_budgets STORED AS PARQUET LOCATION '{}'; \
-             DELETE FROM finops.model_prices; \
-             INSERT INTO finops.model_prices (provider, model, match, valid_from, valid_to, \
-               input, output, cache_read, source) \
-             SELECT provider, model, 'exact', valid_from, valid_to, input_per_mtok, \
-               output_per_mtok, cached_input_per_mtok, 'benchmark generator' FROM bench_prices",
-            prices.display(),
+    for statement in [
+        format!(
+            "CREATE EXTERNAL TABLE bench_prices STORED AS PARQUET LOCATION '{}'",
+            prices.display()
+        ),
+        format!(
+            "CREATE EXTERNAL TABLE bench_budgets STORED AS PARQUET LOCATION '{}'",
             budgets.display()
-        ))
-        .await
-        .expect("bench prices");
+        ),
+        "DELETE FROM finops.model_prices".to_string(),
+        "INSERT INTO finops.model_prices (provider, model, match, valid_from, valid_to, \
+         input, output, cache_read, source) \
+         SELECT provider, model, 'exact', valid_from, valid_to, input_per_mtok, \
+         output_per_mtok, cached_input_per_mtok, 'benchmark generator' FROM bench_prices"
+            .to_string(),
+    ] {
+        client
+            .batch_execute(&statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
 
     // Pricing: the token_cost UDF against the equivalent range join, same engine.
     let udf = "SELECT SUM(token_cost(provider, model, input_tokens, output_tokens, \

@@ -26,6 +26,19 @@ use crate::error::{Error, Result};
 /// falling back to DataFusion's parser for its own statements (`CREATE EXTERNAL TABLE`).
 pub fn parse(sql: &str) -> Result<Vec<DFStatement>> {
     match PostgresCompatibilityParser::new().parse(sql) {
+        // `CREATE EXTERNAL TABLE ... STORED AS PARQUET` also parses as Hive DDL, which
+        // DataFusion does not plan: it is DataFusion's own statement.
+        Ok(statements)
+            if statements
+                .iter()
+                .any(|s| matches!(s, Statement::CreateTable(create) if create.external)) =>
+        {
+            Ok(
+                DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})?
+                    .into_iter()
+                    .collect(),
+            )
+        }
         Ok(statements) => Ok(statements
             .into_iter()
             .map(|s| DFStatement::Statement(Box::new(rewrite(&s).unwrap_or(s))))
