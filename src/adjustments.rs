@@ -11,7 +11,7 @@
 //! among equals the latest `valid_from` wins. Discounts do not stack. The result is rounded half away from zero to 12 decimals.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -180,29 +180,7 @@ fn model_matches(pattern: &str, models: &[&str]) -> bool {
 }
 
 /// Shared, atomically swappable reference to the current adjustments.
-#[derive(Debug, Clone, Default)]
-pub struct AdjustmentsHandle {
-    inner: Arc<RwLock<Arc<Adjustments>>>,
-}
-
-impl AdjustmentsHandle {
-    /// The current adjustments.
-    pub fn snapshot(&self) -> Arc<Adjustments> {
-        match self.inner.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    /// Make `adjustments` current for every later batch.
-    pub fn replace(&self, adjustments: Adjustments) {
-        let adjustments = Arc::new(adjustments);
-        match self.inner.write() {
-            Ok(mut guard) => *guard = adjustments,
-            Err(poisoned) => *poisoned.into_inner() = adjustments,
-        }
-    }
-}
+pub type AdjustmentsHandle = crate::swap::Swap<Adjustments>;
 
 /// `list_cost * (100 - pct) / 100`, at money scale, rounded half away from zero.
 fn apply(list_cost: i128, pct: i128) -> Option<i128> {
@@ -241,8 +219,7 @@ pub struct AdjustedCostFunc {
 
 impl PartialEq for AdjustedCostFunc {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.adjustments.inner, &other.adjustments.inner)
-            && self.prices.same_slot(&other.prices)
+        self.adjustments.same_slot(&other.adjustments) && self.prices.same_slot(&other.prices)
     }
 }
 
@@ -251,7 +228,7 @@ impl Eq for AdjustedCostFunc {}
 impl std::hash::Hash for AdjustedCostFunc {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         NAME.hash(state);
-        (Arc::as_ptr(&self.adjustments.inner) as *const () as usize).hash(state);
+        self.adjustments.slot_id().hash(state);
         self.prices.slot_id().hash(state);
     }
 }

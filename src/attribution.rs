@@ -12,7 +12,7 @@
 //! itself (a gateway that knows its team) is never overwritten.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StructArray};
 use datafusion::arrow::compute::cast;
@@ -266,29 +266,7 @@ impl RuleSet {
 }
 
 /// Shared, atomically swappable reference to the current rules.
-#[derive(Debug, Clone, Default)]
-pub struct RulesHandle {
-    inner: Arc<RwLock<Arc<RuleSet>>>,
-}
-
-impl RulesHandle {
-    /// The current rules.
-    pub fn snapshot(&self) -> Arc<RuleSet> {
-        match self.inner.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    /// Make `rules` current for every later batch.
-    pub fn replace(&self, rules: RuleSet) {
-        let rules = Arc::new(rules);
-        match self.inner.write() {
-            Ok(mut guard) => *guard = rules,
-            Err(poisoned) => *poisoned.into_inner() = rules,
-        }
-    }
-}
+pub type RulesHandle = crate::swap::Swap<RuleSet>;
 
 const NAME: &str = "attribute_usage";
 const SYNTAX: &str = "attribute_usage(provider, team, app, feature, project, api_key_id, user_id, environment, model, source, tags)";
@@ -327,7 +305,7 @@ pub struct AttributeUsageFunc {
 
 impl PartialEq for AttributeUsageFunc {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.rules.inner, &other.rules.inner)
+        self.rules.same_slot(&other.rules)
     }
 }
 
@@ -336,7 +314,7 @@ impl Eq for AttributeUsageFunc {}
 impl std::hash::Hash for AttributeUsageFunc {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         NAME.hash(state);
-        (Arc::as_ptr(&self.rules.inner) as *const () as usize).hash(state);
+        self.rules.slot_id().hash(state);
     }
 }
 

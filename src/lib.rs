@@ -33,6 +33,7 @@ pub mod schema;
 pub mod server;
 pub mod statements;
 pub mod storage;
+pub mod swap;
 pub mod testing;
 pub mod usage;
 
