@@ -160,4 +160,54 @@ async fn builtin_objects_over_the_demo() {
     )
     .await;
     assert_eq!(versions, 2.0);
+
+    // Rows appended to today refresh kpi.daily by recomputing today only, and the result equals
+    // its definition run from scratch, redundancy included.
+    session
+        .query(
+            "INSERT INTO finops.usage_events (event_id, ts, provider, model, team, input_tokens, \
+             output_tokens, prompt_hash) VALUES \
+             ('late-1', now() - INTERVAL '1 second', 'openai', 'gpt-4o-mini', 'search', 100, 10, 'p-late'), \
+             ('late-2', now(), 'openai', 'gpt-4o-mini', 'search', 100, 10, 'p-late'), \
+             ('late-3', now(), 'openai', 'gpt-4o-mini', 'support', 50, 5, 'p-late')",
+        )
+        .await
+        .expect("append");
+    let stats = engine
+        .views()
+        .expect("views")
+        .refresh(engine.base_context(), "kpi.daily")
+        .await
+        .expect("refresh");
+    assert_ne!(
+        stats.kind,
+        crate::materialized::RefreshKind::Full,
+        "{stats:?}"
+    );
+    let definition = rows(
+        &session,
+        "SELECT definition FROM finops.materialized_views WHERE name = 'kpi.daily'",
+    )
+    .await;
+    let definition = definition[0]
+        .column(0)
+        .as_string::<i32>()
+        .value(0)
+        .to_string();
+    let summary = "COUNT(*) AS n, SUM(requests) AS r, SUM(redundant_requests) AS rr, \
+                   SUM(redundant_cost) AS rc, SUM(cost) AS c, SUM(unpriced_requests) AS u";
+    let stored = rows(&session, &format!("SELECT {summary} FROM kpi.daily")).await;
+    let fresh = rows(
+        &session,
+        &format!("SELECT {summary} FROM ({definition}) AS d"),
+    )
+    .await;
+    assert_eq!(
+        datafusion::arrow::util::pretty::pretty_format_batches(&stored)
+            .unwrap()
+            .to_string(),
+        datafusion::arrow::util::pretty::pretty_format_batches(&fresh)
+            .unwrap()
+            .to_string()
+    );
 }

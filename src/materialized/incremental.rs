@@ -5,8 +5,11 @@
 //! Eligible: an aggregate (SUM, COUNT, MIN, MAX, AVG) over one table or view scan (with only
 //! filters, projections and aliases in between), grouped among others by a time bucket of a
 //! timestamp column (`date_trunc`, `date_bin`, `CAST(ts AS DATE)`) that the output keeps as a
-//! column; only projections, HAVING filters and aliases above. Anything else is refreshed fully.
-//! It must not run queries or touch storage.
+//! column; only projections, HAVING filters and aliases above. The scan may also be joined (inner
+//! or left) to an aggregate of a scan grouped by the *same* bucket, on that bucket: `kpi.daily`'s
+//! "first occurrence of a prompt that day". Every group of that inner aggregate lies inside one
+//! bucket, so restricting both scans to the buckets that changed recomputes those buckets exactly.
+//! Anything else is refreshed fully. It must not run queries or touch storage.
 
 use std::sync::Arc;
 
@@ -16,11 +19,12 @@ use datafusion::arrow::datatypes::{
     TimestampNanosecondType, TimestampSecondType,
 };
 use datafusion::catalog::default_table_source::source_as_provider;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ExprSchema, ScalarValue};
 use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    Aggregate, Expr, Filter, LogicalPlan, LogicalPlanBuilder, cast, lit,
+    Aggregate, Expr, Filter, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, cast, lit,
 };
 
 use crate::error::Result;
@@ -42,6 +46,9 @@ pub struct Incremental {
     bucket_type: DataType,
     /// Position of the bucket among the view's output columns.
     output_index: usize,
+    /// When the scan is joined to an aggregate by the same bucket: the timestamp column of that
+    /// aggregate's input, restricted alongside `time_column`.
+    joined: Option<Column>,
 }
 
 /// Decide whether `plan` (the unoptimized plan of a view definition) is incrementally refreshable.
@@ -58,10 +65,7 @@ pub fn analyse(plan: &LogicalPlan) -> Option<Incremental> {
         }
         depth += 1;
     };
-    if !expressions_safe(plan, depth)
-        || !aggregate_safe(aggregate)
-        || !input_is_single_scan(&aggregate.input)
-    {
+    if !expressions_safe(plan, depth) || !aggregate_safe(aggregate) {
         return None;
     }
     let input_schema = aggregate.input.schema();
@@ -70,6 +74,13 @@ pub fn analyse(plan: &LogicalPlan) -> Option<Incremental> {
         .iter()
         .enumerate()
         .find_map(|(i, e)| bucket_column(e, input_schema).map(|c| (i, c)))?;
+    let bucket = aggregate.group_expr[index].clone();
+    let (input, joined) = if input_is_single_scan(&aggregate.input) {
+        (Arc::clone(&aggregate.input), None)
+    } else {
+        let (scan, inner_time) = bucket_join(&aggregate.input, &bucket, &time_column)?;
+        (scan, Some(inner_time))
+    };
     let time_type = input_schema
         .field_from_column(&time_column)
         .ok()?
@@ -84,13 +95,122 @@ pub fn analyse(plan: &LogicalPlan) -> Option<Incremental> {
     }
     let output_index = track_output(plan, depth, index)?;
     Some(Incremental {
-        input: Arc::clone(&aggregate.input),
-        bucket: aggregate.group_expr[index].clone(),
+        input,
+        bucket,
         time_column,
         time_type,
         bucket_type,
         output_index,
+        joined,
     })
+}
+
+/// For an aggregate input that joins the scan holding `time_column` to an aggregate grouped by
+/// the same bucket on `bucket`: that scan, and the timestamp column of the inner aggregate's
+/// input. `None` for any other shape.
+fn bucket_join(
+    input: &LogicalPlan,
+    bucket: &Expr,
+    time_column: &Column,
+) -> Option<(Arc<LogicalPlan>, Column)> {
+    let LogicalPlan::Join(join) = input else {
+        return None;
+    };
+    if !matches!(join.join_type, JoinType::Inner | JoinType::Left)
+        || !input_is_single_scan(&join.left)
+        || !join.left.schema().has_column(time_column)
+        || join.filter.as_ref().is_some_and(|f| !expr_safe(f))
+        || join.on.iter().any(|(l, r)| !expr_safe(l) || !expr_safe(r))
+    {
+        return None;
+    }
+    // The equalities of the join: its key pairs and the conjuncts of its filter.
+    let mut equalities: Vec<(Expr, Expr)> = join.on.clone();
+    if let Some(filter) = &join.filter {
+        for conjunct in split_conjunction(filter) {
+            if let Expr::BinaryExpr(b) = conjunct
+                && b.op == Operator::Eq
+            {
+                equalities.push((b.left.as_ref().clone(), b.right.as_ref().clone()));
+            }
+        }
+    }
+    let right_schema = join.right.schema();
+    equalities.into_iter().find_map(|(a, b)| {
+        let key = match (&a, &b) {
+            (e, Expr::Column(c)) | (Expr::Column(c), e)
+                if e == bucket && right_schema.has_column(c) =>
+            {
+                c.clone()
+            }
+            _ => return None,
+        };
+        let inner_time = inner_bucket(&join.right, key, bucket)?;
+        Some((Arc::clone(&join.left), inner_time))
+    })
+}
+
+/// Follow the join key `column` of `plan` down through aliases and projections to an aggregate
+/// over a single scan; when it is that aggregate's grouping by the same bucket as `bucket`, the
+/// timestamp column it buckets.
+fn inner_bucket(plan: &LogicalPlan, mut column: Column, bucket: &Expr) -> Option<Column> {
+    let mut node = plan;
+    loop {
+        let index = node.schema().index_of_column(&column).ok()?;
+        match node {
+            LogicalPlan::SubqueryAlias(a) => {
+                column = Column::from(a.input.schema().qualified_field(index));
+                node = a.input.as_ref();
+            }
+            LogicalPlan::Filter(f) => {
+                if !expr_safe(&f.predicate) {
+                    return None;
+                }
+                node = f.input.as_ref();
+            }
+            LogicalPlan::Projection(p) => {
+                if !p.expr.iter().all(expr_safe) {
+                    return None;
+                }
+                column = match p.expr.get(index)?.clone().unalias() {
+                    Expr::Column(c) => c,
+                    _ => return None,
+                };
+                node = p.input.as_ref();
+            }
+            LogicalPlan::Aggregate(agg) => {
+                if !input_is_single_scan(&agg.input)
+                    || !agg.group_expr.iter().all(expr_safe)
+                    || !agg.aggr_expr.iter().all(expr_safe)
+                {
+                    return None;
+                }
+                let group = agg.group_expr.get(index)?;
+                let inner_time = bucket_column(group, agg.input.schema())?;
+                return (same_bucket(group, bucket)).then_some(inner_time);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Whether two bucket expressions bucket alike, whatever column they read.
+fn same_bucket(a: &Expr, b: &Expr) -> bool {
+    let erase = |e: &Expr| {
+        e.clone()
+            .transform(|e| {
+                Ok(match e {
+                    Expr::Column(_) => Transformed::yes(Expr::Column(Column::from_name("t"))),
+                    other => Transformed::no(other),
+                })
+            })
+            .map(|t| t.data)
+            .ok()
+    };
+    match (erase(a), erase(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// The `depth`-th node below the top of a single-input chain.
@@ -226,17 +346,24 @@ impl Incremental {
     /// The defining query restricted to the buckets from `from` on (and the NULL bucket);
     /// `from = None` restricts it to the NULL bucket.
     pub fn restricted_plan(&self, plan: &LogicalPlan, from: Option<i64>) -> Result<LogicalPlan> {
-        let time = Expr::Column(self.time_column.clone());
-        let predicate = match from {
-            Some(start) => {
-                let start = self.bucket_scalar(start)?;
-                time.clone()
-                    .gt_eq(cast(lit(start), self.time_type.clone()))
-                    .or(time.is_null())
-            }
-            None => time.is_null(),
+        let predicate = |column: &Column| -> Result<Expr> {
+            let time = Expr::Column(column.clone());
+            Ok(match from {
+                Some(start) => {
+                    let start = self.bucket_scalar(start)?;
+                    time.clone()
+                        .gt_eq(cast(lit(start), self.time_type.clone()))
+                        .or(time.is_null())
+                }
+                None => time.is_null(),
+            })
         };
-        restrict(plan, &predicate)
+        let outer = predicate(&self.time_column)?;
+        let inner = match &self.joined {
+            Some(column) => Some(predicate(column)?),
+            None => None,
+        };
+        restrict(plan, &outer, inner.as_ref())
     }
 
     /// Which rows of the stored result to keep when the buckets from `from` on are recomputed.
@@ -282,12 +409,23 @@ impl Incremental {
     }
 }
 
-/// Put `predicate` between the aggregate and its input.
-fn restrict(plan: &LogicalPlan, predicate: &Expr) -> Result<LogicalPlan> {
+/// Put `predicate` between the aggregate and its input; when that input is the bucket join,
+/// put it on the join's scan side instead and `inner` between the joined aggregate and its input.
+fn restrict(plan: &LogicalPlan, predicate: &Expr, inner: Option<&Expr>) -> Result<LogicalPlan> {
     if let LogicalPlan::Aggregate(agg) = plan {
-        let filtered = Filter::try_new(predicate.clone(), Arc::clone(&agg.input))?;
+        let input = match (agg.input.as_ref(), inner) {
+            (LogicalPlan::Join(join), Some(inner)) => {
+                let left = Filter::try_new(predicate.clone(), Arc::clone(&join.left))?;
+                let right = restrict(&join.right, inner, None)?;
+                agg.input.with_new_exprs(
+                    agg.input.expressions(),
+                    vec![LogicalPlan::Filter(left), right],
+                )?
+            }
+            _ => LogicalPlan::Filter(Filter::try_new(predicate.clone(), Arc::clone(&agg.input))?),
+        };
         let aggregate = Aggregate::try_new(
-            Arc::new(LogicalPlan::Filter(filtered)),
+            Arc::new(input),
             agg.group_expr.clone(),
             agg.aggr_expr.clone(),
         )?;
@@ -296,7 +434,7 @@ fn restrict(plan: &LogicalPlan, predicate: &Expr) -> Result<LogicalPlan> {
     let inputs = plan
         .inputs()
         .into_iter()
-        .map(|i| restrict(i, predicate))
+        .map(|i| restrict(i, predicate, inner))
         .collect::<Result<Vec<_>>>()?;
     Ok(plan.with_new_exprs(plan.expressions(), inputs)?)
 }

@@ -351,6 +351,10 @@ async fn incremental_views_match_their_query() {
             "SELECT team, sum(cost) AS cost FROM events GROUP BY team".to_string(),
             false,
         ),
+        // kpi.daily's shape: each row against the first of its team that day.
+        ("v_first", first_seen_view("day"), true),
+        // Joined to an aggregate of another bucket: a changed hour is not a changed day.
+        ("v_first_hour", first_seen_view("hour"), false),
     ];
     for seed in [7_u64, 42, 2026] {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -399,6 +403,19 @@ async fn incremental_views_match_their_query() {
             "seed {seed} never refreshed incrementally"
         );
     }
+}
+
+/// Rows per team and day, and how many came after the team's first row of the `inner` bucket.
+fn first_seen_view(inner: &str) -> String {
+    format!(
+        "WITH first_seen AS (SELECT date_trunc('{inner}', ts) AS b, team, MIN(ts) AS first_ts \
+         FROM events WHERE cost > 3 GROUP BY date_trunc('{inner}', ts), team) \
+         SELECT date_trunc('day', e.ts) AS day, e.team, count(*) AS n, \
+         SUM(CASE WHEN e.ts > f.first_ts THEN e.cost ELSE 0 END) AS later \
+         FROM events e LEFT JOIN first_seen f \
+         ON f.b = date_trunc('day', e.ts) AND f.team = e.team \
+         GROUP BY date_trunc('day', e.ts), e.team"
+    )
 }
 
 fn random_row(rng: &mut StdRng) -> String {
