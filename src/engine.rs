@@ -290,6 +290,9 @@ impl Engine {
         let (checks_schema, checks_name) = crate::budget::checks::CHECKS;
         let first_start = engine.storage.table(checks_schema, checks_name).is_none();
         engine.register_durable_tables().await?;
+        if let Some(events) = engine.storage.table("finops", crate::schema::USAGE_EVENTS) {
+            events.set_append_observer(engine.caps.observer());
+        }
         let session = engine.session(Identity::local_admin())?;
         engine.reload_prices(&session).await?;
         for table in ConfigTable::INDEXED {
@@ -396,6 +399,11 @@ impl Engine {
             schema.register_table(table_name, Arc::new(table))?;
         }
         Ok(())
+    }
+
+    /// The hard-cap state behind `finops.cap_status` and `finops.reserve`.
+    pub fn caps(&self) -> &Arc<crate::budget::cap::Caps> {
+        &self.caps
     }
 
     /// The price book the UDFs read.
@@ -508,11 +516,16 @@ impl Engine {
         } else if let Err(e) = views.mark_stale(&names).await {
             log::warn!("could not mark views over {table} stale: {e}");
         }
-        if feeds_usage
-            && !self.caps.is_empty()
-            && let Err(e) = self.caps.refresh(&self.base, chrono::Utc::now()).await
-        {
-            log::warn!("could not refresh the hard caps after a change to {table}: {e}");
+        if feeds_usage && !self.caps.is_empty() {
+            let now = chrono::Utc::now();
+            let result = if appended && bare == crate::schema::USAGE_EVENTS {
+                self.caps.apply_appended(&self.base, now).await
+            } else {
+                self.caps.refresh(&self.base, now).await
+            };
+            if let Err(e) = result {
+                log::warn!("could not refresh the hard caps after a change to {table}: {e}");
+            }
         }
     }
 

@@ -78,6 +78,7 @@ use object_store::path::Path;
 
 pub use options::{ColumnDefault, TableKind, TableOptions};
 pub use provider::{DurableTable, TableStats};
+pub use table::AppendObserver;
 
 use backend::Backend;
 pub(crate) use backend::cloud_store;

@@ -155,3 +155,39 @@ mod tests {
         }
     }
 }
+
+/// `finops.usage` over just `rows` (in the shape of `finops.usage_all`) instead of every usage
+/// source: the view's own plan with its scan of `usage_all` replaced, so the rows are priced and
+/// attributed exactly as the view would.
+pub async fn usage_of_rows(
+    ctx: &datafusion::prelude::SessionContext,
+    rows: Vec<datafusion::arrow::array::RecordBatch>,
+) -> crate::error::Result<datafusion::dataframe::DataFrame> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::datasource::{MemTable, provider_as_source};
+    use datafusion::logical_expr::{LogicalPlan, TableScanBuilder};
+
+    let view = ctx.table_provider("finops.usage").await?;
+    let plan = view
+        .get_logical_plan()
+        .ok_or_else(|| crate::error::Error::Internal("finops.usage is not a view".into()))?
+        .into_owned();
+    let source = provider_as_source(Arc::new(MemTable::try_new(
+        usage_events_schema(),
+        vec![rows],
+    )?));
+    let plan = plan
+        .transform_up(|node| match node {
+            LogicalPlan::TableScan(scan) if scan.table_name.table() == USAGE_ALL => {
+                let scan = TableScanBuilder::new(scan.table_name, Arc::clone(&source))
+                    .with_projection(scan.projection)
+                    .with_filters(scan.filters)
+                    .with_fetch(scan.fetch)
+                    .build()?;
+                Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data;
+    Ok(datafusion::dataframe::DataFrame::new(ctx.state(), plan))
+}

@@ -119,6 +119,77 @@ async fn hundred_concurrent_reservations_never_overspend_a_cap() {
     assert_eq!(finops_db::server::sqlstate::error_info(&err).code, "22023");
 }
 
+/// Appends reach the caps without reading the period again, priced and attributed exactly as
+/// `finops.usage` prices and attributes them; any other change reads the period in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caps_follow_appends_without_rereading_the_period() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::open(config_for(dir.path())).await.expect("open");
+    let admin = engine.session(Identity::local_admin()).expect("session");
+    exec(&admin, PRICE).await;
+    exec(
+        &admin,
+        "INSERT INTO finops.attribution_rules (rule_id, field, value, team) \
+         VALUES ('r1', 'project', 'proj-search', 'search')",
+    )
+    .await;
+    exec(
+        &admin,
+        "INSERT INTO finops.price_adjustments (adjustment_id, provider, model, discount_pct) \
+         VALUES ('a1', 'acme', 'flat-*', 10)",
+    )
+    .await;
+    exec(
+        &admin,
+        "INSERT INTO finops.budgets (budget_id, scope, scope_value, period, amount, hard_cap) \
+         VALUES ('cap-search', 'team', 'search', 'day', 100, true)",
+    )
+    .await;
+    let spent = "SELECT CAST(spent AS VARCHAR) FROM finops.cap_status";
+    let expected = "SELECT CAST(COALESCE(SUM(cost), 0) AS VARCHAR) FROM finops.usage \
+                    WHERE team = 'search' AND ts >= date_trunc('day', now())";
+    let reads = engine.caps().full_reads();
+    for statement in [
+        // Own team, this period: counts, at the discounted price.
+        "('e1', now(), 'acme', 'flat-1', 'search', NULL, 1000000, 0)",
+        // Another team, an earlier period, an unpriced model: none of them count.
+        "('e2', now(), 'acme', 'flat-1', 'ads', NULL, 1000000, 0), \
+         ('e3', now() - INTERVAL '3 days', 'acme', 'flat-1', 'search', NULL, 1000000, 0), \
+         ('e4', now(), 'acme', 'unknown-model', 'search', NULL, 1000000, 0)",
+        // Attributed to the team by a rule.
+        "('e5', now(), 'acme', 'flat-1', NULL, 'proj-search', 2000000, 0)",
+        // Re-sent: skipped, so it does not count twice.
+        "('e1', now(), 'acme', 'flat-1', 'search', NULL, 1000000, 0)",
+    ] {
+        exec(
+            &admin,
+            &format!(
+                "INSERT INTO finops.usage_events (event_id, ts, provider, model, team, project, \
+                 input_tokens, output_tokens) VALUES {statement}"
+            ),
+        )
+        .await;
+        assert_eq!(
+            scalar_text(&admin, spent).await,
+            scalar_text(&admin, expected).await
+        );
+    }
+    assert_eq!(scalar_text(&admin, spent).await, "2.700000000000");
+    assert_eq!(
+        engine.caps().full_reads(),
+        reads,
+        "appends read nothing again"
+    );
+    // A DELETE is not an append: the period is read again.
+    exec(
+        &admin,
+        "DELETE FROM finops.usage_events WHERE event_id = 'e5'",
+    )
+    .await;
+    assert_eq!(scalar_text(&admin, spent).await, "0.900000000000");
+    assert!(engine.caps().full_reads() > reads);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reservations_over_the_wire_never_overspend() {
     let dir = tempfile::tempdir().expect("tempdir");

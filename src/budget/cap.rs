@@ -1,6 +1,14 @@
 //! Hard caps for gateways: the spend of every `hard_cap` budget in its current period, kept in
-//! memory (loaded at start, refreshed after each ingest) with the reservations granted by
-//! `finops.reserve`, and `finops.cap_status` over it.
+//! memory with the reservations granted by `finops.reserve`, and `finops.cap_status` over it.
+//!
+//! The spend is read from `finops.usage` when the caps are loaded (at start, when budgets
+//! change), when a period begins, and after any change that is not an append (a DELETE, a price,
+//! rule or provider-table change). Appends to `finops.usage_events` are added as they come: the
+//! storage hands each statement's inserted rows to [`Caps::observer`], and
+//! [`Caps::apply_appended`] prices just those rows through `finops.usage`'s own definition and
+//! adds them to the caps they fall in, so keeping caps current costs the size of the ingest, not
+//! of the period's history. Updates run one at a time; a full read discards the queued appends
+//! (the read already sees them).
 //!
 //! Owns the cap state and its locking. It must not write to storage; reservations live in
 //! memory and are released as the usage they stood for is ingested (or when the period ends).
@@ -19,15 +27,18 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::logical_expr::Expr;
+use datafusion::functions_aggregate::expr_fn::sum;
+use datafusion::logical_expr::{Expr, when};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
+use datafusion::prelude::col;
 
 use super::rows::Budget;
-use super::spend::spend_between;
+use super::spend::{money_at, spend_between, ts_literal};
 use super::status::load_budgets;
 use crate::error::{Error, Result};
 use crate::schema::{money_type, timestamp_type};
+use crate::storage::AppendObserver;
 
 /// Name of the cap table inside `finops`.
 pub const CAP_STATUS: &str = "cap_status";
@@ -57,6 +68,16 @@ impl CapEntry {
         }
     }
 
+    /// The period starting at `start` has `spent` so far: reservations are used up by what
+    /// arrived (it is the usage they were made for). Ignored if the period moved on meanwhile.
+    fn arrived(&mut self, start: DateTime<Utc>, spent: i128) {
+        if self.start == start {
+            let arrived = (spent - self.spent).max(0);
+            self.reserved = (self.reserved - arrived).max(0);
+            self.spent = spent;
+        }
+    }
+
     fn left(&self) -> i128 {
         self.budget.amount - self.spent - self.reserved
     }
@@ -68,6 +89,12 @@ impl CapEntry {
 pub struct Caps {
     tz: Tz,
     entries: RwLock<BTreeMap<String, Arc<Mutex<CapEntry>>>>,
+    /// Rows appended to `finops.usage_events` and not yet added to the caps.
+    pending: Mutex<Vec<RecordBatch>>,
+    /// Serializes loads, refreshes and applied appends.
+    update: tokio::sync::Mutex<()>,
+    /// How many times a cap's spend was read from `finops.usage` in full.
+    full_reads: std::sync::atomic::AtomicU64,
 }
 
 fn poisoned<T>(_: T) -> Error {
@@ -80,7 +107,34 @@ impl Caps {
         Self {
             tz,
             entries: RwLock::new(BTreeMap::new()),
+            pending: Mutex::new(Vec::new()),
+            update: tokio::sync::Mutex::new(()),
+            full_reads: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many times a cap's spend has been read from `finops.usage` in full (at load, at the
+    /// start of a period, after a change other than an append).
+    pub fn full_reads(&self) -> u64 {
+        self.full_reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The storage observer of `finops.usage_events`: queues each statement's inserted rows
+    /// for [`Caps::apply_appended`] while any budget has a hard cap.
+    pub fn observer(self: &Arc<Self>) -> AppendObserver {
+        let caps = Arc::downgrade(self);
+        AppendObserver(Arc::new(move |batch: &RecordBatch| {
+            if let Some(caps) = caps.upgrade()
+                && !caps.is_empty()
+                && let Ok(mut pending) = caps.pending.lock()
+            {
+                pending.push(batch.clone());
+            }
+        }))
+    }
+
+    fn take_pending(&self) -> Result<Vec<RecordBatch>> {
+        Ok(std::mem::take(&mut *self.pending.lock().map_err(poisoned)?))
     }
 
     fn entries(&self) -> Result<Vec<Arc<Mutex<CapEntry>>>> {
@@ -101,6 +155,8 @@ impl Caps {
     /// Load the `hard_cap` budgets and their spend so far this period. Reservations of a
     /// budget whose amount, scope and period are unchanged are kept.
     pub async fn reload(&self, ctx: &SessionContext, now: DateTime<Utc>) -> Result<()> {
+        let _update = self.update.lock().await;
+        self.take_pending()?;
         let budgets: Vec<Budget> = load_budgets(ctx)
             .await?
             .into_iter()
@@ -110,6 +166,8 @@ impl Caps {
         for budget in budgets {
             let (start, end) = budget.period.bounds(now, self.tz);
             let (spent, _) = spend_between(ctx, &budget.scope, start, end, end).await?;
+            self.full_reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let reserved = self
                 .entries
                 .read()
@@ -138,24 +196,66 @@ impl Caps {
         Ok(())
     }
 
-    /// Re-read each capped scope's spend in its current period after usage changed; spend that
-    /// arrived uses up reservations first (it is the usage they were made for).
+    /// Re-read each capped scope's spend in its current period after usage changed other than by
+    /// appends; spend that arrived uses up reservations first (it is the usage they were made for).
     pub async fn refresh(&self, ctx: &SessionContext, now: DateTime<Utc>) -> Result<()> {
-        for entry in self.entries()? {
+        let _update = self.update.lock().await;
+        self.take_pending()?;
+        self.rescan(ctx, now, self.entries()?).await
+    }
+
+    async fn rescan(
+        &self,
+        ctx: &SessionContext,
+        now: DateTime<Utc>,
+        entries: Vec<Arc<Mutex<CapEntry>>>,
+    ) -> Result<()> {
+        for entry in entries {
             let (scope, start, end) = {
                 let mut e = entry.lock().map_err(poisoned)?;
                 e.roll(now, self.tz);
                 (e.budget.scope.clone(), e.start, e.end)
             };
             let (spent, _) = spend_between(ctx, &scope, start, end, end).await?;
-            let mut e = entry.lock().map_err(poisoned)?;
-            if e.start == start {
-                let arrived = (spent - e.spent).max(0);
-                e.reserved = (e.reserved - arrived).max(0);
-                e.spent = spent;
-            }
+            self.full_reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            entry.lock().map_err(poisoned)?.arrived(start, spent);
         }
         Ok(())
+    }
+
+    /// Add the rows appended since the last update to the caps they fall in. Only a cap whose
+    /// period just began is read from `finops.usage` in full.
+    pub async fn apply_appended(&self, ctx: &SessionContext, now: DateTime<Utc>) -> Result<()> {
+        let _update = self.update.lock().await;
+        let batches = self.take_pending()?;
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let mut rolled = Vec::new();
+        let mut current = Vec::new();
+        for entry in self.entries()? {
+            let mut e = entry.lock().map_err(poisoned)?;
+            let start = e.start;
+            e.roll(now, self.tz);
+            let target = (e.budget.scope.clone(), e.start, e.end);
+            drop(e);
+            if target.1 == start {
+                current.push((entry, target));
+            } else {
+                rolled.push(entry);
+            }
+        }
+        if !current.is_empty() {
+            let targets: Vec<_> = current.iter().map(|(_, t)| t.clone()).collect();
+            let added = spend_of_rows(ctx, batches, &targets).await?;
+            for ((entry, (_, start, _)), added) in current.iter().zip(added) {
+                let mut e = entry.lock().map_err(poisoned)?;
+                let total = e.spent + added;
+                e.arrived(*start, total);
+            }
+        }
+        self.rescan(ctx, now, rolled).await
     }
 
     /// Reserve `amount` against every capped budget of `scope`/`value` (and the `org` caps):
@@ -249,6 +349,28 @@ impl Caps {
         ];
         RecordBatch::try_new(cap_schema(), columns).map_err(crate::error::arrow_error)
     }
+}
+
+/// The spend of `rows` (rows of `finops.usage_all`, priced and attributed as `finops.usage`
+/// would) in each `(scope, start, end)` of `targets`.
+async fn spend_of_rows(
+    ctx: &SessionContext,
+    rows: Vec<RecordBatch>,
+    targets: &[(super::rows::Scope, DateTime<Utc>, DateTime<Utc>)],
+) -> Result<Vec<i128>> {
+    let usage = crate::usage::usage_of_rows(ctx, rows).await?;
+    let mut sums = Vec::with_capacity(targets.len());
+    for (i, (scope, start, end)) in targets.iter().enumerate() {
+        let inside = usage.parse_sql_expr(&format!(
+            "ts >= {} AND ts < {} AND ({})",
+            ts_literal(*start),
+            ts_literal(*end),
+            scope.predicate()
+        ))?;
+        sums.push(sum(when(inside, col("cost")).end()?).alias(format!("cap_{i}")));
+    }
+    let batches = usage.aggregate(vec![], sums)?.collect().await?;
+    (0..targets.len()).map(|i| money_at(&batches, i)).collect()
 }
 
 /// Columns of `finops.cap_status`: `remaining` is `amount - spent - reserved`; `allowed` says

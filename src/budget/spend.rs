@@ -28,7 +28,8 @@ pub fn ts_literal(t: DateTime<Utc>) -> String {
     )
 }
 
-fn money_at(batches: &[RecordBatch], column: usize) -> Result<i128> {
+/// The sum of the money column `column` over `batches` (NULLs count as 0).
+pub fn money_at(batches: &[RecordBatch], column: usize) -> Result<i128> {
     let mut total = 0i128;
     for batch in batches {
         let array = cast(batch.column(column), &money_type()).map_err(crate::error::arrow_error)?;

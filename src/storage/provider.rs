@@ -84,6 +84,14 @@ impl DurableTable {
         detached(async move { core.append(batches).await }).await
     }
 
+    /// Call `observer` with the rows of every statement appended from now on, once they are
+    /// durable and visible (replacing any observer set before).
+    pub fn set_append_observer(&self, observer: super::table::AppendObserver) {
+        if let Ok(mut slot) = self.core.observer.write() {
+            *slot = Some(observer);
+        }
+    }
+
     /// Replace every row of a config table with `change(current rows)`, atomically and durably,
     /// returning what `change` reports; if `change` fails nothing changes.
     pub async fn replace_all<T: Send + 'static>(

@@ -90,6 +90,19 @@ pub(crate) struct TableCore {
     /// Segments no manifest references any more, kept for readers of older snapshots until
     /// `gc_grace` has passed.
     retired: std::sync::Mutex<Vec<(Instant, u64)>>,
+    /// Told of every appended statement's inserted rows once they are durable and visible.
+    pub(crate) observer: std::sync::RwLock<Option<AppendObserver>>,
+}
+
+/// A callback given the rows a statement inserted (after idempotency), once they are durable
+/// and visible to readers. It runs inside the append and must be quick and must not block.
+#[derive(Clone)]
+pub struct AppendObserver(pub Arc<dyn Fn(&RecordBatch) + Send + Sync>);
+
+impl std::fmt::Debug for AppendObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppendObserver")
+    }
 }
 
 impl TableCore {
@@ -135,7 +148,7 @@ impl TableCore {
                 if let Some(set) = key_set.as_mut() {
                     set.extend(keys::event_id_hashes(&batch)?);
                 }
-                mem.push(batch);
+                mem.push(batch.clone());
             }
         }
         delete_orphans(&backend, &dir, &manifest).await?;
@@ -170,6 +183,7 @@ impl TableCore {
                 keys: key_set,
             }),
             retired: std::sync::Mutex::new(Vec::new()),
+            observer: std::sync::RwLock::new(None),
         })
     }
 
@@ -232,13 +246,18 @@ impl TableCore {
         }
         let current = self.snapshot();
         let mut mem = current.mem.clone();
-        mem.push(batch);
+        mem.push(batch.clone());
         let mem_rows = current.mem_rows() + rows;
         let mem_batches = mem.len();
         self.publish(Snapshot {
             segments: current.segments.clone(),
             mem,
         });
+        if let Ok(observer) = self.observer.read()
+            && let Some(observer) = observer.as_ref()
+        {
+            (observer.0)(&batch);
+        }
         let due =
             mem_rows >= self.settings.flush_rows || mem_batches >= self.settings.flush_statements;
         if due && let Err(e) = self.flush_locked(&mut writer).await {
