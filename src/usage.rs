@@ -141,21 +141,6 @@ impl TableProvider for UsageAll {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::BILL_FORMATS;
-
-    /// `finops.usage` prices a row from a bill by its `source`; a format missing from its list
-    /// would be priced from the price book instead of what was billed.
-    #[test]
-    fn usage_view_knows_every_bill_format() {
-        let sql = crate::builtin_sql::USAGE_VIEW.1;
-        for format in BILL_FORMATS {
-            assert!(sql.contains(&format!("'{format}'")), "{format}");
-        }
-    }
-}
-
 /// `finops.usage` over just `rows` (in the shape of `finops.usage_all`) instead of every usage
 /// source: the view's own plan with its scan of `usage_all` replaced, so the rows are priced and
 /// attributed exactly as the view would.
@@ -190,4 +175,19 @@ pub async fn usage_of_rows(
         })?
         .data;
     Ok(datafusion::dataframe::DataFrame::new(ctx.state(), plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BILL_FORMATS;
+
+    /// `finops.usage` prices a row from a bill by its `source`; a format missing from its list
+    /// would be priced from the price book instead of what was billed.
+    #[test]
+    fn usage_view_knows_every_bill_format() {
+        let sql = crate::builtin_sql::USAGE_VIEW.1;
+        for format in BILL_FORMATS {
+            assert!(sql.contains(&format!("'{format}'")), "{format}");
+        }
+    }
 }

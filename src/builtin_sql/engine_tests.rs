@@ -204,10 +204,10 @@ async fn builtin_objects_over_the_demo() {
     .await;
     assert_eq!(
         datafusion::arrow::util::pretty::pretty_format_batches(&stored)
-            .unwrap()
+            .expect("format")
             .to_string(),
         datafusion::arrow::util::pretty::pretty_format_batches(&fresh)
-            .unwrap()
+            .expect("format")
             .to_string()
     );
 }
