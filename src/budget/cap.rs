@@ -95,6 +95,8 @@ pub struct Caps {
     update: tokio::sync::Mutex<()>,
     /// How many times a cap's spend was read from `finops.usage` in full.
     full_reads: std::sync::atomic::AtomicU64,
+    /// Rows were appended that the observer was not handed: read the periods again.
+    unseen_appends: std::sync::atomic::AtomicBool,
 }
 
 fn poisoned<T>(_: T) -> Error {
@@ -110,6 +112,7 @@ impl Caps {
             pending: Mutex::new(Vec::new()),
             update: tokio::sync::Mutex::new(()),
             full_reads: std::sync::atomic::AtomicU64::new(0),
+            unseen_appends: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -120,21 +123,38 @@ impl Caps {
     }
 
     /// The storage observer of `finops.usage_events`: queues each statement's inserted rows
-    /// for [`Caps::apply_appended`] while any budget has a hard cap.
+    /// for [`Caps::apply_appended`] while any budget has a hard cap; an append whose rows it is
+    /// not handed (a bulk load) makes the next update read the periods in full.
     pub fn observer(self: &Arc<Self>) -> AppendObserver {
         let caps = Arc::downgrade(self);
-        AppendObserver(Arc::new(move |batch: &RecordBatch| {
-            if let Some(caps) = caps.upgrade()
-                && !caps.is_empty()
-                && let Ok(mut pending) = caps.pending.lock()
-            {
-                pending.push(batch.clone());
+        AppendObserver(Arc::new(move |batch: Option<&RecordBatch>| {
+            let Some(caps) = caps.upgrade() else {
+                return;
+            };
+            if caps.is_empty() {
+                return;
+            }
+            match batch {
+                Some(batch) => {
+                    if let Ok(mut pending) = caps.pending.lock() {
+                        pending.push(batch.clone());
+                    }
+                }
+                None => caps
+                    .unseen_appends
+                    .store(true, std::sync::atomic::Ordering::SeqCst),
             }
         }))
     }
 
-    fn take_pending(&self) -> Result<Vec<RecordBatch>> {
-        Ok(std::mem::take(&mut *self.pending.lock().map_err(poisoned)?))
+    /// The queued appends, cleared, and whether rows were appended unseen since the last call;
+    /// a full read that starts now sees them all.
+    fn take_pending(&self) -> Result<(Vec<RecordBatch>, bool)> {
+        let unseen = self
+            .unseen_appends
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
+        let batches = std::mem::take(&mut *self.pending.lock().map_err(poisoned)?);
+        Ok((batches, unseen))
     }
 
     fn entries(&self) -> Result<Vec<Arc<Mutex<CapEntry>>>> {
@@ -228,7 +248,10 @@ impl Caps {
     /// period just began is read from `finops.usage` in full.
     pub async fn apply_appended(&self, ctx: &SessionContext, now: DateTime<Utc>) -> Result<()> {
         let _update = self.update.lock().await;
-        let batches = self.take_pending()?;
+        let (batches, unseen) = self.take_pending()?;
+        if unseen {
+            return self.rescan(ctx, now, self.entries()?).await;
+        }
         if batches.is_empty() {
             return Ok(());
         }

@@ -95,9 +95,10 @@ pub(crate) struct TableCore {
 }
 
 /// A callback given the rows a statement inserted (after idempotency), once they are durable
-/// and visible to readers. It runs inside the append and must be quick and must not block.
+/// and visible to readers, or `None` when rows were appended without being held in memory (a
+/// bulk append). It runs inside the append and must be quick and must not block.
 #[derive(Clone)]
-pub struct AppendObserver(pub Arc<dyn Fn(&RecordBatch) + Send + Sync>);
+pub struct AppendObserver(pub Arc<dyn Fn(Option<&RecordBatch>) + Send + Sync>);
 
 impl std::fmt::Debug for AppendObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -256,7 +257,7 @@ impl TableCore {
         if let Ok(observer) = self.observer.read()
             && let Some(observer) = observer.as_ref()
         {
-            (observer.0)(&batch);
+            (observer.0)(Some(&batch));
         }
         let due =
             mem_rows >= self.settings.flush_rows || mem_batches >= self.settings.flush_statements;
