@@ -1,5 +1,6 @@
 //! Criterion benches of the FinOps UDFs: one module per function under `benches/udfs/`,
-//! each at 1024 and 8192 rows with inputs built outside the timed loop.
+//! each at 1024 and 8192 rows with inputs built outside the timed loop, and
+//! `token_cost_vs_join`: pricing 1M usage rows by `token_cost` against the SQL range join.
 //!
 //! `cargo bench -p finops-udfs --bench udfs` (or `cargo bench --bench udfs`);
 //! `-- token_cost` runs one function.
@@ -15,6 +16,7 @@ mod udfs {
     pub mod model_price;
     pub mod model_tier;
     pub mod month_end_forecast;
+    pub mod pricing_join;
     pub mod prompt_fingerprint;
     pub mod simhash;
     pub mod token_cost;
@@ -23,6 +25,7 @@ mod udfs {
 criterion_group!(
     benches,
     udfs::token_cost::bench,
+    udfs::pricing_join::bench,
     udfs::model_price::bench,
     udfs::canonical_model::bench,
     udfs::model_tier::bench,

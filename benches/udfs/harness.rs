@@ -120,18 +120,31 @@ pub fn invoke(udf: &ScalarUDF, args: &[ColumnarValue], n: usize) -> ColumnarValu
     .expect("invoke")
 }
 
-/// Registers one array benchmark per size, built by `make_args(n)`.
+/// Registers one array benchmark per size, built by `make_args(n)`; throughput in rows.
 pub fn bench_sizes(
     c: &mut Criterion,
     group: &str,
     name: &str,
     make_args: impl Fn(usize) -> Vec<ColumnarValue>,
 ) {
+    bench_sizes_with(c, group, name, make_args, |_, n| {
+        Throughput::Elements(n as u64)
+    });
+}
+
+/// [`bench_sizes`] with the throughput of each input given by `throughput(args, n)`.
+pub fn bench_sizes_with(
+    c: &mut Criterion,
+    group: &str,
+    name: &str,
+    make_args: impl Fn(usize) -> Vec<ColumnarValue>,
+    throughput: impl Fn(&[ColumnarValue], usize) -> Throughput,
+) {
     let udf = udf(name);
     let mut g = c.benchmark_group(group);
     for n in SIZES {
         let args = make_args(n);
-        g.throughput(Throughput::Elements(n as u64));
+        g.throughput(throughput(&args, n));
         g.bench_with_input(BenchmarkId::from_parameter(n), &args, |b, args| {
             b.iter(|| invoke(&udf, args, n))
         });

@@ -18,3 +18,5 @@ pub(crate) fn now_micros() -> i64 {
 
 #[cfg(test)]
 mod golden_tests;
+#[cfg(test)]
+mod token_cost_tests;

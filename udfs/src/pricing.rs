@@ -2,6 +2,7 @@
 //! handle the UDFs read.
 
 mod arrow;
+pub(crate) mod batch;
 mod book;
 mod catalog;
 mod handle;

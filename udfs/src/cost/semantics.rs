@@ -37,7 +37,16 @@ pub enum ServiceTier {
 
 impl ServiceTier {
     /// Parses a `service_tier` value; unknown values are the standard tier.
+    #[inline]
     pub fn parse(text: &str) -> Self {
+        // The spellings feeds use, without the trimming and case folding below.
+        match text.as_bytes() {
+            b"standard" | b"default" | b"auto" => return Self::Standard,
+            b"batch" => return Self::Batch,
+            b"priority" => return Self::Priority,
+            b"flex" => return Self::Flex,
+            _ => {}
+        }
         let text = text.trim();
         if text.eq_ignore_ascii_case("batch") {
             Self::Batch

@@ -4,20 +4,21 @@
 use std::sync::LazyLock;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use rustc_hash::FxHashMap;
 
 use super::now_micros;
-use super::semantics::{ServiceTier, TokenUsage, row_cost};
+use super::semantics::{RowRates, ServiceTier, TokenUsage, row_cost};
 use crate::args::{
     FINOPS_SECTION, MONEY_TYPE, Text, check_arity, coerce_int, coerce_text, coerce_time,
-    money_array, output, to_arrays,
+    literal_text, money_array, output,
 };
 use crate::pricing::PriceBookHandle;
+use crate::pricing::batch::{BatchKeys, NO_KEY, map_short};
 
 const NAME: &str = "token_cost";
 const SYNTAX: &str = "token_cost(provider, model, input_tokens, output_tokens [, cached_input_tokens [, cache_write_tokens [, ts [, service_tier [, cache_write_1h_tokens]]]]])";
@@ -123,9 +124,20 @@ impl ScalarUDFImpl for TokenCostFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let (arrays, all_scalar) = to_arrays(&args.args)?;
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let n = args
+            .args
+            .iter()
+            .find_map(|a| match a {
+                ColumnarValue::Array(a) => Some(a.len()),
+                ColumnarValue::Scalar(_) => None,
+            })
+            .unwrap_or(1);
         let book = self.book.snapshot();
-        let result = compute(&book, &arrays)?;
+        let result = compute(&book, &args.args, n, now_micros())?;
         output(result, all_scalar)
     }
 
@@ -134,75 +146,194 @@ impl ScalarUDFImpl for TokenCostFunc {
     }
 }
 
-/// Costs of one batch. Model resolution runs once per distinct (provider, model) in the
-/// batch, and consecutive rows of the same model skip even that hash lookup.
-fn compute(book: &crate::PriceBook, arrays: &[ArrayRef]) -> Result<ArrayRef> {
-    let n = arrays[0].len();
-    let provider = Text::new(&arrays[0])?;
-    let model = Text::new(&arrays[1])?;
-    let int = |i: usize| arrays.get(i).map(|a| a.as_primitive::<Int64Type>());
-    let (input, out) = (int(2), int(3));
-    let (cached, cache_write, cache_write_1h) = (int(4), int(5), int(8));
-    let ts = arrays
-        .get(6)
+/// Validity window of one price row: `from..=last` in UTC microseconds.
+#[derive(Debug, Clone, Copy)]
+struct Window<'b> {
+    from: i64,
+    last: i64,
+    rates: Option<&'b RowRates>,
+}
+
+impl Window<'_> {
+    /// The window of `row`; `None` when it covers no instant.
+    fn of(book: &crate::PriceBook, row: u32) -> Option<Window<'_>> {
+        let price = book.row(row);
+        let last = match price.valid_to {
+            None => i64::MAX,
+            Some(i64::MIN) => return None,
+            Some(to) => to - 1,
+        };
+        Some(Window {
+            from: price.valid_from.unwrap_or(i64::MIN),
+            last,
+            rates: book.rates(row),
+        })
+    }
+
+    #[inline]
+    fn covers(&self, ts: i64) -> bool {
+        self.from <= ts && ts <= self.last
+    }
+}
+
+/// The prices of one distinct (provider, model) of a batch: its latest price row inline
+/// (the one most rows fall in), earlier rows in `rest` of the batch's window list.
+#[derive(Debug, Clone, Copy)]
+struct KeyPrices<'b> {
+    latest: Window<'b>,
+    rest: (u32, u32),
+}
+
+/// An unpriced key: its window covers nothing.
+const UNPRICED: KeyPrices<'static> = KeyPrices {
+    latest: Window {
+        from: i64::MAX,
+        last: i64::MIN,
+        rates: None,
+    },
+    rest: (0, 0),
+};
+
+/// Price windows of every distinct (provider, model) of a batch, resolved once per pair.
+/// Without a `ts` column every row is priced at `now`, so each pair keeps only that row.
+fn key_prices<'b>(
+    book: &'b crate::PriceBook,
+    keys: &[(&str, &str)],
+    now: Option<i64>,
+) -> (Vec<KeyPrices<'b>>, Vec<Window<'b>>) {
+    let mut prices = Vec::with_capacity(keys.len());
+    let mut windows = Vec::new();
+    for &(provider, model) in keys {
+        let Some(entry) = book.resolve(provider, model).map(|r| r.entry) else {
+            prices.push(UNPRICED);
+            continue;
+        };
+        if let Some(now) = now {
+            let latest = book
+                .row_index_at(entry, now)
+                .map(|row| Window {
+                    from: i64::MIN,
+                    last: i64::MAX,
+                    rates: book.rates(row),
+                })
+                .unwrap_or(UNPRICED.latest);
+            prices.push(KeyPrices {
+                latest,
+                rest: (0, 0),
+            });
+            continue;
+        }
+        // Rows are sorted by `valid_from`: the last one is the latest.
+        let mut rows = book
+            .entry_rows(entry)
+            .iter()
+            .rev()
+            .filter_map(|&row| Window::of(book, row));
+        let latest = rows.next().unwrap_or(UNPRICED.latest);
+        let start = windows.len() as u32;
+        windows.extend(rows);
+        prices.push(KeyPrices {
+            latest,
+            rest: (start, windows.len() as u32 - start),
+        });
+    }
+    (prices, windows)
+}
+
+/// Costs of one batch of `n` rows. Provider and model are interned first (one hash probe per
+/// row, see [`BatchKeys`]), each distinct pair is resolved once, and the row loop reads
+/// only integers: no string work, allocation or book lookup per row.
+fn compute(
+    book: &crate::PriceBook,
+    args: &[ColumnarValue],
+    n: usize,
+    now: i64,
+) -> Result<ArrayRef> {
+    let array = |i: usize| args.get(i).map(|a| a.to_array(n)).transpose();
+    let (input, out, cached, cache_write) = (array(2)?, array(3)?, array(4)?, array(5)?);
+    let (ts, tier, cache_write_1h) = (array(6)?, array(7)?, array(8)?);
+
+    let (provider_array, model_array);
+    let keys = match (&args[0], &args[1]) {
+        (ColumnarValue::Scalar(p), ColumnarValue::Scalar(m))
+            if literal_text(Some(p)).is_some() && literal_text(Some(m)).is_some() =>
+        {
+            let pair = literal_text(Some(p))
+                .flatten()
+                .zip(literal_text(Some(m)).flatten());
+            BatchKeys::constant(pair, n)
+        }
+        (p, m) => {
+            provider_array = p.to_array(n)?;
+            model_array = m.to_array(n)?;
+            let (p, m) = (Text::new(&provider_array)?, Text::new(&model_array)?);
+            BatchKeys::intern(&p, &m, n)
+        }
+    };
+    let (prices, windows) = key_prices(book, &keys.keys, ts.is_none().then_some(now));
+
+    let int = |a: &Option<ArrayRef>| a.as_ref().map(|a| a.as_primitive::<Int64Type>().clone());
+    let (input, out) = (int(&input), int(&out));
+    let (cached, cache_write, cache_write_1h) =
+        (int(&cached), int(&cache_write), int(&cache_write_1h));
+    let ts = ts
+        .as_ref()
         .map(|a| a.as_primitive::<TimestampMicrosecondType>());
-    let tier = arrays.get(7).map(Text::new).transpose()?;
-    let now = now_micros();
+    let tier = tier.as_ref().map(Text::new).transpose()?;
+    let tiers = tier.map(|t| map_short(&t, n, ServiceTier::parse));
+    // A NULL count or ts makes the row NULL: one combined mask instead of a check per column.
+    let nulls = [
+        input.as_ref().and_then(|a| a.nulls()),
+        out.as_ref().and_then(|a| a.nulls()),
+        cached.as_ref().and_then(|a| a.nulls()),
+        cache_write.as_ref().and_then(|a| a.nulls()),
+        cache_write_1h.as_ref().and_then(|a| a.nulls()),
+        ts.and_then(|a| a.nulls()),
+    ]
+    .into_iter()
+    .fold(None, |acc: Option<NullBuffer>, next| {
+        NullBuffer::union(acc.as_ref(), next)
+    });
+    fn values_of(a: &Option<Int64Array>, n: usize) -> Option<&[i64]> {
+        a.as_ref().map(|a| &a.values()[..n])
+    }
+    let (input, out) = (values_of(&input, n), values_of(&out, n));
+    let (cached, cache_write, cache_write_1h) = (
+        values_of(&cached, n),
+        values_of(&cache_write, n),
+        values_of(&cache_write_1h, n),
+    );
+    let ts = ts.map(|a| &a.values()[..n]);
+    let get = |col: Option<&[i64]>, i: usize| col.map_or(0, |c| c[i]);
 
     let mut values = vec![0i128; n];
     let mut valid = vec![false; n];
-    let mut memo: FxHashMap<(&str, &str), Option<u32>> = FxHashMap::default();
-    let mut last: Option<(&str, &str, Option<u32>)> = None;
-    // Token columns may be absent (optional) or NULL in a row: both cases read here.
-    let read = |col: Option<&Int64Array>, i: usize, default: i64| -> Option<i64> {
-        match col {
-            None => Some(default),
-            Some(c) if c.is_null(i) => None,
-            Some(c) => Some(c.value(i)),
+    for (i, &key) in keys.rows.iter().enumerate() {
+        if key == NO_KEY || nulls.as_ref().is_some_and(|b| b.is_null(i)) {
+            continue;
         }
-    };
-    for i in 0..n {
-        let (Some(p), Some(m)) = (provider.get(i), model.get(i)) else {
-            continue;
+        let key = &prices[key as usize];
+        let at = ts.map_or(now, |t| t[i]);
+        let rates = if key.latest.covers(at) {
+            key.latest.rates
+        } else {
+            let (start, len) = key.rest;
+            windows[start as usize..(start + len) as usize]
+                .iter()
+                .find(|w| w.covers(at))
+                .and_then(|w| w.rates)
         };
-        let entry = match last {
-            Some((lp, lm, e)) if lp == p && lm == m => e,
-            _ => {
-                let e = *memo
-                    .entry((p, m))
-                    .or_insert_with(|| book.resolve(p, m).map(|r| r.entry));
-                last = Some((p, m, e));
-                e
-            }
+        let Some(rates) = rates else { continue };
+        let usage = TokenUsage {
+            input: get(input, i),
+            output: get(out, i),
+            cached: get(cached, i),
+            cache_write: get(cache_write, i),
+            cache_write_1h: get(cache_write_1h, i),
         };
-        let Some(entry) = entry else { continue };
-        let usage = (|| {
-            Some(TokenUsage {
-                input: read(input, i, 0)?,
-                output: read(out, i, 0)?,
-                cached: read(cached, i, 0)?,
-                cache_write: read(cache_write, i, 0)?,
-                cache_write_1h: read(cache_write_1h, i, 0)?,
-            })
-        })();
-        let Some(usage) = usage else { continue };
-        let at = match ts {
-            None => now,
-            Some(t) if t.is_null(i) => continue,
-            Some(t) => t.value(i),
-        };
-        let service_tier = match &tier {
-            Some(t) => t
-                .get(i)
-                .map(ServiceTier::parse)
-                .unwrap_or(ServiceTier::Standard),
+        let service_tier = match &tiers {
+            Some(t) => t[i].unwrap_or(ServiceTier::Standard),
             None => ServiceTier::Standard,
-        };
-        let Some(row) = book.row_index_at(entry, at) else {
-            continue;
-        };
-        let Some(rates) = book.rates(row) else {
-            continue;
         };
         if let Some(cost) = row_cost(rates, &usage, service_tier) {
             values[i] = cost;

@@ -221,6 +221,13 @@ impl PriceBook {
             .find(|&r| self.rows[r as usize].covers(ts))
     }
 
+    /// Indexes of the rows of `entry`, sorted by `valid_from`; their validity ranges do not
+    /// overlap.
+    #[inline]
+    pub fn entry_rows(&self, entry: u32) -> &[u32] {
+        &self.entries[entry as usize].rows
+    }
+
     /// The row with index `row`.
     pub fn row(&self, row: u32) -> &PriceRow {
         &self.rows[row as usize]

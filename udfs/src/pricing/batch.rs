@@ -1,0 +1,503 @@
+//! Per-batch interning of (provider, model) pairs: every row of a batch gets a dense key id,
+//! so model resolution and price lookup run once per distinct pair instead of once per row.
+//!
+//! The table is an open-addressing hash table specialised for short ids: each string is read
+//! as a few 8-byte words straight from the array's value buffer (whatever its length, so no
+//! branch on it), the hash mixes some of them, and every hit is confirmed on the full
+//! strings: the words are the whole string up to 40 bytes of model and 16 of provider,
+//! longer ones are compared byte for byte. Two different pairs never share an id.
+
+use datafusion::arrow::array::{Array, LargeStringArray, StringArray, StringViewArray};
+
+use crate::args::Text;
+
+/// Key id of a row whose provider or model is NULL.
+pub(crate) const NO_KEY: u32 = u32::MAX;
+
+/// Distinct (provider, model) pairs of one batch, and each row's key id.
+#[derive(Debug)]
+pub(crate) struct BatchKeys<'a> {
+    /// The distinct pairs; a key id indexes this.
+    pub keys: Vec<(&'a str, &'a str)>,
+    /// Key id per row, [`NO_KEY`] when the provider or the model is NULL.
+    pub rows: Vec<u32>,
+}
+
+impl<'a> BatchKeys<'a> {
+    /// Interns the first `n` rows of `provider` and `model`.
+    pub fn intern(provider: &Text<'a>, model: &Text<'a>, n: usize) -> Self {
+        match (provider, model) {
+            (Text::Utf8(p), Text::Utf8(m)) => intern_rows(*p, *m, n),
+            (Text::View(p), Text::View(m)) => intern_rows(*p, *m, n),
+            (Text::Large(p), Text::Large(m)) => intern_rows(*p, *m, n),
+            (p, m) => intern_rows(p, m, n),
+        }
+    }
+
+    /// One pair for every row (scalar arguments); `None` = a NULL provider or model.
+    pub fn constant(pair: Option<(&'a str, &'a str)>, n: usize) -> Self {
+        match pair {
+            Some(pair) => Self {
+                keys: vec![pair],
+                rows: vec![0; n],
+            },
+            None => Self {
+                keys: Vec::new(),
+                rows: vec![NO_KEY; n],
+            },
+        }
+    }
+}
+
+/// Row access shared by the string array types.
+trait Strings<'a> {
+    fn has_nulls(&self) -> bool;
+    fn is_null_at(&self, i: usize) -> bool;
+    /// Row `i` as `bytes[start..end]`, where `bytes` may extend beyond the value (the
+    /// array's value buffer), which lets [`Sample::of`] read whole words without copying.
+    fn bytes(&self, i: usize) -> (&'a [u8], usize, usize);
+    fn text(&self, i: usize) -> &'a str;
+}
+
+macro_rules! offset_strings_for {
+    ($t:ty) => {
+        impl<'a> Strings<'a> for &'a $t {
+            #[inline]
+            fn has_nulls(&self) -> bool {
+                self.null_count() > 0
+            }
+            #[inline]
+            fn is_null_at(&self, i: usize) -> bool {
+                self.is_null(i)
+            }
+            #[inline]
+            fn bytes(&self, i: usize) -> (&'a [u8], usize, usize) {
+                let offsets = self.value_offsets();
+                (
+                    self.values().as_slice(),
+                    offsets[i] as usize,
+                    offsets[i + 1] as usize,
+                )
+            }
+            #[inline]
+            fn text(&self, i: usize) -> &'a str {
+                self.value(i)
+            }
+        }
+    };
+}
+offset_strings_for!(StringArray);
+offset_strings_for!(LargeStringArray);
+
+impl<'a> Strings<'a> for &'a StringViewArray {
+    #[inline]
+    fn has_nulls(&self) -> bool {
+        self.null_count() > 0
+    }
+    #[inline]
+    fn is_null_at(&self, i: usize) -> bool {
+        self.is_null(i)
+    }
+    #[inline]
+    fn bytes(&self, i: usize) -> (&'a [u8], usize, usize) {
+        let value = self.value(i).as_bytes();
+        (value, 0, value.len())
+    }
+    #[inline]
+    fn text(&self, i: usize) -> &'a str {
+        self.value(i)
+    }
+}
+
+impl<'a> Strings<'a> for &Text<'a> {
+    fn has_nulls(&self) -> bool {
+        true
+    }
+    #[inline]
+    fn is_null_at(&self, i: usize) -> bool {
+        self.get(i).is_none()
+    }
+    #[inline]
+    fn bytes(&self, i: usize) -> (&'a [u8], usize, usize) {
+        let value = self.text(i).as_bytes();
+        (value, 0, value.len())
+    }
+    #[inline]
+    fn text(&self, i: usize) -> &'a str {
+        self.get(i).unwrap_or_default()
+    }
+}
+
+fn intern_rows<'a>(provider: impl Strings<'a>, model: impl Strings<'a>, n: usize) -> BatchKeys<'a> {
+    let mut table = KeyTable::new();
+    let mut rows = Vec::with_capacity(n);
+    let nulls = provider.has_nulls() || model.has_nulls();
+    for i in 0..n {
+        if nulls && (provider.is_null_at(i) || model.is_null_at(i)) {
+            rows.push(NO_KEY);
+            continue;
+        }
+        let (p, m) = (provider.bytes(i), model.bytes(i));
+        let (p, m) = (
+            ProviderSample::of(p.0, p.1, p.2),
+            ModelSample::of(m.0, m.1, m.2),
+        );
+        let id = match table.find(&p, &m) {
+            Some(id) => id,
+            None => table.insert(p, m, provider.text(i), model.text(i)),
+        };
+        rows.push(id);
+    }
+    BatchKeys {
+        keys: table
+            .keys
+            .into_iter()
+            .map(|k| (k.provider, k.model))
+            .collect(),
+        rows,
+    }
+}
+
+/// `parse` of every row of `text` (`None` for NULL rows), calling `parse` once per distinct
+/// value of up to 16 bytes (the few spellings of an enum-like column) through a small
+/// direct-mapped cache; longer values are parsed on every row.
+pub(crate) fn map_short<T: Copy>(
+    text: &Text<'_>,
+    n: usize,
+    parse: impl Fn(&str) -> T,
+) -> Vec<Option<T>> {
+    match text {
+        Text::Utf8(a) => map_rows(*a, n, parse),
+        Text::Large(a) => map_rows(*a, n, parse),
+        Text::View(a) => map_rows(*a, n, parse),
+    }
+}
+
+fn map_rows<'a, T: Copy>(
+    strings: impl Strings<'a>,
+    n: usize,
+    parse: impl Fn(&str) -> T,
+) -> Vec<Option<T>> {
+    const SLOTS: usize = 128;
+    let mut cache: Vec<Option<(ProviderSample<'a>, T)>> = vec![None; SLOTS];
+    let nulls = strings.has_nulls();
+    (0..n)
+        .map(|i| {
+            if nulls && strings.is_null_at(i) {
+                return None;
+            }
+            let (buf, start, end) = strings.bytes(i);
+            let sample = ProviderSample::of(buf, start, end);
+            if sample.len > 16 {
+                return Some(parse(strings.text(i)));
+            }
+            let slot = mix(
+                sample.words[0] ^ 0x243f_6a88_85a3_08d3,
+                sample.tail ^ sample.len as u64,
+            ) as usize
+                % SLOTS;
+            match &cache[slot] {
+                Some((seen, value)) if seen.same(&sample) => Some(*value),
+                _ => {
+                    let value = parse(strings.text(i));
+                    cache[slot] = Some((sample, value));
+                    Some(value)
+                }
+            }
+        })
+        .collect()
+}
+
+/// A string as its length, `W` words from its start and its last eight bytes: the whole
+/// string when it is at most `8 * W + 8` bytes long, so comparing two samples is a few
+/// integer compares without a branch on the length.
+#[derive(Debug, Clone, Copy)]
+struct Sample<'a, const W: usize> {
+    len: usize,
+    /// Words at byte 0, 8, ..., each at most at `len - 8`; zero-padded below 8 bytes.
+    words: [u64; W],
+    tail: u64,
+    /// The string itself, compared in full only past `8 * W + 8` bytes.
+    bytes: &'a [u8],
+}
+
+/// Provider names: up to 16 bytes are two words.
+type ProviderSample<'a> = Sample<'a, 1>;
+/// Model ids: up to 40 bytes are five words.
+type ModelSample<'a> = Sample<'a, 4>;
+
+impl<'a, const W: usize> Sample<'a, W> {
+    /// The sample of `buf[start..end]`. Words are read from `buf`, past the string when it is
+    /// shorter than eight bytes, and masked: no branch on the length.
+    #[inline(always)]
+    fn of(buf: &'a [u8], start: usize, end: usize) -> Self {
+        let len = end - start;
+        // `keep` bits of a word are the string's; shifts by 64 - keep are at most 64, and
+        // `nonempty` clears the one shift by 64 (which wraps to 0).
+        let keep = 8 * len.min(8) as u32;
+        let nonempty = 0u64.wrapping_sub(u64::from(keep != 0));
+        let mask = u64::MAX.wrapping_shr(64 - keep) & nonempty;
+        let last = len.saturating_sub(8);
+        let tail = if end >= 8 {
+            load(buf, end - 8).wrapping_shr(64 - keep) & nonempty
+        } else {
+            load(&buf[start..end], 0) & mask
+        };
+        let mut words = [0u64; W];
+        for (k, word) in words.iter_mut().enumerate() {
+            *word = load(buf, start + (8 * k).min(last)) & mask;
+        }
+        Sample {
+            len,
+            words,
+            tail,
+            bytes: &buf[start..end],
+        }
+    }
+
+    /// Whether both samples are of the same string.
+    #[inline(always)]
+    fn same(&self, other: &Self) -> bool {
+        let diff = self
+            .words
+            .iter()
+            .zip(&other.words)
+            .fold(self.tail ^ other.tail, |acc, (a, b)| acc | (a ^ b));
+        diff == 0 && self.len == other.len && (self.len <= 8 * W + 8 || self.bytes == other.bytes)
+    }
+}
+
+/// Hash of a (provider, model) pair from its lengths and sampled words. Pairs that differ
+/// only outside the hashed words collide and are told apart by [`Sample::same`].
+#[inline(always)]
+fn pair_hash(provider: &ProviderSample<'_>, model: &ModelSample<'_>) -> u64 {
+    const K0: u64 = 0x243f_6a88_85a3_08d3;
+    const K1: u64 = 0x1319_8a2e_0370_7344;
+    const K2: u64 = 0xa409_3822_299f_31d0;
+    const K3: u64 = 0x082e_fa98_ec4e_6c89;
+    let lengths = (model.len as u64) | ((provider.len as u64) << 32);
+    mix(model.words[0] ^ K0, model.tail ^ K1)
+        ^ mix(
+            model.words[1] ^ provider.words[0] ^ K2,
+            lengths ^ (model.words[2] ^ provider.tail).rotate_left(17) ^ K3,
+        )
+}
+
+/// A free bucket. A used one holds the high half of the key's hash above its id.
+const EMPTY: u64 = u64::MAX;
+
+/// One distinct pair of a batch.
+struct Key<'a> {
+    hash: u64,
+    provider_sample: ProviderSample<'a>,
+    model_sample: ModelSample<'a>,
+    provider: &'a str,
+    model: &'a str,
+}
+
+/// Open-addressing (linear probing) map from a (provider, model) pair to its dense id.
+struct KeyTable<'a> {
+    /// (hash high half, key id) per bucket, [`EMPTY`] when free; a power of two long, at
+    /// most a quarter full so most lookups read one bucket.
+    buckets: Vec<u64>,
+    keys: Vec<Key<'a>>,
+    /// Bucket where the last failed [`Self::find`] stopped, and its hash.
+    vacant: (usize, u64),
+}
+
+impl<'a> KeyTable<'a> {
+    fn new() -> Self {
+        Self {
+            buckets: vec![EMPTY; 256],
+            keys: Vec::new(),
+            vacant: (0, 0),
+        }
+    }
+
+    /// The id of (provider, model), if seen before in the batch.
+    #[inline(always)]
+    fn find(&mut self, provider: &ProviderSample<'_>, model: &ModelSample<'_>) -> Option<u32> {
+        let hash = pair_hash(provider, model);
+        let mask = self.buckets.len() - 1;
+        let mut at = hash as usize & mask;
+        loop {
+            let bucket = self.buckets[at];
+            if bucket == EMPTY {
+                self.vacant = (at, hash);
+                return None;
+            }
+            if bucket >> 32 == hash >> 32 {
+                let id = bucket as u32;
+                let key = &self.keys[id as usize];
+                if key.model_sample.same(model) && key.provider_sample.same(provider) {
+                    return Some(id);
+                }
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Adds the pair a [`Self::find`] just missed.
+    #[cold]
+    fn insert(
+        &mut self,
+        provider_sample: ProviderSample<'a>,
+        model_sample: ModelSample<'a>,
+        provider: &'a str,
+        model: &'a str,
+    ) -> u32 {
+        let (at, hash) = self.vacant;
+        let id = self.keys.len() as u32;
+        self.keys.push(Key {
+            hash,
+            provider_sample,
+            model_sample,
+            provider,
+            model,
+        });
+        self.buckets[at] = bucket(hash, id);
+        if self.keys.len() * 4 > self.buckets.len() {
+            let size = self.buckets.len() * 2;
+            let mask = size - 1;
+            let mut buckets = vec![EMPTY; size];
+            for (id, key) in self.keys.iter().enumerate() {
+                let mut at = key.hash as usize & mask;
+                while buckets[at] != EMPTY {
+                    at = (at + 1) & mask;
+                }
+                buckets[at] = bucket(key.hash, id as u32);
+            }
+            self.buckets = buckets;
+        }
+        id
+    }
+}
+
+/// The bucket value of key `id` with `hash`.
+fn bucket(hash: u64, id: u32) -> u64 {
+    (hash >> 32 << 32) | u64::from(id)
+}
+
+/// Eight bytes of `bytes` from `at`, little endian, zero padded past the end.
+#[inline(always)]
+fn load(bytes: &[u8], at: usize) -> u64 {
+    match bytes.get(at..at + 8) {
+        Some(word) => {
+            let mut buf = [0u8; 8];
+            buf.copy_from_slice(word);
+            u64::from_le_bytes(buf)
+        }
+        None => {
+            let rest = bytes.get(at..).unwrap_or_default();
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            u64::from_le_bytes(buf)
+        }
+    }
+}
+
+/// Folded 64x64 -> 128-bit multiply.
+#[inline(always)]
+fn mix(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::ArrayRef;
+
+    use super::*;
+
+    fn keys_of(providers: Vec<Option<&str>>, models: Vec<Option<&str>>) -> (Vec<u32>, usize) {
+        let p: ArrayRef = Arc::new(StringArray::from(providers));
+        let m: ArrayRef = Arc::new(StringArray::from(models));
+        let (p, m) = (Text::new(&p).expect("text"), Text::new(&m).expect("text"));
+        let n = match &p {
+            Text::Utf8(a) => a.len(),
+            _ => unreachable!(),
+        };
+        let keys = BatchKeys::intern(&p, &m, n);
+        (keys.rows, keys.keys.len())
+    }
+
+    #[test]
+    fn equal_pairs_share_an_id_and_different_pairs_do_not() {
+        let (rows, distinct) = keys_of(
+            vec![
+                Some("openai"),
+                Some("azure_openai"),
+                Some("openai"),
+                None,
+                Some("anthropic"),
+                Some("anthropic"),
+                Some("openai"),
+            ],
+            vec![
+                Some("gpt-4o-2024-08-06"),
+                Some("gpt-4o-2024-08-06"),
+                Some("gpt-4o-2024-08-06"),
+                Some("gpt-4o"),
+                Some("claude-3-5-sonnet-20241022"),
+                // Same length, first and last eight bytes as the previous model.
+                Some("claude-3-7-sonnet-20241022"),
+                None,
+            ],
+        );
+        assert_eq!(distinct, 4);
+        assert_eq!(rows, vec![0, 1, 0, NO_KEY, 2, 3, NO_KEY]);
+    }
+
+    #[test]
+    fn many_distinct_pairs_grow_the_table() {
+        let models: Vec<String> = (0..5000).map(|i| format!("model-{i}")).collect();
+        let mut all: Vec<Option<&str>> = models.iter().map(|m| Some(m.as_str())).collect();
+        all.extend(models.iter().rev().map(|m| Some(m.as_str())));
+        let providers = vec![Some("acme"); all.len()];
+        let (rows, distinct) = keys_of(providers, all);
+        assert_eq!(distinct, 5000);
+        for i in 0..5000 {
+            assert_eq!(rows[i], i as u32);
+            assert_eq!(rows[9999 - i], i as u32);
+        }
+    }
+
+    #[test]
+    fn short_and_empty_ids_are_distinct() {
+        let (rows, distinct) = keys_of(
+            vec![Some(""), Some("a"), Some(""), Some("a"), Some("")],
+            vec![Some(""), Some(""), Some("a"), Some("a"), Some("")],
+        );
+        assert_eq!(distinct, 4);
+        assert_eq!(rows, vec![0, 1, 2, 3, 0]);
+    }
+
+    #[test]
+    fn map_short_parses_each_row_like_parse() {
+        let values: Vec<Option<String>> = (0..2000)
+            .map(|i| match i % 7 {
+                0 => None,
+                1 => Some("batch".to_string()),
+                2 => Some(format!("v{}", i % 300)),
+                3 => Some(format!("a value longer than sixteen bytes {}", i % 5)),
+                4 => Some(String::new()),
+                5 => Some("priority".to_string()),
+                _ => Some(format!("{}", i % 50)),
+            })
+            .collect();
+        let array: ArrayRef = Arc::new(StringArray::from(
+            values.iter().map(Option::as_deref).collect::<Vec<_>>(),
+        ));
+        let text = Text::new(&array).expect("text");
+        // A different number per distinct text, so a value mapped to another's result shows.
+        let state = std::hash::RandomState::new();
+        let id = |s: &str| std::hash::BuildHasher::hash_one(&state, s);
+        let got = map_short(&text, values.len(), id);
+        for (value, got) in values.iter().zip(got) {
+            let expected = value.as_deref().map(id);
+            assert_eq!(got, expected, "{value:?}");
+        }
+    }
+}
