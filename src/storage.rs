@@ -62,6 +62,7 @@ mod mutate;
 mod options;
 mod provider;
 mod segment;
+mod stage;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -78,6 +79,7 @@ use object_store::path::Path;
 
 pub use options::{ColumnDefault, TableKind, TableOptions};
 pub use provider::{DurableTable, TableStats};
+pub use stage::BulkAppend;
 
 use backend::Backend;
 pub(crate) use backend::cloud_store;
@@ -96,6 +98,9 @@ pub struct StorageOptions {
     pub flush_rows: usize,
     /// Unflushed statements at which a table writes a segment.
     pub flush_statements: usize,
+    /// Rows of a bulk append (COPY FROM STDIN) held in memory before they are staged as a segment
+    /// file; see `stage.rs`.
+    pub stage_rows: usize,
     /// Segments smaller than this are merged, up to about this size.
     pub compaction_target_rows: usize,
     /// How often background work flushes, compacts and deletes retired files; `None` disables it.
@@ -110,6 +115,7 @@ impl Default for StorageOptions {
             sync: true,
             flush_rows: 256 * 1024,
             flush_statements: 1024,
+            stage_rows: 128 * 1024,
             compaction_target_rows: 1024 * 1024,
             background_interval: Some(Duration::from_secs(10)),
             gc_grace: Duration::from_secs(600),
