@@ -337,7 +337,7 @@ impl CopyHandler for CopyIn {
             sink.abort().await;
             return Err(user_error(&e));
         }
-        let rows = sink.finish(&session).await.map_err(|e| user_error(&e))?;
+        let rows = sink.finish(session).await.map_err(|e| user_error(&e))?;
         let tag = Tag::new("COPY").with_rows(rows as usize);
         client
             .send(PgWireBackendMessage::CommandComplete(tag.into()))
