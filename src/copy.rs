@@ -2,6 +2,9 @@
 //! text and CSV formats parsed into Arrow batches of a table's schema (with line numbers in every
 //! error), and rows rendered back to text or CSV.
 //!
+//! The parser hands out batches as they complete ([`CopyParser::take_batches`]), so a large COPY
+//! never has to be held whole: the session streams them into storage while data still arrives.
+//!
 //! It must not know about the wire protocol (the server feeds it bytes) nor about storage (the
 //! session appends the batches it produces).
 
@@ -133,6 +136,8 @@ pub struct CopyParser {
     rows: Vec<Vec<Option<String>>>,
     first_line_of_rows: usize,
     batches: Vec<RecordBatch>,
+    /// Rows of batches already handed out by [`CopyParser::take_batches`].
+    taken: usize,
     finished: bool,
 }
 
@@ -150,13 +155,14 @@ impl CopyParser {
             rows: Vec::new(),
             first_line_of_rows: 1,
             batches: Vec::new(),
+            taken: 0,
             finished: false,
         }
     }
 
     /// The number of rows parsed so far.
     pub fn rows_parsed(&self) -> usize {
-        self.batches.iter().map(|b| b.num_rows()).sum::<usize>() + self.rows.len()
+        self.taken + self.batches.iter().map(|b| b.num_rows()).sum::<usize>() + self.rows.len()
     }
 
     /// Feed bytes; complete lines are parsed at once.
@@ -184,7 +190,15 @@ impl CopyParser {
         Ok(())
     }
 
-    /// End of input: parse what is left and return every batch.
+    /// Take the batches completed so far (each of up to 8,192 rows), so the caller can pass them on
+    /// while more data arrives instead of holding the whole input.
+    pub fn take_batches(&mut self) -> Vec<RecordBatch> {
+        let batches = std::mem::take(&mut self.batches);
+        self.taken += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        batches
+    }
+
+    /// End of input: parse what is left and return every batch not taken yet.
     pub fn finish(mut self) -> Result<Vec<RecordBatch>> {
         if !self.pending.is_empty() && !self.finished {
             let record = std::mem::take(&mut self.pending);

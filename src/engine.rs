@@ -732,6 +732,25 @@ impl Session {
             .sum())
     }
 
+    /// Where the rows of `COPY table FROM STDIN` go, as the parser produces them: a durable table
+    /// stages them while they arrive (bounded memory, published at [`CopySink::finish`]); any
+    /// other table gets them all at once at the end.
+    pub async fn copy_sink(&self, table: &str) -> Result<CopySink> {
+        let provider = self
+            .ctx
+            .table_provider(table)
+            .await
+            .map_err(|_| Error::TableNotFound(table.to_string()))?;
+        let rows = match provider.downcast_ref::<crate::storage::DurableTable>() {
+            Some(durable) => CopyRows::Staged(durable.bulk_append()),
+            None => CopyRows::Buffered(Vec::new()),
+        };
+        Ok(CopySink {
+            table: table.to_string(),
+            rows,
+        })
+    }
+
     /// Run `sql` (one query) and collect its rows.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let mut outputs = self.sql(sql).await?;
@@ -739,6 +758,57 @@ impl Session {
             Some(Output::Rows(df)) => Ok(df.collect().await?),
             Some(Output::Batches(_, batches)) => Ok(batches),
             Some(Output::Command { .. }) | None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The rows of one `COPY ... FROM STDIN` on their way into a table (see [`Session::copy_sink`]).
+/// Dropping it without [`CopySink::finish`] stores nothing.
+#[derive(Debug)]
+pub struct CopySink {
+    table: String,
+    rows: CopyRows,
+}
+
+#[derive(Debug)]
+enum CopyRows {
+    Staged(crate::storage::BulkAppend),
+    Buffered(Vec<RecordBatch>),
+}
+
+impl CopySink {
+    /// Add parsed rows. On error the statement is over and nothing of it is stored.
+    pub async fn push(&mut self, batches: Vec<RecordBatch>) -> Result<()> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        match &mut self.rows {
+            CopyRows::Staged(append) => append.push(batches).await,
+            CopyRows::Buffered(all) => {
+                all.extend(batches);
+                Ok(())
+            }
+        }
+    }
+
+    /// Store every row pushed as one atomic statement; returns the rows inserted.
+    pub async fn finish(self, session: &Session) -> Result<u64> {
+        match self.rows {
+            CopyRows::Staged(append) => {
+                let rows = append.commit().await?;
+                if rows > 0 {
+                    session.engine.data_changed(&self.table, true).await;
+                }
+                Ok(rows)
+            }
+            CopyRows::Buffered(batches) => session.append(&self.table, batches).await,
+        }
+    }
+
+    /// Give up: nothing of the statement is stored, and what was staged is deleted now.
+    pub async fn abort(self) {
+        if let CopyRows::Staged(append) = self.rows {
+            append.abort().await;
         }
     }
 }

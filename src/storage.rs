@@ -25,6 +25,15 @@
 //!
 //! A crash at any point leaves either the old manifest plus a WAL that replays the rows, or the new
 //! manifest; files no manifest references are deleted at open, and a torn WAL tail is dropped.
+//!
+//! # Bulk appends (COPY FROM STDIN)
+//! A statement whose rows arrive over time is not held whole: every `stage_rows` rows are
+//! deduplicated, sorted and written as a segment file that no manifest lists yet (invisible to
+//! readers, an orphan after a crash), and the memory is released. At the end one manifest version
+//! lists all of them: the statement's single commit point, after which it is visible and durable.
+//! A failed statement deletes its staged files. Memory is bounded by one chunk plus 8 bytes per
+//! row for the statement's event-id hashes. A statement that never fills a chunk takes the WAL
+//! path above. See `stage.rs`.
 //! Steps 2–4 run in their own task, so a cancelled statement cannot stop a write halfway (durable
 //! but unpublished); like any cancel racing a commit, the statement may still have committed.
 //!
@@ -62,6 +71,7 @@ mod mutate;
 mod options;
 mod provider;
 mod segment;
+mod stage;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -78,6 +88,7 @@ use object_store::path::Path;
 
 pub use options::{ColumnDefault, TableKind, TableOptions};
 pub use provider::{DurableTable, TableStats};
+pub use stage::BulkAppend;
 pub use table::AppendObserver;
 
 use backend::Backend;
@@ -97,6 +108,9 @@ pub struct StorageOptions {
     pub flush_rows: usize,
     /// Unflushed statements at which a table writes a segment.
     pub flush_statements: usize,
+    /// Rows of a bulk append (COPY FROM STDIN) held in memory before they are staged as a segment
+    /// file; see `stage.rs`.
+    pub stage_rows: usize,
     /// Segments smaller than this are merged, up to about this size.
     pub compaction_target_rows: usize,
     /// How often background work flushes, compacts and deletes retired files; `None` disables it.
@@ -111,6 +125,7 @@ impl Default for StorageOptions {
             sync: true,
             flush_rows: 256 * 1024,
             flush_statements: 1024,
+            stage_rows: 128 * 1024,
             compaction_target_rows: 1024 * 1024,
             background_interval: Some(Duration::from_secs(10)),
             gc_grace: Duration::from_secs(600),

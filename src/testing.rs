@@ -27,9 +27,17 @@ pub struct TestServer {
 
 impl TestServer {
     /// Start a server for `config` (its `listen` is replaced by `127.0.0.1:0`).
-    pub async fn start(mut config: Config) -> Result<TestServer> {
+    pub async fn start(config: Config) -> Result<TestServer> {
+        Self::start_with(config, crate::storage::StorageOptions::default()).await
+    }
+
+    /// [`TestServer::start`] with explicit storage options (e.g. small COPY chunks).
+    pub async fn start_with(
+        mut config: Config,
+        storage: crate::storage::StorageOptions,
+    ) -> Result<TestServer> {
         config.listen = "127.0.0.1:0".to_string();
-        let engine = Engine::open(config.clone()).await?;
+        let engine = Engine::open_with(config.clone(), storage).await?;
         let server = Server::bind(Arc::clone(&engine), &config).await?;
         let addr = server.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();

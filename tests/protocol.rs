@@ -482,3 +482,141 @@ async fn copy_with_a_bad_row_rejects_the_whole_statement() {
         .expect("unknown table");
     assert_eq!(sqlstate(&e), "42P01");
 }
+
+/// A server whose COPY into a durable table stages every parser batch (8,192 rows) as its own
+/// segment file, so a few tens of thousands of rows span several staged chunks.
+async fn start_small_chunks() -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("scratch dir");
+    let config = Config {
+        data_dir: dir.path().to_string_lossy().into_owned(),
+        ..Config::default()
+    };
+    let storage = finops_db::storage::StorageOptions {
+        stage_rows: 100,
+        ..Default::default()
+    };
+    (
+        TestServer::start_with(config, storage)
+            .await
+            .expect("server starts"),
+        dir,
+    )
+}
+
+fn usage_csv(ids: impl Iterator<Item = String>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.extend_from_slice(format!("{id},2025-01-01 00:00:00+00,openai,gpt-4o\n").as_bytes());
+    }
+    out
+}
+
+async fn copy_usage(client: &Client, data: Vec<u8>) -> Result<u64, tokio_postgres::Error> {
+    use futures::SinkExt;
+    let sink = client
+        .copy_in(
+            "COPY finops.usage_events (event_id, ts, provider, model) FROM STDIN WITH (FORMAT csv)",
+        )
+        .await?;
+    futures::pin_mut!(sink);
+    // Sent in pieces, as a client streaming a file would.
+    for piece in data.chunks(64 * 1024) {
+        sink.send(bytes::Bytes::copy_from_slice(piece)).await?;
+    }
+    sink.finish().await
+}
+
+/// Parquet files of the usage table (live or staged).
+fn usage_segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for table in std::fs::read_dir(dir.join("tables")).expect("tables") {
+        let table = table.expect("entry").path();
+        let name = table
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        if !name.starts_with("finops.usage_events-") {
+            continue;
+        }
+        if let Ok(files) = std::fs::read_dir(table.join("data")) {
+            found.extend(files.map(|f| f.expect("file").path()));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn copy_bad_line_after_staged_chunks_stores_nothing() {
+    let (server, dir) = start_small_chunks().await;
+    let client = connect(&server.conn_str()).await;
+    let mut data = usage_csv((1..=30_000).map(|i| format!("e{i}")));
+    data.extend_from_slice(
+        b"e30001,not a time,openai,gpt-4o\ne30002,2025-01-01 00:00:00+00,openai,gpt-4o\n",
+    );
+    let e = copy_usage(&client, data).await.expect_err("bad ts");
+    assert_eq!(sqlstate(&e), "22P02");
+    let message = e.as_db_error().expect("server error").message().to_string();
+    assert!(message.contains("line 30001"), "{message}");
+    let row = client
+        .query_one("SELECT count(*) FROM finops.usage_events", &[])
+        .await
+        .expect("count");
+    assert_eq!(
+        row.get::<_, i64>(0),
+        0,
+        "nothing of the failed COPY is visible"
+    );
+    assert!(
+        usage_segment_files(dir.path()).is_empty(),
+        "staged chunks are deleted: {:?}",
+        usage_segment_files(dir.path())
+    );
+
+    // A missing NOT NULL value late in the input: 23502, same outcome.
+    let mut data = usage_csv((1..=20_000).map(|i| format!("n{i}")));
+    data.extend_from_slice(b"n20001,2025-01-01 00:00:00+00,,gpt-4o\n");
+    let e = copy_usage(&client, data).await.expect_err("null provider");
+    assert_eq!(sqlstate(&e), "23502");
+    let message = e.as_db_error().expect("server error").message().to_string();
+    assert!(message.contains("line 20001"), "{message}");
+    let row = client
+        .query_one("SELECT count(*) FROM finops.usage_events", &[])
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 0);
+    assert!(usage_segment_files(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn copy_skips_duplicates_across_staged_chunks() {
+    let (server, _dir) = start_small_chunks().await;
+    let client = connect(&server.conn_str()).await;
+    client
+        .batch_execute(
+            "INSERT INTO finops.usage_events (event_id, ts, provider, model) \
+             VALUES ('d5', TIMESTAMPTZ '2025-01-01 00:00:00+00', 'openai', 'gpt-4o')",
+        )
+        .await
+        .expect("insert");
+    // 30,000 rows over 12,000 distinct ids: repeats land in later chunks than their first copy.
+    let data = usage_csv((0..30_000).map(|i| format!("d{}", i % 12_000)));
+    assert_eq!(
+        copy_usage(&client, data.clone()).await.expect("copy"),
+        11_999
+    );
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT event_id) FROM finops.usage_events",
+            &[],
+        )
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 12_000);
+    assert_eq!(row.get::<_, i64>(1), 12_000);
+    assert_eq!(
+        copy_usage(&client, data).await.expect("re-copy"),
+        0,
+        "a re-run inserts nothing"
+    );
+}

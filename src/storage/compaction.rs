@@ -72,6 +72,8 @@ impl TableCore {
             batches.push(segment::read(&self.backend, &self.dir, &self.schema, seg).await?);
         }
         let merged = segment::concat(&self.schema, &batches)?;
+        // The inputs are copied into `merged`; keep only one copy while sorting and writing.
+        drop(batches);
         let merged = if self.options.kind == TableKind::Usage {
             segment::sort_by_ts(merged)?
         } else {

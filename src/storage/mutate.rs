@@ -99,6 +99,7 @@ impl TableCore {
             .await?;
         if let Some(set) = writer.keys.as_mut() {
             set.clear();
+            writer.keys_removed += 1;
         }
         if let Err(e) = writer.wal.delete_through(through).await {
             log::warn!(
@@ -229,6 +230,8 @@ impl TableCore {
                 set.remove(h);
             }
             set.extend(plan.added_keys);
+            writer.keys_removed += 1;
+            writer.keys_added += 1;
         }
         Ok(plan.affected)
     }

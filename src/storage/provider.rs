@@ -32,6 +32,7 @@ use super::exec::{StorageWriteExec, WriteOp};
 use super::manifest::SegmentMeta;
 use super::options::{TableKind, TableOptions};
 use super::segment::{self, TS};
+use super::stage::BulkAppend;
 use super::table::{TableCore, detached};
 
 /// A durable table: Parquet segments plus a write-ahead log, readable and writable through
@@ -90,6 +91,13 @@ impl DurableTable {
         if let Ok(mut slot) = self.core.observer.write() {
             *slot = Some(observer);
         }
+    }
+
+    /// Start appending one statement whose rows arrive in parts (`COPY ... FROM STDIN`): rows are
+    /// staged in files invisible to readers while they arrive, so memory stays bounded, and
+    /// [`BulkAppend::commit`] publishes them all at once with the guarantees of [`Self::append`].
+    pub fn bulk_append(&self) -> BulkAppend {
+        BulkAppend::new(Arc::clone(&self.core))
     }
 
     /// Replace every row of a config table with `change(current rows)`, atomically and durably,

@@ -69,6 +69,11 @@ pub(crate) struct Writer {
     pub(crate) wal: Wal,
     /// Event-id hashes of every stored row, for usage tables.
     pub(crate) keys: Option<KeySet>,
+    /// Bumped whenever hashes are added to `keys`, so a staged append can tell whether its checks
+    /// against stored keys still hold at commit (see `stage.rs`).
+    pub(crate) keys_added: u64,
+    /// Bumped whenever hashes are removed from `keys` (DELETE, TRUNCATE).
+    pub(crate) keys_removed: u64,
 }
 
 /// Everything a durable table is; shared by the provider, plans and background work.
@@ -182,6 +187,8 @@ impl TableCore {
                 manifest,
                 wal,
                 keys: key_set,
+                keys_added: 0,
+                keys_removed: 0,
             }),
             retired: std::sync::Mutex::new(Vec::new()),
             observer: std::sync::RwLock::new(None),
@@ -244,6 +251,7 @@ impl TableCore {
         // Durable from here on: publish, and never fail the statement after this point.
         if let Some(stored) = writer.keys.as_mut() {
             stored.extend(hashes);
+            writer.keys_added += 1;
         }
         let current = self.snapshot();
         let mut mem = current.mem.clone();
@@ -254,11 +262,7 @@ impl TableCore {
             segments: current.segments.clone(),
             mem,
         });
-        if let Ok(observer) = self.observer.read()
-            && let Some(observer) = observer.as_ref()
-        {
-            (observer.0)(Some(&batch));
-        }
+        self.notify_appended(Some(&batch));
         let due =
             mem_rows >= self.settings.flush_rows || mem_batches >= self.settings.flush_statements;
         if due && let Err(e) = self.flush_locked(&mut writer).await {
@@ -270,11 +274,28 @@ impl TableCore {
         Ok(rows as u64)
     }
 
+    /// Tell the append observer, if any, of a statement's inserted rows (`None`: not in memory).
+    pub(crate) fn notify_appended(&self, batch: Option<&RecordBatch>) {
+        if let Ok(observer) = self.observer.read()
+            && let Some(observer) = observer.as_ref()
+        {
+            (observer.0)(batch);
+        }
+    }
+
     /// Conform a statement's batches to the table: cast columns, check NOT NULL (naming the column
     /// and the 1-based row of the statement), fill defaults for NULLs in usage tables.
     pub(crate) fn prepare(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        self.prepare_from(batches, 0)
+    }
+
+    /// [`Self::prepare`] for batches whose first row is row `row_offset + 1` of the statement.
+    pub(crate) fn prepare_from(
+        &self,
+        batches: Vec<RecordBatch>,
+        mut row_offset: usize,
+    ) -> Result<Vec<RecordBatch>> {
         let fields = self.schema.fields();
-        let mut row_offset = 0usize;
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {
             if batch.num_columns() != fields.len() {

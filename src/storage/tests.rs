@@ -16,6 +16,7 @@ use crate::schema::{money_type, usage_events_schema};
 
 mod recovery;
 mod rewrite;
+mod stage;
 mod write;
 
 const DAY_US: i64 = 86_400_000_000;
@@ -25,6 +26,7 @@ fn test_options() -> StorageOptions {
         sync: true,
         flush_rows: 1_000_000,
         flush_statements: 1_000_000,
+        stage_rows: 1_000_000,
         compaction_target_rows: 1_000,
         background_interval: None,
         gc_grace: Duration::ZERO,

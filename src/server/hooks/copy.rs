@@ -1,8 +1,10 @@
 //! `COPY ... FROM STDIN` and `COPY ... TO STDOUT` on the simple and the extended protocol; the
 //! COPY data sub-protocol itself is [`CopyIn`], the connection's copy handler.
 //!
-//! Parsing and appending belong to the engine (`crate::copy`, [`Session::append`]); this file
-//! only speaks the protocol.
+//! Parsing and appending belong to the engine (`crate::copy`, [`Session::copy_sink`]); this file
+//! only speaks the protocol. Rows are passed on as each CopyData message is parsed, so a large
+//! COPY into a durable table is staged while it arrives instead of being held until CopyDone (see
+//! `storage/stage.rs`); the statement is still atomic and is acknowledged only once committed.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +25,7 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 
 use crate::copy::{CopyFormat, CopyOptions, CopyParser, render, render_header};
-use crate::engine::{Output, Session};
+use crate::engine::{CopySink, Output, Session};
 use crate::error::{Error, Result};
 use crate::server::handler::ConnectionState;
 use crate::server::hooks::to_pgwire;
@@ -31,8 +33,9 @@ use crate::server::sqlstate;
 
 /// A `COPY FROM STDIN` waiting for its data.
 pub struct PendingCopy {
-    table: String,
     parser: CopyParser,
+    /// Where parsed rows go as they complete; `None` once the statement failed.
+    sink: Option<CopySink>,
     error: Option<Error>,
 }
 
@@ -94,13 +97,14 @@ impl CopyHook {
             .await?;
         let width = targets.len();
         let parser = CopyParser::new(schema, targets, options);
+        let sink = self.session.copy_sink(&table).await?;
         let mut state = self
             .state
             .lock()
             .map_err(|_| Error::Internal("copy state poisoned".into()))?;
         *state = Some(PendingCopy {
-            table,
             parser,
+            sink: Some(sink),
             error: None,
         });
         Ok(Response::CopyIn(CopyResponse::new(
@@ -246,6 +250,36 @@ impl CopyIn {
             .ok()
             .and_then(|mut s| s.take())
     }
+
+    fn put_back(&self, pending: PendingCopy) {
+        if let Ok(mut state) = self.connection.copy_state().lock() {
+            *state = Some(pending);
+        }
+    }
+}
+
+impl PendingCopy {
+    /// Parse `data` and pass the completed rows on. After the first error the rest of the data
+    /// is read and dropped, and what was staged is deleted at once; the error is reported when the
+    /// client ends the copy.
+    async fn feed(&mut self, data: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        let outcome = match self.parser.push(data) {
+            Ok(()) => match self.sink.as_mut() {
+                Some(sink) => sink.push(self.parser.take_batches()).await,
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            self.error = Some(e);
+            if let Some(sink) = self.sink.take() {
+                sink.abort().await;
+            }
+        }
+    }
 }
 
 fn user_error(e: &Error) -> PgWireError {
@@ -260,17 +294,11 @@ impl CopyHandler for CopyIn {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let Ok(mut state) = self.connection.copy_state().lock() else {
-            return Ok(());
-        };
-        if let Some(pending) = state.as_mut() {
-            // After the first error the rest of the data is read and dropped; the error is
-            // reported once the client ends the copy, and nothing is written.
-            if pending.error.is_none()
-                && let Err(e) = pending.parser.push(&data.data)
-            {
-                pending.error = Some(e);
-            }
+        // Out of the shared state while rows are staged (the connection handles one message at a
+        // time, so nothing else looks at it meanwhile).
+        if let Some(mut pending) = self.take() {
+            pending.feed(&data.data).await;
+            self.put_back(pending);
         }
         Ok(())
     }
@@ -289,14 +317,27 @@ impl CopyHandler for CopyIn {
         if let Some(e) = pending.error {
             return Err(user_error(&e));
         }
-        let batches = pending.parser.finish().map_err(|e| user_error(&e))?;
+        let Some(mut sink) = pending.sink else {
+            return Err(user_error(&Error::Internal(
+                "COPY without a destination".into(),
+            )));
+        };
+        let batches = match pending.parser.finish() {
+            Ok(batches) => batches,
+            Err(e) => {
+                sink.abort().await;
+                return Err(user_error(&e));
+            }
+        };
         let Some(session) = self.connection.session() else {
+            sink.abort().await;
             return Err(user_error(&Error::Internal("not logged in".into())));
         };
-        let rows = session
-            .append(&pending.table, batches)
-            .await
-            .map_err(|e| user_error(&e))?;
+        if let Err(e) = sink.push(batches).await {
+            sink.abort().await;
+            return Err(user_error(&e));
+        }
+        let rows = sink.finish(session).await.map_err(|e| user_error(&e))?;
         let tag = Tag::new("COPY").with_rows(rows as usize);
         client
             .send(PgWireBackendMessage::CommandComplete(tag.into()))
@@ -310,7 +351,9 @@ impl CopyHandler for CopyIn {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let _ = self.take();
+        if let Some(sink) = self.take().and_then(|p| p.sink) {
+            sink.abort().await;
+        }
         PgWireError::UserError(Box::new(sqlstate::error(
             sqlstate::QUERY_CANCELED,
             format!("COPY from stdin failed: {}", fail.message),

@@ -1,0 +1,355 @@
+//! Bulk appends (`COPY ... FROM STDIN`): one statement whose rows arrive over time and may not fit
+//! in memory, written while they arrive and published all at once.
+//!
+//! # Design
+//! Rows are conformed to the table as they come (casts, defaults, NOT NULL with the statement's row
+//! numbers) and buffered. Whenever `stage_rows` rows are buffered they become a *staged* segment: a
+//! normal Parquet segment file (plus its key index) under `data/`, with an id reserved from the
+//! manifest's counter, that no manifest lists yet. Readers only ever see segments of a committed
+//! manifest, so staged files are invisible, and the buffer's memory is released as soon as its file
+//! is written. Memory is thus bounded by one chunk plus the statement's event-id hashes (8 bytes per
+//! row in a hash set), whatever the size of the statement.
+//!
+//! At the end, [`BulkAppend::commit`] stages what is left and commits one manifest version that
+//! lists every staged segment: that create-if-absent write is the statement's single commit point,
+//! so all of its rows become visible (one snapshot swap) and durable together. A statement that never
+//! filled a chunk skips staging and goes through the WAL like any INSERT.
+//!
+//! * Atomic: until the manifest commit nothing of the statement is visible; if the statement fails
+//!   (bad input, client gone, I/O error) its staged files are deleted, and if the process dies they
+//!   are unreferenced files, which table open deletes (`delete_orphans` in `table.rs`).
+//! * Durable: segment files, key indexes and the manifest are fsynced (with `sync`) before the
+//!   commit returns.
+//! * Idempotent: each chunk is checked, under the writer lock, against the stored event ids and the
+//!   ids kept earlier in the statement; rows already present are dropped before staging. Other
+//!   writers are not blocked while a statement streams, so the check is repeated at commit, under
+//!   the lock, when stored keys changed meanwhile: a staged row whose id was stored concurrently is
+//!   removed (its segment rewritten). If rows were *removed* meanwhile (DELETE, TRUNCATE) and the
+//!   statement had skipped rows as already stored, those skips may no longer be right and the rows
+//!   are gone from memory, so the statement fails and can be retried.
+//!
+//! It owns staging, the final commit and clean-up of a bulk append. It must not parse input (that is
+//! `crate::copy`) nor change the WAL or segment formats.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::error::DataFusionError;
+
+use super::keys::{self, KeySet};
+use super::manifest::SegmentMeta;
+use super::options::TableKind;
+use super::segment;
+use super::table::TableCore;
+use crate::error::{Error, Result};
+
+/// One statement's rows on their way into a durable table, staged in segment files invisible to
+/// readers until [`BulkAppend::commit`]. Dropping it uncommitted deletes what was staged.
+#[derive(Debug)]
+pub struct BulkAppend {
+    inner: Option<Staging>,
+}
+
+impl BulkAppend {
+    pub(crate) fn new(core: Arc<TableCore>) -> Self {
+        let usage = core.options.kind == TableKind::Usage;
+        BulkAppend {
+            inner: Some(Staging {
+                core,
+                rows_in: 0,
+                buffer: Vec::new(),
+                buffer_rows: 0,
+                staged: Vec::new(),
+                seen: usage.then(KeySet::default),
+                skipped_stored: 0,
+                checked_at: None,
+                done: false,
+            }),
+        }
+    }
+
+    fn take(&mut self) -> Result<Staging> {
+        self.inner
+            .take()
+            .ok_or_else(|| Error::Internal("bulk append used after it failed".into()))
+    }
+
+    /// Add rows to the statement (columns by position, cast to the table's types). A full chunk is
+    /// staged before this returns. On error the statement is over: what was staged is deleted and
+    /// later calls fail.
+    pub async fn push(&mut self, batches: Vec<RecordBatch>) -> crate::Result<()> {
+        let mut staging = self.take()?;
+        // In its own task, so a cancelled statement cannot stop a segment write halfway; the
+        // staging state comes back with the outcome.
+        let (staging, outcome) = tokio::spawn(async move {
+            let outcome = staging.push(batches).await;
+            (staging, outcome)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("staging task failed: {e}")))?;
+        match outcome {
+            Ok(()) => {
+                self.inner = Some(staging);
+                Ok(())
+            }
+            Err(e) => {
+                staging.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Publish every row of the statement atomically and durably; returns the rows inserted
+    /// (usage tables skip rows whose `event_id` is stored already or earlier in the statement).
+    pub async fn commit(mut self) -> crate::Result<u64> {
+        let staging = self.take()?;
+        tokio::spawn(staging.commit())
+            .await
+            .map_err(|e| Error::Internal(format!("storage write task failed: {e}")))?
+    }
+
+    /// Give up the statement: delete what was staged.
+    pub async fn abort(mut self) {
+        if let Some(staging) = self.inner.take() {
+            staging.abort().await;
+        }
+    }
+
+    /// Rows staged in segment files so far (not counting the in-memory chunk).
+    pub fn staged_rows(&self) -> u64 {
+        self.inner
+            .as_ref()
+            .map(|s| s.staged.iter().map(|m| m.rows).sum())
+            .unwrap_or(0)
+    }
+
+    /// Forget the statement without deleting its staged files, as a crash would.
+    #[cfg(test)]
+    pub(crate) fn abandon(mut self) -> Vec<u64> {
+        match self.inner.take() {
+            Some(mut staging) => {
+                staging.done = true;
+                staging.staged.iter().map(|m| m.id).collect()
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
+/// The state of a bulk append.
+#[derive(Debug)]
+struct Staging {
+    core: Arc<TableCore>,
+    /// Rows received so far, for the row numbers of messages.
+    rows_in: usize,
+    /// Conformed rows not staged yet.
+    buffer: Vec<RecordBatch>,
+    buffer_rows: usize,
+    /// Staged segments, in order.
+    staged: Vec<SegmentMeta>,
+    /// Event-id hashes of the rows kept so far (usage tables).
+    seen: Option<KeySet>,
+    /// Rows dropped because their event id was stored.
+    skipped_stored: u64,
+    /// The writer's `(keys_added, keys_removed)` when stored keys were first checked.
+    checked_at: Option<(u64, u64)>,
+    /// Committed or cleaned up: nothing to delete on drop.
+    done: bool,
+}
+
+impl Staging {
+    async fn push(&mut self, batches: Vec<RecordBatch>) -> Result<()> {
+        let batches = self.core.prepare_from(batches, self.rows_in)?;
+        for batch in batches {
+            self.rows_in += batch.num_rows();
+            self.buffer_rows += batch.num_rows();
+            if batch.num_rows() > 0 {
+                self.buffer.push(batch);
+            }
+        }
+        if self.buffer_rows >= self.core.settings.stage_rows.max(1) {
+            self.stage().await?;
+        }
+        Ok(())
+    }
+
+    /// Write the buffered rows (less duplicates) as one staged segment.
+    async fn stage(&mut self) -> Result<()> {
+        let buffer = std::mem::take(&mut self.buffer);
+        self.buffer_rows = 0;
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let core = Arc::clone(&self.core);
+        let mut batch = segment::concat(&core.schema, &buffer)?;
+        drop(buffer);
+        // Hashing is the costly part of idempotency; do it before taking the writer lock.
+        let hashes = match &self.seen {
+            Some(_) => Some(keys::event_id_hashes(&batch)?),
+            None => None,
+        };
+        let id = {
+            let mut guard = core.writer.lock().await;
+            let writer = &mut *guard;
+            if let (Some(hashes), Some(seen)) = (hashes, self.seen.as_mut()) {
+                let stored = writer.keys.as_ref();
+                self.checked_at
+                    .get_or_insert((writer.keys_added, writer.keys_removed));
+                let mut skipped = 0u64;
+                let keep: BooleanArray = hashes
+                    .iter()
+                    .map(|h| {
+                        if stored.is_some_and(|s| s.contains(h)) {
+                            skipped += 1;
+                            Some(false)
+                        } else {
+                            Some(seen.insert(*h))
+                        }
+                    })
+                    .collect();
+                self.skipped_stored += skipped;
+                if keep.false_count() > 0 {
+                    batch = filter_record_batch(&batch, &keep).map_err(DataFusionError::from)?;
+                }
+            }
+            if batch.num_rows() == 0 {
+                return Ok(());
+            }
+            // Reserved like compaction's outputs: the id is never handed out again.
+            let id = writer.manifest.next_segment;
+            writer.manifest.next_segment += 1;
+            id
+        };
+        let usage = core.options.kind == TableKind::Usage;
+        let batch = if usage {
+            segment::sort_by_ts(batch)?
+        } else {
+            batch
+        };
+        match segment::write(&core.backend, &core.dir, id, &batch, usage).await {
+            Ok(meta) => {
+                self.staged.push(meta);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = segment::delete(&core.backend, &core.dir, id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn commit(mut self) -> Result<u64> {
+        if self.staged.is_empty() {
+            // Never filled a chunk: an ordinary append through the WAL.
+            self.done = true;
+            let buffer = std::mem::take(&mut self.buffer);
+            return self.core.append(buffer).await;
+        }
+        let outcome = self.commit_staged().await;
+        if outcome.is_err() {
+            self.abort().await;
+        }
+        outcome
+    }
+
+    async fn commit_staged(&mut self) -> Result<u64> {
+        self.stage().await?;
+        let core = Arc::clone(&self.core);
+        let mut guard = core.writer.lock().await;
+        let writer = &mut *guard;
+        if let (Some(seen), Some((added, removed))) = (self.seen.as_mut(), self.checked_at) {
+            if writer.keys_removed != removed && self.skipped_stored > 0 {
+                return Err(Error::Cancelled(
+                    "a concurrent DELETE or TRUNCATE of the table while COPY skipped rows as \
+                     already stored; retry the COPY",
+                ));
+            }
+            if writer.keys_added != added
+                && let Some(stored) = writer.keys.as_ref()
+            {
+                // Stored keys grew while the statement streamed: drop rows stored meanwhile.
+                let mut replaced = Vec::new();
+                for meta in &mut self.staged {
+                    let hashes =
+                        segment::read_keys(&core.backend, &core.dir, &core.schema, meta).await?;
+                    if !hashes.iter().any(|h| stored.contains(h)) {
+                        continue;
+                    }
+                    let keep: BooleanArray =
+                        hashes.iter().map(|h| Some(!stored.contains(h))).collect();
+                    for (h, k) in hashes.iter().zip(keep.values().iter()) {
+                        if !k {
+                            seen.remove(h);
+                        }
+                    }
+                    let batch = segment::read(&core.backend, &core.dir, &core.schema, meta).await?;
+                    let batch =
+                        filter_record_batch(&batch, &keep).map_err(DataFusionError::from)?;
+                    let id = writer.manifest.next_segment;
+                    writer.manifest.next_segment += 1;
+                    let old = meta.id;
+                    *meta = segment::write(&core.backend, &core.dir, id, &batch, true).await?;
+                    replaced.push(old);
+                }
+                for id in replaced {
+                    let _ = segment::delete(&core.backend, &core.dir, id).await;
+                }
+                self.staged.retain(|m| m.rows > 0);
+            }
+        }
+        let rows: u64 = self.staged.iter().map(|m| m.rows).sum();
+        let mut next = writer.manifest.clone();
+        next.segments.extend(self.staged.iter().cloned());
+        let mem = core.snapshot().mem.clone();
+        // On failure `commit` deletes the segments it did not adopt: the staged ones.
+        core.commit(writer, next, mem, &[]).await?;
+        self.done = true;
+        if let (Some(seen), Some(stored)) = (self.seen.take(), writer.keys.as_mut()) {
+            // Keep the larger set and fold the smaller into it.
+            let mut seen = seen;
+            if seen.len() > stored.len() {
+                std::mem::swap(&mut seen, stored);
+            }
+            stored.extend(seen);
+            writer.keys_added += 1;
+        }
+        if rows > 0 {
+            core.notify_appended(None);
+        }
+        Ok(rows)
+    }
+
+    /// Delete the staged files.
+    async fn abort(mut self) {
+        self.done = true;
+        for meta in std::mem::take(&mut self.staged) {
+            if let Err(e) = segment::delete(&self.core.backend, &self.core.dir, meta.id).await {
+                log::warn!(
+                    "cannot delete staged segment {} of {}, it goes at next open: {e}",
+                    meta.id,
+                    self.core.qualified_name()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.done || self.staged.is_empty() {
+            return;
+        }
+        // Dropped uncommitted (the client went away): delete the staged files in the background.
+        // Without a runtime they stay until the next open deletes them.
+        let staged = std::mem::take(&mut self.staged);
+        let core = Arc::clone(&self.core);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for meta in staged {
+                    let _ = segment::delete(&core.backend, &core.dir, meta.id).await;
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Bulk appends staged in segment files: invisible until commit, atomic on failure and crash,
+//! idempotent across chunks and against concurrent writers.
+//!
+//! Tests use scratch directories only and must not depend on timing.
+
+use super::*;
+
+/// Chunks of four rows, so a handful of rows spans several staged segments.
+async fn open_staging(dir: &std::path::Path) -> Arc<Storage> {
+    let options = StorageOptions {
+        stage_rows: 4,
+        ..test_options()
+    };
+    Storage::open(dir.to_str().expect("utf-8 path"), options)
+        .await
+        .expect("open")
+}
+
+fn rows(ids: &[&str]) -> RecordBatch {
+    let rows: Vec<(&str, i64, Option<i64>)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i as i64, None))
+        .collect();
+    usage_batch(&rows)
+}
+
+/// Files under the table's `data/` directory.
+fn data_files(storage: &Storage, table: &DurableTable) -> Vec<String> {
+    let dir = storage
+        .backend
+        .local_path(&table.core.dir.clone().join("data"))
+        .expect("local");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn staged_rows_are_invisible_until_commit_and_duplicates_across_chunks_are_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open_staging(dir.path()).await;
+    let table = usage_table(&storage).await;
+    table.append(vec![rows(&["stored"])]).await.expect("append");
+    let mut bulk = table.bulk_append();
+    bulk.push(vec![rows(&["a", "b", "stored", "c", "d"])])
+        .await
+        .expect("chunk 1");
+    bulk.push(vec![rows(&["e", "a", "f"]), rows(&["g", "c"])])
+        .await
+        .expect("chunk 2");
+    bulk.push(vec![rows(&["h", "h", "e"])]).await.expect("tail");
+    assert_eq!(bulk.staged_rows(), 7, "two chunks were staged");
+    assert_eq!(
+        event_ids(&table).await,
+        ["stored"],
+        "staged rows are invisible"
+    );
+    assert_eq!(table.stats().segments, 0, "no staged segment is live");
+    assert_eq!(bulk.commit().await.expect("commit"), 8);
+    let expected = ["a", "b", "c", "d", "e", "f", "g", "h", "stored"];
+    assert_eq!(event_ids(&table).await, expected);
+    // Stored keys now include the statement's: a re-run inserts nothing.
+    let mut again = table.bulk_append();
+    again
+        .push(vec![rows(&["a", "b", "c", "d", "e", "f", "g", "h"])])
+        .await
+        .expect("again");
+    assert_eq!(again.commit().await.expect("commit"), 0);
+    drop(table);
+    drop(storage);
+    let storage = open_staging(dir.path()).await;
+    let table = usage_table(&storage).await;
+    assert_eq!(
+        event_ids(&table).await,
+        expected,
+        "committed rows are durable"
+    );
+    assert_eq!(
+        table.append(vec![rows(&["a", "z"])]).await.expect("append"),
+        1,
+        "keys of staged segments are rebuilt at open"
+    );
+}
+
+#[tokio::test]
+async fn failure_after_staged_chunks_stores_nothing_and_names_the_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open_staging(dir.path()).await;
+    let table = usage_table(&storage).await;
+    let mut bulk = table.bulk_append();
+    bulk.push(vec![
+        rows(&["a", "b", "c", "d"]),
+        rows(&["e", "f", "g", "h"]),
+    ])
+    .await
+    .expect("chunks");
+    assert!(bulk.staged_rows() >= 8);
+    assert!(
+        !data_files(&storage, &table).is_empty(),
+        "chunks are on disk"
+    );
+    // Row 10 of the statement has no model.
+    let mut bad = rows(&["i", "j", "k"]);
+    let model = bad.schema().index_of("model").expect("model");
+    let mut columns = bad.columns().to_vec();
+    columns[model] = Arc::new(StringArray::from(vec![Some("m"), None, Some("m")]));
+    bad = RecordBatch::try_new(bad.schema(), columns).expect("batch");
+    let err = bulk.push(vec![bad]).await.expect_err("NOT NULL");
+    assert!(matches!(err, Error::NotNullViolation { .. }), "{err}");
+    assert!(err.to_string().contains("row 10"), "{err}");
+    assert!(
+        bulk.push(vec![rows(&["x"])]).await.is_err(),
+        "statement is over"
+    );
+    assert!(event_ids(&table).await.is_empty());
+    assert!(
+        data_files(&storage, &table).is_empty(),
+        "staged files are deleted: {:?}",
+        data_files(&storage, &table)
+    );
+    // Nothing of the failed statement counts as stored.
+    assert_eq!(
+        table.append(vec![rows(&["a", "b"])]).await.expect("append"),
+        2
+    );
+}
+
+#[tokio::test]
+async fn crash_with_a_staged_uncommitted_statement_leaves_nothing_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staged_paths;
+    {
+        let storage = open_staging(dir.path()).await;
+        let table = usage_table(&storage).await;
+        table.append(vec![rows(&["kept"])]).await.expect("append");
+        let mut bulk = table.bulk_append();
+        bulk.push(vec![rows(&["a", "b", "c", "d", "e", "f", "g", "h", "i"])])
+            .await
+            .expect("chunks");
+        // The process dies here: no commit, no clean-up.
+        let ids = bulk.abandon();
+        assert!(!ids.is_empty());
+        staged_paths = ids
+            .iter()
+            .map(|id| {
+                storage
+                    .backend
+                    .local_path(&segment::data_path(&table.core.dir, *id))
+                    .expect("local")
+            })
+            .collect::<Vec<_>>();
+        for path in &staged_paths {
+            assert!(path.exists(), "{} is staged on disk", path.display());
+        }
+        assert_eq!(event_ids(&table).await, ["kept"]);
+    }
+    let storage = open_staging(dir.path()).await;
+    let table = usage_table(&storage).await;
+    assert_eq!(
+        event_ids(&table).await,
+        ["kept"],
+        "nothing of the statement"
+    );
+    for path in &staged_paths {
+        assert!(!path.exists(), "{} is deleted at open", path.display());
+    }
+    // The statement's ids are not remembered as stored, and new segments do not collide.
+    let mut bulk = table.bulk_append();
+    bulk.push(vec![rows(&["a", "b", "c", "d", "e", "kept"])])
+        .await
+        .expect("chunks");
+    assert_eq!(bulk.commit().await.expect("commit"), 5);
+    assert_eq!(event_ids(&table).await, ["a", "b", "c", "d", "e", "kept"]);
+}
+
+#[tokio::test]
+async fn rows_inserted_concurrently_are_not_stored_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open_staging(dir.path()).await;
+    let table = usage_table(&storage).await;
+    let mut bulk = table.bulk_append();
+    bulk.push(vec![rows(&["a", "b", "c", "d", "e"])])
+        .await
+        .expect("chunk");
+    assert!(bulk.staged_rows() > 0);
+    // Another statement stores "b" and "e" while the COPY streams.
+    assert_eq!(
+        table
+            .append(vec![rows(&["b", "e", "x"])])
+            .await
+            .expect("append"),
+        3
+    );
+    assert_eq!(bulk.commit().await.expect("commit"), 3);
+    assert_eq!(event_ids(&table).await, ["a", "b", "c", "d", "e", "x"]);
+}
+
+#[tokio::test]
+async fn a_concurrent_delete_fails_a_statement_that_skipped_stored_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open_staging(dir.path()).await;
+    let table = usage_table(&storage).await;
+    table.append(vec![rows(&["a"])]).await.expect("append");
+    let mut bulk = table.bulk_append();
+    bulk.push(vec![rows(&["a", "b", "c", "d", "e"])])
+        .await
+        .expect("chunk");
+    query(&table, "DELETE FROM t WHERE event_id = 'a'").await;
+    assert!(
+        bulk.commit().await.is_err(),
+        "the skip of 'a' no longer holds"
+    );
+    assert!(event_ids(&table).await.is_empty());
+    // The DELETE's retired segment goes with garbage collection; staged files are gone already.
+    table.core.collect_garbage(true).await.expect("gc");
+    assert!(
+        data_files(&storage, &table).is_empty(),
+        "{:?}",
+        data_files(&storage, &table)
+    );
+}
+
+#[tokio::test]
+async fn config_tables_stage_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open_staging(dir.path()).await;
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let table = storage
+        .create_table("public", "c", Arc::clone(&schema), TableOptions::config())
+        .await
+        .expect("create");
+    let mut bulk = table.bulk_append();
+    for chunk in 0..3i64 {
+        let ids = Int64Array::from_iter_values(chunk * 5..chunk * 5 + 5);
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(ids)]).expect("b");
+        bulk.push(vec![batch]).await.expect("push");
+    }
+    assert_eq!(scalar_i64(&table, "SELECT count(*) FROM t").await, 0);
+    assert_eq!(bulk.commit().await.expect("commit"), 15);
+    assert_eq!(scalar_i64(&table, "SELECT count(*) FROM t").await, 15);
+    assert_eq!(scalar_i64(&table, "SELECT sum(id) FROM t").await, 105);
+}
+
+/// The append observer sees a WAL append's rows, and a staged commit as "rows not in memory".
+#[tokio::test]
+async fn observer_hears_of_appends_and_staged_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open_staging(dir.path()).await;
+    let table = usage_table(&storage).await;
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&heard);
+    table.set_append_observer(crate::storage::AppendObserver(Arc::new(
+        move |batch: Option<&RecordBatch>| {
+            log.lock()
+                .expect("log")
+                .push(batch.map(RecordBatch::num_rows));
+        },
+    )));
+    table
+        .append(vec![rows(&["a", "a", "b"])])
+        .await
+        .expect("append");
+    let mut bulk = table.bulk_append();
+    bulk.push(vec![rows(&["c", "d", "e", "f", "g"])])
+        .await
+        .expect("chunk");
+    assert_eq!(bulk.commit().await.expect("commit"), 5);
+    // Nothing inserted: nothing to hear.
+    table.append(vec![rows(&["a"])]).await.expect("again");
+    assert_eq!(*heard.lock().expect("log"), vec![Some(2), None]);
+}
