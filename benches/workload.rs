@@ -566,7 +566,7 @@ async fn main() {
         ),
         (
             "cost_per_feature",
-            "SELECT feature, SUM(cost) / SUM(requests) FROM kpi.daily GROUP BY feature ORDER BY 2 DESC",
+            "SELECT feature, SUM(cost) / SUM(requests) AS cost_per_request FROM kpi.daily GROUP BY feature ORDER BY 2 DESC",
         ),
         (
             "redundant_pct",
