@@ -103,7 +103,10 @@ pub(crate) struct TableCore {
 /// and visible to readers, or `None` when rows were appended without being held in memory (a
 /// bulk append). It runs inside the append and must be quick and must not block.
 #[derive(Clone)]
-pub struct AppendObserver(pub Arc<dyn Fn(Option<&RecordBatch>) + Send + Sync>);
+pub struct AppendObserver(pub Arc<ObserverFn>);
+
+/// What an [`AppendObserver`] calls.
+pub type ObserverFn = dyn Fn(Option<&RecordBatch>) + Send + Sync;
 
 impl std::fmt::Debug for AppendObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
