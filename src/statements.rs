@@ -10,6 +10,8 @@ pub use ddl::{PROVIDER_TABLES, provider_tables_schema, restore_provider_tables};
 
 pub use rewrite::rewrite;
 
+use std::sync::LazyLock;
+
 use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::dml::InsertOp;
@@ -25,7 +27,10 @@ use crate::error::{Error, Result};
 /// Parse `sql` into statements with the Postgres-compatible parser (the same the server uses),
 /// falling back to DataFusion's parser for its own statements (`CREATE EXTERNAL TABLE`).
 pub fn parse(sql: &str) -> Result<Vec<DFStatement>> {
-    match PostgresCompatibilityParser::new().parse(sql) {
+    // Building the parser tokenizes its table of client-query replacements: do it once.
+    static PARSER: LazyLock<PostgresCompatibilityParser> =
+        LazyLock::new(PostgresCompatibilityParser::new);
+    match PARSER.parse(sql) {
         // `CREATE EXTERNAL TABLE ... STORED AS PARQUET` also parses as Hive DDL, which
         // DataFusion does not plan: it is DataFusion's own statement.
         Ok(statements)

@@ -4,7 +4,7 @@
 //!
 //! It must not interpret statements: hooks and the engine do.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,6 +27,7 @@ use pgwire::messages::data::DataRow;
 use pgwire::messages::startup::SecretKey;
 use pgwire::types::format::FormatOptions;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::engine::{Engine, Identity, Session};
 use crate::error::{Error, Result};
@@ -45,6 +46,8 @@ pub struct ConnectionState {
     tls_required: bool,
     rejection: Option<String>,
     connected: OnceLock<Connected>,
+    /// The session being opened for the user whose login is in progress.
+    prepared: Mutex<Option<(String, JoinHandle<Result<Connected>>)>>,
     cancel: watch::Sender<u64>,
     copy: hooks::copy::CopyState,
 }
@@ -53,6 +56,21 @@ pub struct ConnectionState {
 struct Connected {
     session: Session,
     service: Arc<DfSessionService>,
+}
+
+/// A session of `identity` with its query service and our hooks in front of it.
+fn open(
+    engine: &Arc<Engine>,
+    identity: Identity,
+    copy: hooks::copy::CopyState,
+) -> Result<Connected> {
+    let session = engine.session(identity)?;
+    let hooks: Vec<Arc<dyn QueryHook>> = hooks::chain(session.clone(), copy);
+    let service = Arc::new(DfSessionService::new_with_hooks(
+        Arc::clone(session.context()),
+        hooks,
+    ));
+    Ok(Connected { session, service })
 }
 
 impl ConnectionState {
@@ -71,6 +89,7 @@ impl ConnectionState {
             tls_required,
             rejection,
             connected: OnceLock::new(),
+            prepared: Mutex::new(None),
             cancel: watch::channel(0).0,
             copy: Default::default(),
         })
@@ -91,21 +110,52 @@ impl ConnectionState {
         self.rejection.as_deref()
     }
 
-    /// Called once the login succeeded: open the session and register for cancel requests.
-    pub fn connect(
+    /// Start building the session of `identity` on a blocking thread, so that it is ready when
+    /// its login succeeds (the client spends that time on its side of SCRAM). A login as
+    /// another user, or one that fails, leaves it unused.
+    pub fn prepare(&self, identity: Identity) {
+        let engine = Arc::clone(&self.engine);
+        let copy = Arc::clone(&self.copy);
+        let user = identity.user.clone();
+        let task = tokio::task::spawn_blocking(move || open(&engine, identity, copy));
+        let previous = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace((user, task));
+        if let Some((_, task)) = previous {
+            task.abort();
+        }
+    }
+
+    /// Called once the login succeeded: open the session (or take the one [`prepare`]d for
+    /// this user) and register for cancel requests.
+    ///
+    /// [`prepare`]: ConnectionState::prepare
+    pub async fn connect(
         self: &Arc<Self>,
         identity: Identity,
         pid: i32,
         secret: &SecretKey,
     ) -> Result<()> {
-        let session = self.engine.session(identity)?;
-        let hooks: Vec<Arc<dyn QueryHook>> = hooks::chain(session.clone(), Arc::clone(&self.copy));
-        let service = Arc::new(DfSessionService::new_with_hooks(
-            Arc::clone(session.context()),
-            hooks,
-        ));
+        let prepared = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let connected = match prepared {
+            Some((user, task)) if user == identity.user => task
+                .await
+                .map_err(|e| Error::Internal(format!("opening the session: {e}")))??,
+            other => {
+                if let Some((_, task)) = other {
+                    task.abort();
+                }
+                open(&self.engine, identity, Arc::clone(&self.copy))?
+            }
+        };
         self.connected
-            .set(Connected { session, service })
+            .set(connected)
             .map_err(|_| Error::Internal("connection logged in twice".into()))?;
         self.registry.register(pid, secret, self);
         Ok(())

@@ -63,6 +63,18 @@ impl FinopsStartup {
     }
 }
 
+impl FinopsStartup {
+    /// Who `user_name` is, if it may log in.
+    fn identity(&self, user_name: &str) -> Option<Identity> {
+        let user = self.state.users().get(user_name)?.clone();
+        Some(Identity {
+            user: user.name,
+            role: user.role,
+            teams: user.teams,
+        })
+    }
+}
+
 fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(sqlstate::fatal(code, message)))
 }
@@ -103,6 +115,13 @@ impl StartupHandler for FinopsStartup {
                     ),
                 ));
             }
+            if let Some(identity) = startup
+                .parameters
+                .get("user")
+                .and_then(|name| self.identity(name))
+            {
+                self.state.prepare(identity);
+            }
         }
         let was_authenticating = matches!(
             client.state(),
@@ -115,17 +134,13 @@ impl StartupHandler for FinopsStartup {
                 .get(METADATA_USER)
                 .cloned()
                 .unwrap_or_default();
-            let Some(user) = self.state.users().get(&user_name).cloned() else {
+            let Some(identity) = self.identity(&user_name) else {
                 return Err(crate::server::auth::login_failed(&user_name));
-            };
-            let identity = Identity {
-                user: user.name,
-                role: user.role,
-                teams: user.teams,
             };
             let (pid, secret) = client.pid_and_secret_key();
             self.state
                 .connect(identity, pid, &secret)
+                .await
                 .map_err(|e| PgWireError::UserError(Box::new(sqlstate::error_info(&e))))?;
             log::debug!(
                 "{user_name} logged in to {:?} from {}",
