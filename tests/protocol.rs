@@ -165,6 +165,58 @@ async fn failed_transaction_block_reports_25p02_until_rollback() {
         .batch_execute("BEGIN; SAVEPOINT s1; RELEASE SAVEPOINT s1; COMMIT")
         .await
         .expect("savepoints");
+    // Only inside a block, and only ones that exist.
+    let e = client
+        .simple_query("SAVEPOINT s1")
+        .await
+        .expect_err("outside a block");
+    assert_eq!(sqlstate(&e), "25P01");
+    client.simple_query("BEGIN").await.expect("begin");
+    let e = client
+        .simple_query("RELEASE SAVEPOINT nope")
+        .await
+        .expect_err("unknown savepoint");
+    assert_eq!(sqlstate(&e), "3B001");
+    client.simple_query("ROLLBACK").await.expect("rollback");
+    // ROLLBACK TO SAVEPOINT takes a failed block back to a usable one, in the simple protocol
+    // and in the extended one.
+    for extended in [false, true] {
+        client.simple_query("BEGIN").await.expect("begin");
+        client
+            .simple_query("SAVEPOINT s1")
+            .await
+            .expect("savepoint");
+        client
+            .simple_query("SELECT * FROM nope")
+            .await
+            .expect_err("fails");
+        let e = client
+            .simple_query("SAVEPOINT s2")
+            .await
+            .expect_err("aborted block");
+        assert_eq!(sqlstate(&e), "25P02");
+        if extended {
+            client
+                .execute("ROLLBACK TO SAVEPOINT s1", &[])
+                .await
+                .expect("rollback to, extended");
+        } else {
+            client
+                .simple_query("ROLLBACK TO SAVEPOINT s1")
+                .await
+                .expect("rollback to");
+        }
+        let row = client
+            .query_one("SELECT 2::BIGINT", &[])
+            .await
+            .expect("usable");
+        assert_eq!(row.get::<_, i64>(0), 2);
+        client
+            .simple_query("RELEASE SAVEPOINT s1")
+            .await
+            .expect("s1 is still defined");
+        client.simple_query("COMMIT").await.expect("commit");
+    }
 }
 
 #[tokio::test]

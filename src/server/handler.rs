@@ -9,21 +9,29 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser as SqlParser;
 use datafusion_postgres::{DfSessionService, Parser, QueryHook};
-use futures::{Sink, Stream, StreamExt};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::query::{send_execution_response, send_ready_for_query};
 use pgwire::api::results::FieldInfo;
 use pgwire::api::results::Response;
+use pgwire::api::results::Tag;
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers};
-use pgwire::api::{ErrorHandler, cancel::CancelHandler};
+use pgwire::api::{ErrorHandler, PgWireConnectionState, cancel::CancelHandler};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::TransactionStatus;
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::SecretKey;
 use pgwire::types::format::FormatOptions;
 use tokio::sync::watch;
@@ -32,6 +40,7 @@ use tokio::task::JoinHandle;
 use crate::engine::{Engine, Identity, Session};
 use crate::error::{Error, Result};
 use crate::server::auth::UserDirectory;
+use crate::server::hooks::savepoint::SavepointState;
 use crate::server::startup::FinopsStartup;
 use crate::server::{Registry, hooks, sqlstate};
 
@@ -50,6 +59,7 @@ pub struct ConnectionState {
     prepared: Mutex<Option<(String, JoinHandle<Result<Connected>>)>>,
     cancel: watch::Sender<u64>,
     copy: hooks::copy::CopyState,
+    savepoints: SavepointState,
 }
 
 /// The part that exists once the user has logged in.
@@ -63,9 +73,10 @@ fn open(
     engine: &Arc<Engine>,
     identity: Identity,
     copy: hooks::copy::CopyState,
+    savepoints: SavepointState,
 ) -> Result<Connected> {
     let session = engine.session(identity)?;
-    let hooks: Vec<Arc<dyn QueryHook>> = hooks::chain(session.clone(), copy);
+    let hooks: Vec<Arc<dyn QueryHook>> = hooks::chain(session.clone(), copy, savepoints);
     let service = Arc::new(DfSessionService::new_with_hooks(
         Arc::clone(session.context()),
         hooks,
@@ -92,6 +103,7 @@ impl ConnectionState {
             prepared: Mutex::new(None),
             cancel: watch::channel(0).0,
             copy: Default::default(),
+            savepoints: Default::default(),
         })
     }
 
@@ -116,8 +128,9 @@ impl ConnectionState {
     pub fn prepare(&self, identity: Identity) {
         let engine = Arc::clone(&self.engine);
         let copy = Arc::clone(&self.copy);
+        let savepoints = Arc::clone(&self.savepoints);
         let user = identity.user.clone();
-        let task = tokio::task::spawn_blocking(move || open(&engine, identity, copy));
+        let task = tokio::task::spawn_blocking(move || open(&engine, identity, copy, savepoints));
         let previous = self
             .prepared
             .lock()
@@ -151,7 +164,12 @@ impl ConnectionState {
                 if let Some((_, task)) = other {
                     task.abort();
                 }
-                open(&self.engine, identity, Arc::clone(&self.copy))?
+                open(
+                    &self.engine,
+                    identity,
+                    Arc::clone(&self.copy),
+                    Arc::clone(&self.savepoints),
+                )?
             }
         };
         self.connected
@@ -164,6 +182,14 @@ impl ConnectionState {
     /// The session, once logged in.
     pub fn session(&self) -> Option<&Session> {
         self.connected.get().map(|c| &c.session)
+    }
+
+    /// Whether a `ROLLBACK TO SAVEPOINT` has just made a failed block usable again.
+    fn take_restored(&self) -> bool {
+        self.savepoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_restored()
     }
 
     /// The pending `COPY FROM STDIN`, if any.
@@ -327,6 +353,26 @@ fn timeout_error() -> PgWireError {
     )))
 }
 
+/// `sql` parsed, if it is one `ROLLBACK TO SAVEPOINT` statement.
+fn rollback_to_savepoint(sql: &str) -> Option<Statement> {
+    let start = sql.trim_start();
+    if !start
+        .get(..8)
+        .is_some_and(|word| word.eq_ignore_ascii_case("rollback"))
+    {
+        return None;
+    }
+    let mut statements = SqlParser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    match statements.as_slice() {
+        [
+            Statement::Rollback {
+                savepoint: Some(_), ..
+            },
+        ] => statements.pop(),
+        _ => None,
+    }
+}
+
 /// Stop a row stream on cancel or deadline; dropping the inner stream stops the query.
 fn guard_rows(
     rows: impl Stream<Item = PgWireResult<DataRow>> + Send + 'static,
@@ -366,6 +412,49 @@ fn guard_rows(
 
 #[async_trait]
 impl SimpleQueryHandler for QueryHandler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // pgwire fixes the transaction status a query ends in before it runs, and sends it in
+        // ReadyForQuery: a `ROLLBACK TO SAVEPOINT`, the one statement that takes a failed block
+        // back to a usable one, is answered here.
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+            && let Some(statement) = rollback_to_savepoint(&query.query)
+        {
+            let outcome = self
+                .state
+                .savepoints
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .apply(&statement, client.transaction_status());
+            let mut status = client.transaction_status();
+            match outcome {
+                Some(Ok(tag)) => {
+                    send_execution_response(client, Tag::new(tag)).await?;
+                    status = TransactionStatus::Transaction;
+                }
+                Some(Err((code, message))) => {
+                    client
+                        .feed(PgWireBackendMessage::ErrorResponse(
+                            sqlstate::error(code, message).into(),
+                        ))
+                        .await?;
+                    status = status.to_error_state();
+                }
+                None => {}
+            }
+            self.state.take_restored();
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            client.set_transaction_status(status);
+            return send_ready_for_query(client, status).await;
+        }
+        self._on_query(client, query).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -449,6 +538,21 @@ impl SimpleQueryHandler for QueryHandler {
 impl ExtendedQueryHandler for QueryHandler {
     type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
     type QueryParser = MappedParser;
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let result = self._on_execute(client, message).await;
+        // ReadyForQuery (sent at Sync) reports the status set here.
+        if self.state.take_restored() && client.transaction_status() == TransactionStatus::Error {
+            client.set_transaction_status(TransactionStatus::Transaction);
+        }
+        result
+    }
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         let inner = match self.state.connected.get() {

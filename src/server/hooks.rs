@@ -5,7 +5,7 @@
 
 pub mod copy;
 mod engine;
-mod savepoint;
+pub mod savepoint;
 mod settings;
 
 use std::sync::Arc;
@@ -26,10 +26,14 @@ use crate::error::Error;
 use crate::server::sqlstate;
 
 /// The hooks of one connection, in the order they are asked.
-pub fn chain(session: Session, copy_state: copy::CopyState) -> Vec<Arc<dyn QueryHook>> {
+pub fn chain(
+    session: Session,
+    copy_state: copy::CopyState,
+    savepoints: savepoint::SavepointState,
+) -> Vec<Arc<dyn QueryHook>> {
     vec![
         // Before the transaction hook, which would take `ROLLBACK TO` for a full rollback.
-        Arc::new(savepoint::SavepointHook),
+        Arc::new(savepoint::SavepointHook::new(savepoints)),
         // Next, so that nothing runs inside an aborted transaction block.
         Arc::new(TransactionStatementHook),
         Arc::new(settings::SessionSettingsHook::new(session.clone())),

@@ -215,8 +215,9 @@ pub fn map_pgwire(e: PgWireError) -> PgWireError {
             }
         }
         PgWireError::UserError(mut info) => {
-            // Postgres reports commands in an aborted transaction as 25P02.
-            if info.code == "25P01" {
+            // Postgres reports commands in an aborted transaction as 25P02 (the query service
+            // says 25P01, which is "no transaction block").
+            if info.code == "25P01" && info.message.starts_with("current transaction is aborted") {
                 info.code = IN_FAILED_TRANSACTION.to_string();
             }
             PgWireError::UserError(info)
@@ -271,10 +272,22 @@ mod tests {
 
     #[test]
     fn aborted_transaction_is_25p02() {
-        let e = PgWireError::UserError(Box::new(error("25P01", "aborted")));
+        let e = PgWireError::UserError(Box::new(error(
+            "25P01",
+            "current transaction is aborted, commands ignored until end of transaction block",
+        )));
         let PgWireError::UserError(info) = map_pgwire(e) else {
             panic!("user error expected");
         };
         assert_eq!(info.code, IN_FAILED_TRANSACTION);
+        // "No transaction block" stays what it is.
+        let e = PgWireError::UserError(Box::new(error(
+            "25P01",
+            "SAVEPOINT can only be used in transaction blocks",
+        )));
+        let PgWireError::UserError(info) = map_pgwire(e) else {
+            panic!("user error expected");
+        };
+        assert_eq!(info.code, "25P01");
     }
 }

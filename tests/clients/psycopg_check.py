@@ -28,4 +28,13 @@ with psycopg.connect(sys.argv[1], autocommit=False) as conn:
     with conn.transaction():
         with conn.transaction():
             conn.execute("SELECT 1")
+    # An error in a nested block rolls back to its savepoint; the outer block goes on.
+    with conn.transaction():
+        try:
+            with conn.transaction():
+                conn.execute("SELECT * FROM no_such_table")
+            raise AssertionError("expected an error")
+        except errors.UndefinedTable:
+            pass
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
 print("psycopg ok")
