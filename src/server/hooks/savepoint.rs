@@ -250,7 +250,7 @@ mod tests {
         status: TransactionStatus,
     ) -> Option<Result<&'static str, &'static str>> {
         let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .unwrap()
+            .expect("test SQL parses")
             .remove(0);
         savepoints
             .apply(&statement, status)
