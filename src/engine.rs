@@ -307,6 +307,7 @@ impl Engine {
         .await?;
         let _ = engine.views.set(Arc::clone(&views));
         engine.create_builtin_objects(&session).await?;
+        crate::statements::restore_views(&session).await?;
         crate::materialized::register_pg_catalog_overlay(&engine.base, DATABASE, &views)?;
         if first_start {
             session
@@ -336,6 +337,15 @@ impl Engine {
                 schema,
                 name,
                 crate::statements::provider_tables_schema(),
+                TableOptions::config(),
+            )
+            .await?;
+        let (schema, name) = crate::statements::VIEW_DEFINITIONS;
+        self.storage
+            .ensure_table(
+                schema,
+                name,
+                crate::statements::view_definitions_schema(),
                 TableOptions::config(),
             )
             .await?;

@@ -6,7 +6,10 @@
 mod ddl;
 mod rewrite;
 
-pub use ddl::{PROVIDER_TABLES, provider_tables_schema, restore_provider_tables};
+pub use ddl::{
+    PROVIDER_TABLES, VIEW_DEFINITIONS, provider_tables_schema, restore_provider_tables,
+    restore_views, view_definitions_schema,
+};
 
 pub use rewrite::rewrite;
 
@@ -199,6 +202,14 @@ pub async fn execute_plan(
         LogicalPlan::Ddl(DdlStatement::CreateExternalTable(ref create)) => {
             let create = create.as_ref().clone();
             return ddl::create_external_table(session, create, plan).await;
+        }
+        LogicalPlan::Ddl(DdlStatement::CreateView(ref create)) => {
+            let create = create.clone();
+            return ddl::create_view(session, &create, plan).await;
+        }
+        LogicalPlan::Ddl(DdlStatement::DropView(ref drop)) => {
+            let drop = drop.clone();
+            return ddl::drop_view(session, &drop, plan).await;
         }
         LogicalPlan::Ddl(DdlStatement::DropTable(ref drop)) => {
             if let Some(output) = ddl::drop_table(session, drop).await? {

@@ -292,3 +292,52 @@ fn command_prints_counts_and_fails_on_a_bad_file() {
     let stderr = String::from_utf8_lossy(&third.stderr);
     assert!(stderr.contains("bad.jsonl, line 1"), "{stderr}");
 }
+
+/// `finops-db sql` on `dir`: one process, as a restart would be; its stdout in CSV.
+fn sql_cli(dir: &Path, sql: &str) -> Result<String, String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_finops-db"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["sql", "--format", "csv", sql])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run finops-db");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn views_outlive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |sql: &str| sql_cli(dir.path(), sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    run("CREATE TABLE finops.numbers (n BIGINT); \
+         INSERT INTO finops.numbers VALUES (1), (2), (3); \
+         CREATE VIEW finops.big AS SELECT n FROM finops.numbers WHERE n > 1; \
+         CREATE VIEW kpi.big_count AS SELECT COUNT(*) AS c FROM finops.big; \
+         CREATE VIEW kpi.gone AS SELECT 1 AS one");
+    assert!(run("SELECT c FROM kpi.big_count").contains("\n2"));
+    // Replaced after a view that reads it was stored, then one dropped.
+    run(
+        "CREATE OR REPLACE VIEW finops.big AS SELECT n FROM finops.numbers WHERE n > 2; \
+         DROP VIEW kpi.gone",
+    );
+    let e = sql_cli(dir.path(), "DROP VIEW kpi.summary").expect_err("built-in views stay");
+    assert!(e.contains("built-in view"), "{e}");
+    // Each command is a new process: the views come back, in an order that plans.
+    assert!(run("SELECT COUNT(*) AS n FROM finops.big").contains("\n1"));
+    assert!(run("SELECT c FROM kpi.big_count").contains("\n1"));
+    assert!(sql_cli(dir.path(), "SELECT * FROM kpi.gone").is_err());
+    // Built-in views are not stored: they come from `sql/` at every start.
+    let stored = run("SELECT name FROM finops.view_definitions ORDER BY name");
+    assert_eq!(
+        stored.lines().skip(1).collect::<Vec<_>>(),
+        ["finops.big", "kpi.big_count"]
+    );
+    // A view whose table is gone is skipped at start; the rest still work.
+    run("DROP TABLE finops.numbers");
+    assert!(sql_cli(dir.path(), "SELECT * FROM finops.big").is_err());
+    assert!(run("SELECT COUNT(*) AS n FROM kpi.summary").contains('n'));
+}

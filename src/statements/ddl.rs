@@ -1,5 +1,6 @@
 //! DDL that must outlive the process: `CREATE TABLE` and `DROP TABLE` of durable tables, and the
-//! definitions of provider tables (`CREATE EXTERNAL TABLE`), replayed at start.
+//! definitions of provider tables (`CREATE EXTERNAL TABLE`) and of views (`CREATE VIEW`),
+//! replayed at start.
 //!
 //! It must not know about the wire protocol or how storage lays out files.
 
@@ -10,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::{ScalarValue, TableReference};
 use datafusion::logical_expr::{
-    CreateExternalTable, CreateMemoryTable, DropTable, Expr, LogicalPlan,
+    CreateExternalTable, CreateMemoryTable, CreateView, DropTable, DropView, Expr, LogicalPlan,
 };
 
 use crate::engine::{Output, Session};
@@ -27,6 +28,19 @@ pub fn provider_tables_schema() -> SchemaRef {
         Field::new("name", DataType::Utf8, false),
         Field::new("format", DataType::Utf8, false),
         Field::new("location", DataType::Utf8, false),
+        Field::new("definition", DataType::Utf8, false),
+        Field::new("created_at", timestamp_type(), false),
+    ]))
+}
+
+/// Where the definitions of views created with `CREATE VIEW` are kept.
+pub const VIEW_DEFINITIONS: (&str, &str) = ("finops", "view_definitions");
+
+/// Columns of `finops.view_definitions`: the schema-qualified name and the `CREATE VIEW`
+/// statement, replayed in creation order at start.
+pub fn view_definitions_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
         Field::new("definition", DataType::Utf8, false),
         Field::new("created_at", timestamp_type(), false),
     ]))
@@ -115,6 +129,7 @@ pub async fn drop_table(session: &Session, drop: &DropTable) -> Result<Option<Ou
     let (schema_name, table_name) = qualify(session, &drop.name);
     let storage = session.engine().storage();
     if (schema_name.as_str(), table_name.as_str()) == PROVIDER_TABLES
+        || (schema_name.as_str(), table_name.as_str()) == VIEW_DEFINITIONS
         || (schema_name == "finops" && table_name == crate::schema::USAGE_EVENTS)
     {
         return Err(Error::PermissionDenied(format!(
@@ -141,12 +156,17 @@ pub async fn drop_table(session: &Session, drop: &DropTable) -> Result<Option<Ou
 }
 
 async fn forget_provider_table(session: &Session, qualified: &str) -> Result<u64> {
+    forget(session, PROVIDER_TABLES, qualified).await
+}
+
+/// Delete the row named `qualified` from the definitions table `table`; how many went.
+async fn forget(session: &Session, table: (&str, &str), qualified: &str) -> Result<u64> {
     let escaped = qualified.replace('\'', "''");
     let batches = session
         .context()
         .sql(&format!(
             "DELETE FROM {}.{} WHERE name = '{escaped}'",
-            PROVIDER_TABLES.0, PROVIDER_TABLES.1
+            table.0, table.1
         ))
         .await?
         .collect()
@@ -228,6 +248,119 @@ pub async fn restore_provider_tables(session: &Session) -> Result<()> {
                 log::warn!("provider table {name} could not be restored: {e}");
             }
         }
+    }
+    Ok(())
+}
+
+/// Whether `schema.name` is one of the views finops-db creates itself at every start.
+fn is_builtin_view(qualified: &str) -> bool {
+    qualified == crate::builtin_sql::USAGE_VIEW.0
+        || crate::builtin_sql::builtin_sql(qualified).is_some()
+}
+
+/// `CREATE [OR REPLACE] VIEW`: registered by DataFusion, then its statement is stored so the view
+/// comes back after a restart (built-in views are created from `sql/` at start instead).
+pub async fn create_view(
+    session: &Session,
+    create: &CreateView,
+    plan: LogicalPlan,
+) -> Result<Output> {
+    let (schema_name, table_name) = qualify(session, &create.name);
+    let qualified = format!("{schema_name}.{table_name}");
+    session.context().execute_logical_plan(plan).await?;
+    if is_builtin_view(&qualified) {
+        return Ok(Output::command("CREATE VIEW"));
+    }
+    let Some(definition) = create.definition.clone() else {
+        return Ok(Output::command("CREATE VIEW"));
+    };
+    forget(session, VIEW_DEFINITIONS, &qualified).await?;
+    let now = chrono::Utc::now().timestamp_micros();
+    let row = RecordBatch::try_new(
+        view_definitions_schema(),
+        vec![
+            Arc::new(StringArray::from(vec![qualified])),
+            Arc::new(StringArray::from(vec![definition])),
+            Arc::new(TimestampMicrosecondArray::from(vec![now]).with_timezone("UTC")),
+        ],
+    )
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    session
+        .append(
+            &format!("{}.{}", VIEW_DEFINITIONS.0, VIEW_DEFINITIONS.1),
+            vec![row],
+        )
+        .await?;
+    Ok(Output::command("CREATE VIEW"))
+}
+
+/// `DROP VIEW`: DataFusion forgets the view, and its stored statement goes. Built-in views
+/// cannot be dropped (they would come back at the next start).
+pub async fn drop_view(session: &Session, drop: &DropView, plan: LogicalPlan) -> Result<Output> {
+    let (schema_name, table_name) = qualify(session, &drop.name);
+    let qualified = format!("{schema_name}.{table_name}");
+    if is_builtin_view(&qualified) {
+        return Err(Error::PermissionDenied(format!(
+            "{qualified} is a built-in view"
+        )));
+    }
+    session.context().execute_logical_plan(plan).await?;
+    forget(session, VIEW_DEFINITIONS, &qualified).await?;
+    Ok(Output::command("DROP VIEW"))
+}
+
+/// Re-create every stored view. Oldest first, and again for those that failed while others
+/// succeed, since a view may read one replaced after it was created; one that never plans (a
+/// table it reads is gone) is logged and skipped, and its statement kept.
+pub async fn restore_views(session: &Session) -> Result<()> {
+    let batches = session
+        .context()
+        .sql(&format!(
+            "SELECT name, definition FROM {}.{} ORDER BY created_at",
+            VIEW_DEFINITIONS.0, VIEW_DEFINITIONS.1
+        ))
+        .await?
+        .collect()
+        .await?;
+    let mut pending = Vec::new();
+    for batch in batches {
+        let names = batch.column(0).as_any().downcast_ref::<StringArray>();
+        let definitions = batch.column(1).as_any().downcast_ref::<StringArray>();
+        let (Some(names), Some(definitions)) = (names, definitions) else {
+            continue;
+        };
+        for (name, definition) in names.iter().zip(definitions.iter()) {
+            if let (Some(name), Some(definition)) = (name, definition) {
+                pending.push((name.to_string(), definition.to_string()));
+            }
+        }
+    }
+    loop {
+        let before = pending.len();
+        let mut failed = Vec::new();
+        for (name, definition) in pending {
+            if let Err(e) = restore_view(session, &definition).await {
+                failed.push((name, definition, e));
+            }
+        }
+        if failed.is_empty() || failed.len() == before {
+            for (name, _, e) in failed {
+                log::warn!("view {name} could not be restored: {e}");
+            }
+            return Ok(());
+        }
+        pending = failed.into_iter().map(|(n, d, _)| (n, d)).collect();
+    }
+}
+
+async fn restore_view(session: &Session, definition: &str) -> Result<()> {
+    for statement in super::parse(definition)? {
+        let plan = session
+            .context()
+            .state()
+            .statement_to_plan(statement)
+            .await?;
+        session.context().execute_logical_plan(plan).await?;
     }
     Ok(())
 }
