@@ -177,6 +177,16 @@ async fn failed_transaction_block_reports_25p02_until_rollback() {
         .await
         .expect_err("unknown savepoint");
     assert_eq!(sqlstate(&e), "3B001");
+    let e = client
+        .simple_query("ROLLBACK TO SAVEPOINT nope")
+        .await
+        .expect_err("unknown savepoint");
+    assert_eq!(sqlstate(&e), "3B001");
+    let e = client
+        .simple_query("SELECT 1")
+        .await
+        .expect_err("still a failed block");
+    assert_eq!(sqlstate(&e), "25P02");
     client.simple_query("ROLLBACK").await.expect("rollback");
     // ROLLBACK TO SAVEPOINT takes a failed block back to a usable one, in the simple protocol
     // and in the extended one.

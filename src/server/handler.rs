@@ -2,7 +2,9 @@
 //! our hooks in front of the generic DataFusion query service, map every error to its SQLSTATE,
 //! and stop a running query on cancel or `statement_timeout`.
 //!
-//! It must not interpret statements: hooks and the engine do.
+//! It must not interpret statements: hooks and the engine do. The one exception is answering a
+//! lone `ROLLBACK TO SAVEPOINT` itself, because pgwire fixes the transaction status a simple
+//! query ends in before the query runs.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
