@@ -225,15 +225,29 @@ pub async fn create_external_table(
 /// Re-create every stored provider table; one that fails (its files are gone) is logged and
 /// skipped so the rest keep working.
 pub async fn restore_provider_tables(session: &Session) -> Result<()> {
+    for (name, definition) in stored_definitions(session, PROVIDER_TABLES).await? {
+        if let Err(e) = session.context().sql(&definition).await {
+            log::warn!("provider table {name} could not be restored: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// `(name, definition)` of every row of the definitions table `table`, oldest first.
+async fn stored_definitions(
+    session: &Session,
+    table: (&str, &str),
+) -> Result<Vec<(String, String)>> {
     let batches = session
         .context()
         .sql(&format!(
             "SELECT name, definition FROM {}.{} ORDER BY created_at",
-            PROVIDER_TABLES.0, PROVIDER_TABLES.1
+            table.0, table.1
         ))
         .await?
         .collect()
         .await?;
+    let mut stored = Vec::new();
     for batch in batches {
         let names = batch.column(0).as_any().downcast_ref::<StringArray>();
         let definitions = batch.column(1).as_any().downcast_ref::<StringArray>();
@@ -241,15 +255,12 @@ pub async fn restore_provider_tables(session: &Session) -> Result<()> {
             continue;
         };
         for (name, definition) in names.iter().zip(definitions.iter()) {
-            let (Some(name), Some(definition)) = (name, definition) else {
-                continue;
-            };
-            if let Err(e) = session.context().sql(definition).await {
-                log::warn!("provider table {name} could not be restored: {e}");
+            if let (Some(name), Some(definition)) = (name, definition) {
+                stored.push((name.to_string(), definition.to_string()));
             }
         }
     }
-    Ok(())
+    Ok(stored)
 }
 
 /// Whether `schema.name` is one of the views finops-db creates itself at every start.
@@ -313,28 +324,7 @@ pub async fn drop_view(session: &Session, drop: &DropView, plan: LogicalPlan) ->
 /// succeed, since a view may read one replaced after it was created; one that never plans (a
 /// table it reads is gone) is logged and skipped, and its statement kept.
 pub async fn restore_views(session: &Session) -> Result<()> {
-    let batches = session
-        .context()
-        .sql(&format!(
-            "SELECT name, definition FROM {}.{} ORDER BY created_at",
-            VIEW_DEFINITIONS.0, VIEW_DEFINITIONS.1
-        ))
-        .await?
-        .collect()
-        .await?;
-    let mut pending = Vec::new();
-    for batch in batches {
-        let names = batch.column(0).as_any().downcast_ref::<StringArray>();
-        let definitions = batch.column(1).as_any().downcast_ref::<StringArray>();
-        let (Some(names), Some(definitions)) = (names, definitions) else {
-            continue;
-        };
-        for (name, definition) in names.iter().zip(definitions.iter()) {
-            if let (Some(name), Some(definition)) = (name, definition) {
-                pending.push((name.to_string(), definition.to_string()));
-            }
-        }
-    }
+    let mut pending = stored_definitions(session, VIEW_DEFINITIONS).await?;
     loop {
         let before = pending.len();
         let mut failed = Vec::new();
