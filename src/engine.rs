@@ -305,6 +305,10 @@ impl Engine {
             &engine.base,
         )
         .await?;
+        views.set_change_feed(Arc::new(crate::usage::UsageChanges::new(
+            Arc::clone(&engine.storage),
+            &engine.catalog()?,
+        )));
         let _ = engine.views.set(Arc::clone(&views));
         engine.create_builtin_objects(&session).await?;
         crate::statements::restore_views(&session).await?;

@@ -48,6 +48,7 @@ pub use statement::{CreateRequest, MvStatement, RefreshMode, parse_refresh, reco
 pub use table::{MaterializedTable, StatusTable, status_schema};
 
 use crate::error::{Error, Result};
+use crate::storage::{ChangePosition, Changes};
 use manifest::Manifest;
 
 /// Name of the status table, in schema `finops`.
@@ -149,6 +150,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Tells a refresh what changed in the tables a view reads since its last refresh, so that after
+/// appends it counts the rows of the buckets they reached instead of the whole input, and after
+/// no change at all nothing. A table without a position is one whose changes are not tracked: the
+/// refresh counts its rows again.
+pub trait ChangeFeed: Send + Sync {
+    /// Where `table` (`schema.table`, as in a manifest's `depends_on`) is in its change history.
+    fn position(&self, table: &str) -> Option<ChangePosition>;
+    /// What changed in `table` since `position`; [`Changes::Appended`] bounds its `ts` column.
+    fn since(&self, table: &str, position: &ChangePosition) -> Changes;
+}
+
 /// Every materialized view of one data directory.
 pub struct MaterializedViews {
     store: Arc<dyn ObjectStore>,
@@ -159,6 +171,7 @@ pub struct MaterializedViews {
     /// Serialises CREATE and DROP, so that two creates of one name cannot both succeed.
     ddl: tokio::sync::Mutex<()>,
     debounce: Mutex<Duration>,
+    feed: RwLock<Option<Arc<dyn ChangeFeed>>>,
 }
 
 impl std::fmt::Debug for MaterializedViews {
@@ -186,6 +199,7 @@ impl MaterializedViews {
             views: RwLock::new(BTreeMap::new()),
             ddl: tokio::sync::Mutex::new(()),
             debounce: Mutex::new(Duration::from_secs(1)),
+            feed: RwLock::new(None),
         });
         let manifests = manifest::read_manifests(views.store.as_ref(), &views.prefix).await?;
         manifest::remove_orphans(views.store.as_ref(), &views.prefix, &manifests).await?;
@@ -212,6 +226,16 @@ impl MaterializedViews {
         ctx.deregister_table(status_ref.clone())?;
         ctx.register_table(status_ref, status)?;
         Ok(views)
+    }
+
+    /// Learn what changed in base tables from `feed` (without one, every refresh of an
+    /// incremental view counts the rows of its whole input).
+    pub fn set_change_feed(&self, feed: Arc<dyn ChangeFeed>) {
+        *self.feed.write().unwrap_or_else(|p| p.into_inner()) = Some(feed);
+    }
+
+    fn change_feed(&self) -> Option<Arc<dyn ChangeFeed>> {
+        self.feed.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Wait this long after the last append before an auto refresh (default 1 s).
@@ -276,8 +300,7 @@ impl MaterializedViews {
             &request.query,
             &request.refresh.to_string(),
         );
-        let (schema, batches, manifest) =
-            refresh::first_result(self.store.as_ref(), ctx, &dir, manifest).await?;
+        let (schema, batches, manifest) = refresh::first_result(self, ctx, &dir, manifest).await?;
         let table = MaterializedTable::try_new(schema, request.query.clone(), batches)?;
         let view = self.insert_view(ctx, reference, dir, manifest, table, false)?;
         self.start_interval(&view);

@@ -63,6 +63,7 @@
 //! know about the wire protocol; the engine registers [`DurableTable`]s as DataFusion tables.
 
 mod backend;
+mod changes;
 mod compaction;
 mod exec;
 mod keys;
@@ -86,6 +87,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use object_store::path::Path;
 
+#[cfg(test)]
+pub(crate) use changes::ChangeLog;
+pub use changes::{ChangePosition, Changes};
 pub use options::{ColumnDefault, TableKind, TableOptions};
 pub use provider::{DurableTable, TableStats};
 pub use stage::BulkAppend;

@@ -20,8 +20,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 
+use crate::materialized::ChangeFeed;
 use crate::providers::ProviderTable;
 use crate::schema::{USAGE_EVENTS, usage_events_schema};
+use crate::storage::{ChangePosition, Changes, DurableTable, Storage};
 
 pub use crate::providers::BILL_FORMATS;
 
@@ -141,6 +143,55 @@ impl TableProvider for UsageAll {
     }
 }
 
+/// What changed in the tables materialized views read, for their refreshes: a durable table
+/// reports its own changes, and `finops.usage_all` those of `finops.usage_events` while no
+/// provider table is registered (a provider's files change without telling anyone, so with one
+/// the union's changes are not tracked).
+pub struct UsageChanges {
+    storage: Arc<Storage>,
+    catalog: Weak<dyn CatalogProvider>,
+}
+
+impl UsageChanges {
+    /// The feed over the durable tables of `storage` and the union of `catalog`.
+    pub fn new(storage: Arc<Storage>, catalog: &Arc<dyn CatalogProvider>) -> Self {
+        UsageChanges {
+            storage,
+            catalog: Arc::downgrade(catalog),
+        }
+    }
+
+    /// The durable table whose changes are those of `name`, if any.
+    fn tracked(&self, name: &str) -> Option<DurableTable> {
+        let (schema, table) = name.split_once('.')?;
+        if schema == "finops" && table == USAGE_ALL {
+            let providers = self
+                .catalog
+                .upgrade()
+                .and_then(|c| c.schema("providers"))
+                .map(|s| s.table_names());
+            return match providers {
+                Some(names) if names.is_empty() => self.storage.table("finops", USAGE_EVENTS),
+                _ => None,
+            };
+        }
+        self.storage.table(schema, table)
+    }
+}
+
+impl ChangeFeed for UsageChanges {
+    fn position(&self, table: &str) -> Option<ChangePosition> {
+        Some(self.tracked(table)?.change_position())
+    }
+
+    fn since(&self, table: &str, position: &ChangePosition) -> Changes {
+        match self.tracked(table) {
+            Some(t) => t.changes_since(position),
+            None => Changes::Unknown,
+        }
+    }
+}
+
 /// `finops.usage` over just `rows` (in the shape of `finops.usage_all`) instead of every usage
 /// source: the view's own plan with its scan of `usage_all` replaced, so the rows are priced and
 /// attributed exactly as the view would.
@@ -180,6 +231,138 @@ pub async fn usage_of_rows(
 #[cfg(test)]
 mod tests {
     use super::BILL_FORMATS;
+    use crate::config::Config;
+    use crate::engine::{Engine, Identity, Session};
+    use crate::materialized::{ChangeFeed, RefreshKind};
+    use crate::storage::Changes;
+
+    async fn run(session: &Session, sql: &str) -> String {
+        let batches = session
+            .query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("format")
+            .to_string()
+    }
+
+    fn insert(rows: &[(&str, &str, &str)]) -> String {
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(id, ts, team)| {
+                format!(
+                    "('{id}', TIMESTAMPTZ '{ts}+00', 'openai', 'gpt-4o-mini', '{team}', 100, 10, 'p')"
+                )
+            })
+            .collect();
+        format!(
+            "INSERT INTO finops.usage_events (event_id, ts, provider, model, team, \
+             input_tokens, output_tokens, prompt_hash) VALUES {}",
+            values.join(", ")
+        )
+    }
+
+    /// The union follows the native table's changes while no provider table feeds it, and
+    /// `kpi.daily` refreshed from those changes equals its definition run from scratch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn views_over_usage_refresh_from_the_native_tables_changes() {
+        let dir = tempfile::tempdir().expect("scratch dir");
+        let config = Config {
+            data_dir: dir.path().join("data").display().to_string(),
+            ..Config::default()
+        };
+        let engine = Engine::open(config).await.expect("engine opens");
+        let session = engine.session(Identity::local_admin()).expect("session");
+        let feed = super::UsageChanges::new(
+            std::sync::Arc::clone(engine.storage()),
+            &engine.catalog().expect("catalog"),
+        );
+        let views = engine.views().expect("views");
+        let ctx = engine.base_context();
+        let refresh = || views.refresh(ctx, "kpi.daily");
+        let definition = "SELECT * FROM kpi.daily ORDER BY day, team";
+        views.set_debounce(std::time::Duration::from_secs(3600));
+        let fresh = || async {
+            let listed = session
+                .query("SELECT definition FROM finops.materialized_views WHERE name = 'kpi.daily'")
+                .await
+                .expect("definition");
+            let query = datafusion::arrow::array::AsArray::as_string::<i32>(listed[0].column(0))
+                .value(0)
+                .to_string();
+            run(
+                &session,
+                &format!("SELECT * FROM ({query}) AS d ORDER BY day, team"),
+            )
+            .await
+        };
+
+        run(
+            &session,
+            &insert(&[
+                ("a1", "2026-03-01 10:00:00", "x"),
+                ("a2", "2026-03-02 10:00:00", "y"),
+            ]),
+        )
+        .await;
+        refresh().await.expect("refresh");
+        let start = feed.position("finops.usage_all").expect("tracked");
+        assert_eq!(feed.since("finops.usage_all", &start), Changes::None);
+        assert_eq!(
+            refresh().await.expect("refresh").kind,
+            RefreshKind::Unchanged
+        );
+
+        // A late row for the first day and a new day: both days from the first are recomputed.
+        run(
+            &session,
+            &insert(&[
+                ("b1", "2026-03-03 09:00:00", "x"),
+                ("b2", "2026-03-01 23:00:00", "y"),
+            ]),
+        )
+        .await;
+        let march_1_23h = chrono::DateTime::parse_from_rfc3339("2026-03-01T23:00:00Z")
+            .expect("instant")
+            .timestamp_micros();
+        assert_eq!(
+            feed.since("finops.usage_all", &start),
+            Changes::Appended {
+                min_ts: march_1_23h
+            }
+        );
+        let stats = refresh().await.expect("refresh");
+        assert_eq!(stats.kind, RefreshKind::Incremental, "{stats:?}");
+        assert_eq!(stats.rows_recomputed, 4, "{stats:?}");
+        assert_eq!(run(&session, definition).await, fresh().await);
+
+        // A row deleted: the feed cannot describe it, the buckets are counted again.
+        let before = feed.position("finops.usage_all").expect("tracked");
+        run(
+            &session,
+            "DELETE FROM finops.usage_events WHERE event_id = 'a2'",
+        )
+        .await;
+        assert_eq!(feed.since("finops.usage_all", &before), Changes::Unknown);
+        refresh().await.expect("refresh");
+        assert_eq!(run(&session, definition).await, fresh().await);
+
+        // With a provider table the union's changes are not tracked.
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/anthropic/messages_usage.jsonl");
+        run(
+            &session,
+            &format!(
+                "CREATE EXTERNAL TABLE providers.claude STORED AS ANTHROPIC_MESSAGES LOCATION '{}'",
+                fixture.display()
+            ),
+        )
+        .await;
+        assert_eq!(feed.position("finops.usage_all"), None);
+        assert!(feed.position("finops.usage_events").is_some());
+        refresh().await.expect("refresh");
+        assert_eq!(run(&session, definition).await, fresh().await);
+    }
 
     /// `finops.usage` prices a row from a bill by its `source`; a format missing from its list
     /// would be priced from the price book instead of what was billed.

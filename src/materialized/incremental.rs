@@ -47,9 +47,12 @@ pub struct Incremental {
     /// Position of the bucket among the view's output columns.
     output_index: usize,
     /// When the scan is joined to an aggregate by the same bucket: the timestamp column of that
-    /// aggregate's input, restricted alongside `time_column`.
-    joined: Option<Column>,
+    /// aggregate's input, restricted alongside `time_column`, and that input.
+    joined: Option<Bucketed>,
 }
+
+/// A timestamp column and the plan it is a column of.
+type Bucketed = (Column, Arc<LogicalPlan>);
 
 /// Decide whether `plan` (the unoptimized plan of a view definition) is incrementally refreshable.
 pub fn analyse(plan: &LogicalPlan) -> Option<Incremental> {
@@ -78,8 +81,8 @@ pub fn analyse(plan: &LogicalPlan) -> Option<Incremental> {
     let (input, joined) = if input_is_single_scan(&aggregate.input) {
         (Arc::clone(&aggregate.input), None)
     } else {
-        let (scan, inner_time) = bucket_join(&aggregate.input, &bucket, &time_column)?;
-        (scan, Some(inner_time))
+        let (scan, inner) = bucket_join(&aggregate.input, &bucket, &time_column)?;
+        (scan, Some(inner))
     };
     let time_type = input_schema
         .field_from_column(&time_column)
@@ -107,12 +110,12 @@ pub fn analyse(plan: &LogicalPlan) -> Option<Incremental> {
 
 /// For an aggregate input that joins the scan holding `time_column` to an aggregate grouped by
 /// the same bucket on `bucket`: that scan, and the timestamp column of the inner aggregate's
-/// input. `None` for any other shape.
+/// input with that input. `None` for any other shape.
 fn bucket_join(
     input: &LogicalPlan,
     bucket: &Expr,
     time_column: &Column,
-) -> Option<(Arc<LogicalPlan>, Column)> {
+) -> Option<(Arc<LogicalPlan>, Bucketed)> {
     let LogicalPlan::Join(join) = input else {
         return None;
     };
@@ -152,8 +155,8 @@ fn bucket_join(
 
 /// Follow the join key `column` of `plan` down through aliases and projections to an aggregate
 /// over a single scan; when it is that aggregate's grouping by the same bucket as `bucket`, the
-/// timestamp column it buckets.
-fn inner_bucket(plan: &LogicalPlan, mut column: Column, bucket: &Expr) -> Option<Column> {
+/// timestamp column it buckets and the aggregate's input.
+fn inner_bucket(plan: &LogicalPlan, mut column: Column, bucket: &Expr) -> Option<Bucketed> {
     let mut node = plan;
     loop {
         let index = node.schema().index_of_column(&column).ok()?;
@@ -187,7 +190,7 @@ fn inner_bucket(plan: &LogicalPlan, mut column: Column, bucket: &Expr) -> Option
                 }
                 let group = agg.group_expr.get(index)?;
                 let inner_time = bucket_column(group, agg.input.schema())?;
-                return (same_bucket(group, bucket)).then_some(inner_time);
+                return (same_bucket(group, bucket)).then(|| (inner_time, Arc::clone(&agg.input)));
             }
             _ => return None,
         }
@@ -311,6 +314,44 @@ fn is_utc(tz: &str) -> bool {
     matches!(tz, "UTC" | "utc" | "Z" | "+00:00" | "+00" | "Etc/UTC")
 }
 
+/// The table a single-scan `plan` reads and the name of the column of it that `column` is, when
+/// `column` is passed up unchanged (only renamed) from the scan.
+fn source_column(
+    plan: &LogicalPlan,
+    column: &Column,
+    catalog: &str,
+    schema: &str,
+) -> Option<(String, String)> {
+    let mut node = plan;
+    let mut column = column.clone();
+    loop {
+        let index = node.schema().index_of_column(&column).ok()?;
+        match node {
+            LogicalPlan::SubqueryAlias(a) => {
+                column = Column::from(a.input.schema().qualified_field(index));
+                node = a.input.as_ref();
+            }
+            LogicalPlan::Filter(f) => node = f.input.as_ref(),
+            LogicalPlan::Projection(p) => {
+                column = match p.expr.get(index)?.clone().unalias_nested().data {
+                    Expr::Column(c) => c,
+                    _ => return None,
+                };
+                node = p.input.as_ref();
+            }
+            LogicalPlan::TableScan(scan) => {
+                let table = scan.table_name.clone().resolve(catalog, schema);
+                let (_, field) = node.schema().qualified_field(index);
+                return Some((
+                    format!("{}.{}", table.schema, table.table),
+                    field.name().clone(),
+                ));
+            }
+            _ => return None,
+        }
+    }
+}
+
 /// Follow the bucket from the aggregate's output up to the view's output columns.
 fn track_output(plan: &LogicalPlan, depth: usize, mut index: usize) -> Option<usize> {
     for d in (0..depth).rev() {
@@ -343,27 +384,80 @@ impl Incremental {
             .build()?)
     }
 
+    /// Rows per bucket of the input from bucket `from` on (and the NULL bucket).
+    pub fn bucket_counts_plan_from(&self, from: i64) -> Result<LogicalPlan> {
+        Ok(LogicalPlanBuilder::from(Arc::clone(&self.input))
+            .filter(self.since_predicate(&self.time_column, Some(from))?)?
+            .aggregate(
+                vec![self.bucket.clone().alias("bucket")],
+                vec![count(lit(1)).alias("n")],
+            )?
+            .build()?)
+    }
+
+    /// A one-row plan giving the bucket of the instant `micros` (microseconds since the epoch),
+    /// computed by the view's own bucket expression; `None` when the time column does not hold
+    /// microseconds.
+    pub fn bucket_of_plan(&self, micros: i64) -> Result<Option<LogicalPlan>> {
+        let DataType::Timestamp(TimeUnit::Microsecond, tz) = &self.time_type else {
+            return Ok(None);
+        };
+        let instant = lit(ScalarValue::TimestampMicrosecond(Some(micros), tz.clone()));
+        let bucket = self
+            .bucket
+            .clone()
+            .transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) if c == self.time_column => Transformed::yes(instant.clone()),
+                    other => Transformed::no(other),
+                })
+            })?
+            .data;
+        Ok(Some(
+            LogicalPlanBuilder::empty(true)
+                .project(vec![bucket.alias("bucket")])?
+                .build()?,
+        ))
+    }
+
+    /// The tables the bucketed scans read and the column of each that the time column is,
+    /// `schema.table` and column name; `None` when a time column is computed rather than read.
+    pub fn time_sources(&self, catalog: &str, schema: &str) -> Option<Vec<(String, String)>> {
+        let mut sources = vec![source_column(
+            &self.input,
+            &self.time_column,
+            catalog,
+            schema,
+        )?];
+        if let Some((column, input)) = &self.joined {
+            sources.push(source_column(input, column, catalog, schema)?);
+        }
+        Some(sources)
+    }
+
     /// The defining query restricted to the buckets from `from` on (and the NULL bucket);
     /// `from = None` restricts it to the NULL bucket.
     pub fn restricted_plan(&self, plan: &LogicalPlan, from: Option<i64>) -> Result<LogicalPlan> {
-        let predicate = |column: &Column| -> Result<Expr> {
-            let time = Expr::Column(column.clone());
-            Ok(match from {
-                Some(start) => {
-                    let start = self.bucket_scalar(start)?;
-                    time.clone()
-                        .gt_eq(cast(lit(start), self.time_type.clone()))
-                        .or(time.is_null())
-                }
-                None => time.is_null(),
-            })
-        };
-        let outer = predicate(&self.time_column)?;
+        let outer = self.since_predicate(&self.time_column, from)?;
         let inner = match &self.joined {
-            Some(column) => Some(predicate(column)?),
+            Some((column, _)) => Some(self.since_predicate(column, from)?),
             None => None,
         };
         restrict(plan, &outer, inner.as_ref())
+    }
+
+    /// `column` is in bucket `from` or later, or NULL; only NULL when `from` is `None`.
+    fn since_predicate(&self, column: &Column, from: Option<i64>) -> Result<Expr> {
+        let time = Expr::Column(column.clone());
+        Ok(match from {
+            Some(start) => {
+                let start = self.bucket_scalar(start)?;
+                time.clone()
+                    .gt_eq(cast(lit(start), self.time_type.clone()))
+                    .or(time.is_null())
+            }
+            None => time.is_null(),
+        })
     }
 
     /// Which rows of the stored result to keep when the buckets from `from` on are recomputed.

@@ -6,6 +6,7 @@
 //! `object_store` backend), then deletes the old file; a crash in between leaves only an orphan that
 //! [`remove_orphans`] clears. It must not plan or run queries.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::storage::ChangePosition;
 
 const MANIFEST: &str = "manifest.json";
 const FORMAT_VERSION: u32 = 1;
@@ -64,6 +66,10 @@ pub struct Manifest {
     pub needs_full: bool,
     /// Row counts per bucket of the input at the last refresh (incremental views only).
     pub bucket_counts: Option<Vec<BucketCount>>,
+    /// Where each table of `depends_on` whose changes are tracked was in its change history
+    /// when the last refresh read it (see [`super::ChangeFeed`]).
+    #[serde(default)]
+    pub positions: BTreeMap<String, ChangePosition>,
 }
 
 impl Manifest {
@@ -87,6 +93,7 @@ impl Manifest {
             stale: false,
             needs_full: false,
             bucket_counts: None,
+            positions: BTreeMap::new(),
         }
     }
 

@@ -21,8 +21,11 @@ use object_store::path::Path;
 
 use super::incremental::{self, Incremental};
 use super::manifest::{self, BucketCount, Manifest};
-use super::{MaterializedTable, MaterializedViews, RefreshKind, RefreshStats, View, lock};
+use super::{
+    ChangeFeed, MaterializedTable, MaterializedViews, RefreshKind, RefreshStats, View, lock,
+};
 use crate::error::{Error, Result};
+use crate::storage::{ChangePosition, Changes};
 
 /// A computed result, not yet stored.
 struct Computed {
@@ -33,18 +36,20 @@ struct Computed {
     incremental: bool,
     depends_on: Vec<String>,
     bucket_counts: Option<Vec<BucketCount>>,
+    positions: BTreeMap<String, ChangePosition>,
 }
 
 /// Compute and store the first result of a new view; returns it with the manifest written.
 pub(super) async fn first_result(
-    store: &dyn ObjectStore,
+    views: &MaterializedViews,
     ctx: &SessionContext,
     dir: &Path,
     mut manifest: Manifest,
 ) -> Result<(SchemaRef, Vec<RecordBatch>, Manifest)> {
     let started = Instant::now();
-    let computed = compute(ctx, &manifest, None).await?;
-    store_result(store, dir, &mut manifest, &computed, started).await?;
+    let feed = views.change_feed();
+    let computed = compute(ctx, &manifest, None, feed.as_deref()).await?;
+    store_result(views.store.as_ref(), dir, &mut manifest, &computed, started).await?;
     Ok((computed.schema, computed.batches, manifest))
 }
 
@@ -71,7 +76,14 @@ pub(super) async fn refresh(
     let table = view.table();
     use datafusion::catalog::TableProvider;
     let previous = table.batches();
-    let result = compute(ctx, &manifest, Some((&table.schema(), previous.as_slice()))).await;
+    let feed = views.change_feed();
+    let result = compute(
+        ctx,
+        &manifest,
+        Some((&table.schema(), previous.as_slice())),
+        feed.as_deref(),
+    )
+    .await;
     let computed = match result {
         Ok(c) => c,
         Err(e) => {
@@ -153,6 +165,7 @@ async fn store_result(
     manifest.incremental = computed.incremental;
     manifest.depends_on = computed.depends_on.clone();
     manifest.bucket_counts = computed.bucket_counts.clone();
+    manifest.positions = computed.positions.clone();
     manifest.last_refresh_micros = Some(chrono::Utc::now().timestamp_micros());
     manifest.refresh_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     manifest.stale = false;
@@ -170,15 +183,33 @@ async fn compute(
     ctx: &SessionContext,
     manifest: &Manifest,
     previous: Option<(&SchemaRef, &[RecordBatch])>,
+    feed: Option<&dyn ChangeFeed>,
 ) -> Result<Computed> {
     let state = ctx.state();
     let plan = state.create_logical_plan(&manifest.definition).await?;
     let default_schema = state.config().options().catalog.default_schema.clone();
     let depends_on = incremental::dependencies(&plan, &manifest.catalog, &default_schema);
+    // Taken before any query reads the tables: a change published meanwhile shows next time.
+    let positions: BTreeMap<String, ChangePosition> = feed
+        .map(|feed| {
+            depends_on
+                .iter()
+                .filter_map(|t| Some((t.clone(), feed.position(t)?)))
+                .collect()
+        })
+        .unwrap_or_default();
     let analysis = incremental::analyse(&plan);
-    let counts = match &analysis {
-        Some(a) => Some(bucket_counts(ctx, a).await?),
-        None => None,
+    let counts = match (&analysis, &manifest.bucket_counts) {
+        (Some(a), Some(old)) if previous.is_some() && !manifest.needs_full => {
+            let sources = a.time_sources(&manifest.catalog, &default_schema);
+            match appended_since(feed, manifest, &depends_on, sources.as_deref()) {
+                Some(None) => Some(old.clone()),
+                Some(Some(min_ts)) => Some(counts_after_append(ctx, a, old, min_ts).await?),
+                None => Some(bucket_counts(ctx, a).await?),
+            }
+        }
+        (Some(a), _) => Some(bucket_counts(ctx, a).await?),
+        (None, _) => None,
     };
     let base = |schema, batches, kind, rows_recomputed| Computed {
         schema,
@@ -188,6 +219,7 @@ async fn compute(
         incremental: analysis.is_some(),
         depends_on: depends_on.clone(),
         bucket_counts: counts.clone(),
+        positions: positions.clone(),
     };
     if let (Some(a), Some(old), Some(new), Some((schema, batches)), false) = (
         &analysis,
@@ -217,6 +249,64 @@ async fn compute(
     let (schema, batches) = run(ctx, plan).await?;
     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
     Ok(base(schema, batches, RefreshKind::Full, rows))
+}
+
+/// What the change feed says about the view's input since the last refresh: `Some(None)` nothing
+/// changed, `Some(Some(ts))` rows were only appended, all from `ts` on, to the table the view's
+/// time buckets are taken from (`sources`: its scans' tables and time columns); `None` when it
+/// cannot tell, and the buckets are counted again.
+fn appended_since(
+    feed: Option<&dyn ChangeFeed>,
+    manifest: &Manifest,
+    depends_on: &[String],
+    sources: Option<&[(String, String)]>,
+) -> Option<Option<i64>> {
+    let feed = feed?;
+    if depends_on.is_empty() {
+        return None;
+    }
+    let mut lower: Option<i64> = None;
+    for table in depends_on {
+        let from = manifest.positions.get(table)?;
+        match feed.since(table, from) {
+            Changes::None => {}
+            Changes::Appended { min_ts }
+                if sources.is_some_and(|s| s.iter().all(|(t, c)| t == table && c == "ts")) =>
+            {
+                lower = Some(lower.map_or(min_ts, |l| l.min(min_ts)));
+            }
+            Changes::Appended { .. } | Changes::Unknown => return None,
+        }
+    }
+    Some(lower)
+}
+
+/// Bucket counts after rows from `min_ts` on were appended: the stored counts of the buckets
+/// before the one holding `min_ts`, and the rest counted again.
+async fn counts_after_append(
+    ctx: &SessionContext,
+    analysis: &Incremental,
+    old: &[BucketCount],
+    min_ts: i64,
+) -> Result<Vec<BucketCount>> {
+    let Some(plan) = analysis.bucket_of_plan(min_ts)? else {
+        return bucket_counts(ctx, analysis).await;
+    };
+    let (_, batches) = run(ctx, plan).await?;
+    let first = batches
+        .first()
+        .and_then(|b| incremental::bucket_values(b.column(0)))
+        .and_then(|v| v.first().copied().flatten());
+    let Some(first) = first else {
+        return bucket_counts(ctx, analysis).await;
+    };
+    let mut counts: BTreeMap<Option<i64>, u64> = old
+        .iter()
+        .filter(|(bucket, _)| bucket.is_some_and(|b| b < first))
+        .copied()
+        .collect();
+    add_counts(ctx, analysis.bucket_counts_plan_from(first)?, &mut counts).await?;
+    Ok(counts.into_iter().collect())
 }
 
 /// Keep the stored rows of buckets before `from`, and recompute the rest. `None` when the
@@ -278,8 +368,18 @@ async fn run(ctx: &SessionContext, plan: LogicalPlan) -> Result<(SchemaRef, Vec<
 
 /// Rows per bucket of the view's input, sorted by bucket.
 async fn bucket_counts(ctx: &SessionContext, analysis: &Incremental) -> Result<Vec<BucketCount>> {
-    let (_, batches) = run(ctx, analysis.bucket_counts_plan()?).await?;
     let mut counts = BTreeMap::new();
+    add_counts(ctx, analysis.bucket_counts_plan()?, &mut counts).await?;
+    Ok(counts.into_iter().collect())
+}
+
+/// Run a `(bucket, count)` plan and add what it counts to `counts`.
+async fn add_counts(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    counts: &mut BTreeMap<Option<i64>, u64>,
+) -> Result<()> {
+    let (_, batches) = run(ctx, plan).await?;
     for batch in &batches {
         let buckets = incremental::bucket_values(batch.column(0))
             .ok_or_else(|| Error::Internal("bucket column of unexpected type".into()))?;
@@ -292,7 +392,7 @@ async fn bucket_counts(ctx: &SessionContext, analysis: &Incremental) -> Result<V
             *counts.entry(bucket).or_insert(0u64) += u64::try_from(n.value(i)).unwrap_or(0);
         }
     }
-    Ok(counts.into_iter().collect())
+    Ok(())
 }
 
 /// The earliest bucket whose row count changed (`Some(None)`: only the NULL bucket), or `None`

@@ -97,6 +97,7 @@ impl TableCore {
         next.wal_flushed_through = through;
         self.commit(&mut writer, next, Vec::new(), &replaced)
             .await?;
+        self.record_rewrite();
         if let Some(set) = writer.keys.as_mut() {
             set.clear();
             writer.keys_removed += 1;
@@ -144,6 +145,7 @@ impl TableCore {
         let replaced: Vec<u64> = segments.iter().map(|s| s.id).collect();
         self.commit(&mut writer, next, Vec::new(), &replaced)
             .await?;
+        self.record_rewrite();
         Ok(result)
     }
 
@@ -225,6 +227,7 @@ impl TableCore {
         }
         self.commit(&mut writer, next, Vec::new(), &plan.replaced)
             .await?;
+        self.record_rewrite();
         if let Some(set) = writer.keys.as_mut() {
             for h in &plan.removed_keys {
                 set.remove(h);

@@ -93,6 +93,25 @@ impl DurableTable {
         }
     }
 
+    /// Where the table is in its change history now; compare later with [`Self::changes_since`].
+    /// Taken before reading, a position never hides a change the read did not see.
+    pub fn change_position(&self) -> super::ChangePosition {
+        self.core
+            .changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .position()
+    }
+
+    /// What changed since `position`.
+    pub fn changes_since(&self, position: &super::ChangePosition) -> super::Changes {
+        self.core
+            .changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .since(position)
+    }
+
     /// Start appending one statement whose rows arrive in parts (`COPY ... FROM STDIN`): rows are
     /// staged in files invisible to readers while they arrive, so memory stays bounded, and
     /// [`BulkAppend::commit`] publishes them all at once with the guarantees of [`Self::append`].

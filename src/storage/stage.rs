@@ -305,6 +305,12 @@ impl Staging {
         // On failure `commit` deletes the segments it did not adopt: the staged ones.
         core.commit(writer, next, mem, &[]).await?;
         self.done = true;
+        if rows > 0 {
+            // Each staged segment knows its smallest `ts`; a segment without one (no `ts`
+            // column, or only NULLs) leaves the bound unknown.
+            let bounds: Option<Vec<i64>> = self.staged.iter().map(|m| m.min_ts).collect();
+            core.record_append(bounds.and_then(|b| b.into_iter().min()));
+        }
         if let (Some(seen), Some(stored)) = (self.seen.take(), writer.keys.as_mut()) {
             // Keep the larger set and fold the smaller into it.
             let mut seen = seen;

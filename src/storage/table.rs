@@ -23,6 +23,7 @@ use object_store::path::Path;
 
 use super::StorageOptions;
 use super::backend::Backend;
+use super::changes::ChangeLog;
 use super::keys::{self, KeySet};
 use super::manifest::{self, SegmentMeta, TableManifest};
 use super::options::{TableKind, TableOptions};
@@ -97,6 +98,8 @@ pub(crate) struct TableCore {
     retired: std::sync::Mutex<Vec<(Instant, u64)>>,
     /// Told of every appended statement's inserted rows once they are durable and visible.
     pub(crate) observer: std::sync::RwLock<Option<AppendObserver>>,
+    /// What changed since when; recorded after each change is published.
+    pub(crate) changes: std::sync::Mutex<ChangeLog>,
 }
 
 /// A callback given the rows a statement inserted (after idempotency), once they are durable
@@ -195,6 +198,7 @@ impl TableCore {
             }),
             retired: std::sync::Mutex::new(Vec::new()),
             observer: std::sync::RwLock::new(None),
+            changes: std::sync::Mutex::new(ChangeLog::default()),
         })
     }
 
@@ -265,6 +269,7 @@ impl TableCore {
             segments: current.segments.clone(),
             mem,
         });
+        self.record_append(segment::ts_range(&batch).0);
         self.notify_appended(Some(&batch));
         let due =
             mem_rows >= self.settings.flush_rows || mem_batches >= self.settings.flush_statements;
@@ -275,6 +280,22 @@ impl TableCore {
             );
         }
         Ok(rows as u64)
+    }
+
+    /// Record a published append whose smallest `ts` is `min_ts` (`None`: unknown).
+    pub(crate) fn record_append(&self, min_ts: Option<i64>) {
+        self.changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .appended(min_ts);
+    }
+
+    /// Record a published change of rows in place (DELETE, UPDATE, TRUNCATE, replacement).
+    pub(crate) fn record_rewrite(&self) {
+        self.changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rewritten();
     }
 
     /// Tell the append observer, if any, of a statement's inserted rows (`None`: not in memory).

@@ -276,3 +276,56 @@ async fn observer_hears_of_appends_and_staged_commits() {
     table.append(vec![rows(&["a"])]).await.expect("again");
     assert_eq!(*heard.lock().expect("log"), vec![Some(2), None]);
 }
+
+/// A committed bulk append is an append in the table's change history, bounded by its smallest
+/// `ts` over every staged segment; an aborted one, a flush and a compaction are no change; a
+/// TRUNCATE is one the history cannot describe.
+#[tokio::test]
+async fn change_history_sees_bulk_appends_but_not_file_moves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open_staging(dir.path()).await;
+    let table = usage_table(&storage).await;
+    let start = table.change_position();
+    let mut bulk = table.bulk_append();
+    bulk.push(vec![usage_batch(&[
+        ("a", 50, None),
+        ("b", 60, None),
+        ("c", 90, None),
+        ("d", 70, None),
+        ("e", 30, None),
+        ("f", 40, None),
+    ])])
+    .await
+    .expect("push");
+    assert_eq!(table.changes_since(&start), Changes::None, "staged only");
+    bulk.commit().await.expect("commit");
+    assert_eq!(
+        table.changes_since(&start),
+        Changes::Appended { min_ts: 30 }
+    );
+    let committed = table.change_position();
+    let mut aborted = table.bulk_append();
+    aborted
+        .push(vec![rows(&["x", "y", "z", "w", "v"])])
+        .await
+        .expect("push");
+    aborted.abort().await;
+    table.append(vec![rows(&["a"])]).await.expect("duplicate");
+    table.flush().await.expect("flush");
+    table.compact().await.expect("compact");
+    assert_eq!(table.changes_since(&committed), Changes::None);
+    table
+        .append(vec![usage_batch(&[("g", 10, None)])])
+        .await
+        .expect("append");
+    assert_eq!(
+        table.changes_since(&committed),
+        Changes::Appended { min_ts: 10 }
+    );
+    assert_eq!(
+        table.changes_since(&start),
+        Changes::Appended { min_ts: 10 }
+    );
+    table.core.truncate().await.expect("truncate");
+    assert_eq!(table.changes_since(&committed), Changes::Unknown);
+}
