@@ -10,6 +10,7 @@ pub mod checks;
 pub mod functions;
 pub mod period;
 pub mod rows;
+pub mod run;
 pub mod spend;
 pub mod status;
 

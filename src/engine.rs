@@ -587,11 +587,19 @@ impl Engine {
             )));
         }
         let state = builder.build();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = Arc::new(SessionContext::new_with_state(state));
         catalog::register_session_functions(&ctx, &identity);
+        ctx.register_udtf(
+            crate::budget::run::RUN_CHECKS,
+            Arc::new(crate::budget::run::RunChecksFunction::new(
+                self,
+                &ctx,
+                identity.clone(),
+            )),
+        );
         Ok(Session {
             engine: Arc::clone(self),
-            ctx: Arc::new(ctx),
+            ctx,
             identity,
         })
     }
@@ -630,6 +638,20 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// The session over `ctx`, a context [`Engine::session`] made for `identity`: what a
+    /// function running inside one of its queries uses to run more.
+    pub(crate) fn resume(
+        engine: Arc<Engine>,
+        ctx: Arc<SessionContext>,
+        identity: Identity,
+    ) -> Self {
+        Session {
+            engine,
+            ctx,
+            identity,
+        }
+    }
+
     /// The DataFusion context of this session.
     pub fn context(&self) -> &Arc<SessionContext> {
         &self.ctx

@@ -94,6 +94,11 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
         format: CheckFormat,
+        /// Run the checks on this running server instead of the data directory (which a server
+        /// keeps to itself): a libpq connection string or postgres:// URL, as an admin user; the
+        /// password may come from PGPASSWORD. The server records the alerts and delivers them.
+        #[arg(long, env = "FINOPS_SERVER")]
+        server: Option<String>,
     },
     /// Read a password from standard input and print its hash for the config file.
     HashPassword,
@@ -303,9 +308,13 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             name,
             as_of,
             format,
+            server,
         } => {
-            let config = load_config(&cli.common, None)?;
-            return check(config, name, as_of, format).await;
+            let run = match server {
+                Some(server) => check_on_server(&server, name, as_of).await,
+                None => check(load_config(&cli.common, None)?, name, as_of).await,
+            };
+            return Ok(report_checks(run, format));
         }
         Command::HashPassword => {
             let mut password = String::new();
@@ -320,14 +329,16 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// Run the checks on the data directory, record and deliver their new alerts.
 async fn check(
     config: Config,
     name: Option<String>,
     as_of: Option<String>,
-    format: CheckFormat,
-) -> Result<std::process::ExitCode> {
+) -> Result<finops_db::budget::alerts::Run> {
     use finops_db::budget::alerts;
-    let engine = Engine::open(config).await?;
+    let engine = Engine::open(config).await.map_err(|e| {
+        anyhow::anyhow!("{e} (to run the checks on the server that holds it: check --server)")
+    })?;
     let session = engine.session(Identity::local_admin())?;
     if let Some(as_of) = &as_of {
         session.set_as_of(as_of)?;
@@ -343,8 +354,97 @@ async fn check(
         log::warn!("delivering alerts failed: {e}");
     }
     engine.close().await?;
+    Ok(run)
+}
+
+/// Run the checks on a server through `run_checks()`; the server records and delivers the alerts.
+async fn check_on_server(
+    server: &str,
+    name: Option<String>,
+    as_of: Option<String>,
+) -> Result<finops_db::budget::alerts::Run> {
+    use finops_db::budget::alerts::{Alert, Run};
+    use tokio_postgres::SimpleQueryMessage;
+    let mut config: tokio_postgres::Config = server
+        .parse()
+        .with_context(|| format!("--server {server:?} is not a connection string"))?;
+    if config.get_password().is_none()
+        && let Ok(password) = std::env::var("PGPASSWORD")
+    {
+        config.password(password);
+    }
+    if config.get_dbname().is_none() {
+        config.dbname(finops_db::config::DATABASE);
+    }
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        anyhow::bail!("check --server connects without TLS; sslmode=require cannot be met");
+    }
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            log::warn!("connection to the server: {e}");
+        }
+    });
+    let quote = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    if let Some(as_of) = &as_of {
+        client
+            .batch_execute(&format!("SET finops.as_of = {}", quote(as_of)))
+            .await?;
+    }
+    let call = match &name {
+        Some(name) => format!("SELECT * FROM run_checks({})", quote(name)),
+        None => "SELECT * FROM run_checks()".to_string(),
+    };
+    let mut run = Run::default();
+    for message in client.simple_query(&call).await? {
+        let SimpleQueryMessage::Row(row) = message else {
+            continue;
+        };
+        let text = |column: &str| row.get(column).unwrap_or_default().to_string();
+        if let Some(error) = row.get("error") {
+            run.errors.push((text("check_name"), error.to_string()));
+            continue;
+        }
+        let payload = text("payload");
+        run.alerts.push(Alert {
+            alert_id: text("alert_id"),
+            check_name: text("check_name"),
+            key: text("key"),
+            period: text("period"),
+            severity: text("severity"),
+            message: text("message"),
+            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
+            notify: text("notify"),
+            new: row.get("new") == Some("t"),
+        });
+    }
+    Ok(run)
+}
+
+/// Print a run of the checks (or why it failed) and give the exit status: 0 nothing fired, 1
+/// something fired, 2 an error.
+fn report_checks(
+    run: Result<finops_db::budget::alerts::Run>,
+    format: CheckFormat,
+) -> std::process::ExitCode {
+    let run = match run {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     match format {
-        CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&run)?),
+        CheckFormat::Json => match serde_json::to_string_pretty(&run) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
         CheckFormat::Table => {
             for a in &run.alerts {
                 println!(
@@ -367,13 +467,13 @@ async fn check(
             );
         }
     }
-    Ok(std::process::ExitCode::from(if !run.errors.is_empty() {
+    std::process::ExitCode::from(if !run.errors.is_empty() {
         2
     } else if !run.alerts.is_empty() {
         1
     } else {
         0
-    }))
+    })
 }
 
 fn print_batches(batches: &[RecordBatch], format: Format) -> Result<()> {

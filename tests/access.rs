@@ -101,6 +101,9 @@ async fn roles_and_team_scopes_are_enforced_in_the_plan() {
             &reader,
             "EXPLAIN ANALYZE INSERT INTO finops.usage_events (event_id, ts, provider, model) VALUES ('z', now(), 'p', 'm')",
         ),
+        // Running the checks records alerts.
+        (&writer, "SELECT * FROM run_checks()"),
+        (&reader, "SELECT * FROM run_checks('budget_threshold')"),
     ] {
         let simple = client.simple_query(sql).await.expect_err(sql);
         assert_eq!(sqlstate(&simple), "42501", "{sql}: {simple}");

@@ -561,6 +561,114 @@ fn check_command_exit_codes() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
+/// `check --server` runs the checks on a running server (which holds the data directory, so the
+/// local form is refused with a pointer to it); the server records the alerts once per period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_command_runs_the_checks_on_a_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(config_for(dir.path()))
+        .await
+        .expect("server");
+    let (admin, conn) = tokio_postgres::connect(&server.conn_str(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    // `broken` plans when it is stored, and fails once the table it reads is gone.
+    admin
+        .batch_execute(
+            "CREATE TABLE finops.scratch (a BIGINT); \
+             INSERT INTO finops.checks (name, schedule, sql, severity, notify, enabled) VALUES \
+             ('late_may', '@hourly', 'SELECT ''may'' AS key, ''it is late May'' AS message \
+               WHERE finops_now() >= TIMESTAMPTZ ''2026-05-20 00:00:00+00''', 'critical', 'log', true), \
+             ('broken', '@hourly', 'SELECT a AS key FROM finops.scratch', 'info', 'log', false); \
+             DROP TABLE finops.scratch",
+        )
+        .await
+        .expect("checks");
+    let run = |args: Vec<String>| {
+        let dir = dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            finops_db_cmd(&dir, &args)
+        })
+    };
+    let on_server = |extra: &[&str]| {
+        let mut args = vec![
+            "check".to_string(),
+            "--server".to_string(),
+            server.conn_str(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let early = run(on_server(&[
+        "--name",
+        "late_may",
+        "--as-of",
+        "2026-05-01T00:00:00Z",
+    ]))
+    .await
+    .expect("run");
+    assert_eq!(
+        early.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+    let late = on_server(&[
+        "--name",
+        "late_may",
+        "--as-of",
+        "2026-05-25T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    let fired = run(late.clone()).await.expect("run");
+    assert_eq!(
+        fired.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&fired.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&fired.stdout).expect("json");
+    assert_eq!(json["alerts"][0]["key"], "may");
+    assert_eq!(json["alerts"][0]["severity"], "critical");
+    assert_eq!(json["alerts"][0]["new"], true);
+    let again = run(late).await.expect("run");
+    let json: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(
+        json["alerts"][0]["new"], false,
+        "not raised twice in a period"
+    );
+    let recorded = admin
+        .query_one(
+            "SELECT count(*) FROM finops.alerts WHERE check_name = 'late_may'",
+            &[],
+        )
+        .await
+        .expect("alerts");
+    assert_eq!(recorded.get::<_, i64>(0), 1);
+
+    let broken = run(on_server(&["--name", "broken"])).await.expect("run");
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&broken.stderr).contains("scratch"),
+        "{}",
+        String::from_utf8_lossy(&broken.stderr)
+    );
+    let unknown = run(on_server(&["--name", "nope"])).await.expect("run");
+    assert_eq!(unknown.status.code(), Some(2));
+
+    // The data directory is the server's: the local form says where to go instead.
+    let local = run(vec!["check".into()]).await.expect("run");
+    assert_eq!(local.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&local.stderr).contains("--server"),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_budgets_land_on_several_statuses_and_every_builtin_check_runs() {
     let as_of = chrono::NaiveDate::from_ymd_opt(2026, 5, 15).expect("date");
