@@ -49,6 +49,10 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// The data directory is held by another process (a running server); SQLSTATE 55006.
+    #[error("data directory {0} is in use by another finops-db process")]
+    InUse(String),
+
     /// A value does not fit its column (bad literal, wrong type) — SQLSTATE 22P02.
     #[error("{message}")]
     InvalidValue {
@@ -161,6 +165,7 @@ impl Error {
                 _ => ErrorKind::Internal,
             },
             Error::Config(_)
+            | Error::InUse(_)
             | Error::InvalidValue { .. }
             | Error::NotNullViolation { .. }
             | Error::CheckViolation { .. }

@@ -336,8 +336,11 @@ async fn check(
     as_of: Option<String>,
 ) -> Result<finops_db::budget::alerts::Run> {
     use finops_db::budget::alerts;
-    let engine = Engine::open(config).await.map_err(|e| {
-        anyhow::anyhow!("{e} (to run the checks on the server that holds it: check --server)")
+    let engine = Engine::open(config).await.map_err(|e| match e {
+        finops_db::Error::InUse(_) => {
+            anyhow::anyhow!("{e}: run the checks on the server that holds it with check --server")
+        }
+        other => other.into(),
     })?;
     let session = engine.session(Identity::local_admin())?;
     if let Some(as_of) = &as_of {

@@ -33,6 +33,8 @@ pub const DIVISION_BY_ZERO: &str = "22012";
 pub const OUT_OF_RANGE: &str = "22003";
 /// `22023` invalid parameter value.
 pub const INVALID_PARAMETER: &str = "22023";
+/// object_in_use: the data directory is held by another process.
+pub const OBJECT_IN_USE: &str = "55006";
 /// `23502` not-null violation.
 pub const NOT_NULL: &str = "23502";
 /// `23514` check violation.
@@ -81,6 +83,7 @@ pub fn error_info(e: &Error) -> ErrorInfo {
         Error::InvalidParameter(_) | Error::Config(_) => INVALID_PARAMETER,
         Error::TableNotFound(_) => UNDEFINED_TABLE,
         Error::TableExists(_) => DUPLICATE_TABLE,
+        Error::InUse(_) => OBJECT_IN_USE,
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => DISK_FULL,
         Error::Io { .. } | Error::ObjectStore { .. } => IO_ERROR,
         _ => kind_code(e.kind()),

@@ -215,10 +215,7 @@ fn lock_dir(root: &FsPath) -> Result<std::fs::File> {
         .map_err(|e| Error::io(path.display().to_string(), e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config(format!(
-            "data directory {} is in use by another finops-db process",
-            root.display()
-        ))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::InUse(root.display().to_string())),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path.display().to_string(), e)),
     }
 }
