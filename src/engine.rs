@@ -510,14 +510,18 @@ impl Engine {
             return;
         };
         let bare = table.rsplit('.').next().unwrap_or(table);
+        // Prices, adjustments and rules reach `finops.usage` through its functions: a row added
+        // to them changes rows already there, so it is not an append for the views.
+        let feeds_functions = [
+            crate::pricing::MODEL_PRICES.1,
+            crate::attribution::ATTRIBUTION_RULES.1,
+            crate::adjustments::PRICE_ADJUSTMENTS.1,
+        ]
+        .contains(&bare);
+        let appended = appended && !feeds_functions;
         let feeds_usage = bare == crate::schema::USAGE_EVENTS
             || table.starts_with("providers.")
-            || [
-                crate::pricing::MODEL_PRICES.1,
-                crate::attribution::ATTRIBUTION_RULES.1,
-                crate::adjustments::PRICE_ADJUSTMENTS.1,
-            ]
-            .contains(&bare);
+            || feeds_functions;
         let usage_all = format!("finops.{}", crate::usage::USAGE_ALL);
         let mut names = vec![table];
         if feeds_usage {

@@ -336,6 +336,28 @@ mod tests {
         assert_eq!(stats.rows_recomputed, 4, "{stats:?}");
         assert_eq!(run(&session, definition).await, fresh().await);
 
+        // A price added for a model that had none re-prices rows already there: not an append.
+        run(
+            &session,
+            "INSERT INTO finops.usage_events (event_id, ts, provider, model, team, input_tokens, \
+             output_tokens) VALUES ('c1', TIMESTAMPTZ '2026-03-02 12:00:00+00', 'acme', 'flat-1', \
+             'x', 1000000, 0)",
+        )
+        .await;
+        refresh().await.expect("refresh");
+        let unpriced = "SELECT SUM(unpriced_requests) AS u, SUM(cost) AS c FROM kpi.daily";
+        assert!(run(&session, unpriced).await.contains("| 1 "));
+        run(
+            &session,
+            "INSERT INTO finops.model_prices (provider, model, match, input, output) \
+             VALUES ('acme', 'flat-1', 'exact', 2, 2)",
+        )
+        .await;
+        let stats = refresh().await.expect("refresh");
+        assert_eq!(stats.kind, RefreshKind::Full, "{stats:?}");
+        assert!(run(&session, unpriced).await.contains("| 0 "));
+        assert_eq!(run(&session, definition).await, fresh().await);
+
         // A row deleted: the feed cannot describe it, the buckets are counted again.
         let before = feed.position("finops.usage_all").expect("tracked");
         run(

@@ -138,10 +138,26 @@ async fn import_of_both_catalog_formats_replaces_matching_rows() {
         Some("99.000000000000")
     );
 
+    let views = engine.views().expect("views");
+    views
+        .refresh(engine.base_context(), "kpi.daily")
+        .await
+        .expect("refresh");
+    let stale = || async {
+        views
+            .list()
+            .into_iter()
+            .find(|v| v.name == "kpi.daily")
+            .expect("kpi.daily")
+            .stale
+    };
+    assert!(!stale().await);
+
     let genai = std::fs::read_to_string(fixture("genai_prices.json")).expect("fixture");
     let report = import(&session, "genai_prices.json", &genai)
         .await
         .expect("imports genai-prices");
+    assert!(stale().await, "views over finops.usage are priced anew");
     assert_eq!(report.format, CatalogFormat::GenaiPrices);
     assert!(report.rows > 0 && report.replaced >= 1, "{report:?}");
     assert_eq!(

@@ -202,7 +202,17 @@ async fn compute(
     let counts = match (&analysis, &manifest.bucket_counts) {
         (Some(a), Some(old)) if previous.is_some() && !manifest.needs_full => {
             let sources = a.time_sources(&manifest.catalog, &default_schema);
-            match appended_since(feed, manifest, &depends_on, sources.as_deref()) {
+            let since = appended_since(feed, manifest, &depends_on, sources.as_deref());
+            log::debug!(
+                "refresh of {}: input since the last refresh {}",
+                manifest.qualified_name(),
+                match since {
+                    Some(None) => "unchanged".to_string(),
+                    Some(Some(ts)) => format!("appended from ts {ts}"),
+                    None => format!("not known from {sources:?}: counting every bucket"),
+                }
+            );
+            match since {
                 Some(None) => Some(old.clone()),
                 Some(Some(min_ts)) => Some(counts_after_append(ctx, a, old, min_ts).await?),
                 None => Some(bucket_counts(ctx, a).await?),

@@ -566,7 +566,8 @@ pub fn merge(
 }
 
 /// Import the catalog in `text` (file name `file`, for messages) into `finops.model_prices`:
-/// one atomic replace, validated like an INSERT; the UDFs' index is reloaded after.
+/// one atomic replace, validated like an INSERT; the UDFs' index is reloaded after and the
+/// materialized views over `finops.usage` are marked for a full refresh.
 pub async fn import(session: &Session, file: &str, text: &str) -> Result<ImportReport> {
     let (format, imported) = rows_from_json(file, text)?;
     let (schema, table) = super::MODEL_PRICES;
@@ -585,6 +586,11 @@ pub async fn import(session: &Session, file: &str, text: &str) -> Result<ImportR
         })
         .await?;
     session.engine().reload_prices(session).await?;
+    // Rows already stored are priced anew: views over them refresh fully.
+    session
+        .engine()
+        .data_changed(&format!("{schema}.{table}"), false)
+        .await;
     Ok(report)
 }
 
