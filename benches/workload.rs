@@ -61,7 +61,10 @@ impl Server {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("FINOPS_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .expect("finops-db serve starts");
@@ -228,6 +231,99 @@ async fn time_query(client: &Client, sql: &str, runs: usize) -> (f64, usize) {
     (times[times.len() / 2].as_secs_f64(), rows)
 }
 
+/// A deterministic xorshift generator for the export files.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Provider exports of about `bytes` in all, half Bedrock invocation logs and half OpenAI
+/// request logs (JSON lines, files of about 64 MB under `bedrock/` and `openai/`), over the
+/// generator's 90 days; returns the bytes written.
+fn write_exports(dir: &Path, bytes: u64) -> u64 {
+    use std::io::Write;
+    const FILE_BYTES: u64 = 64_000_000;
+    const START: u64 = 1_742_169_600; // 2025-03-17T00:00:00Z
+    const SPAN: u64 = 90 * 86_400;
+    let bedrock_models = [
+        "us.anthropic.claude-sonnet-4-20250514-v1:0",
+        "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "meta.llama3-1-70b-instruct-v1:0",
+        "amazon.nova-pro-v1:0",
+    ];
+    let openai_models = ["gpt-4o-mini-2024-07-18", "gpt-4.1-2025-04-14", "o3-mini"];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut written = 0;
+    for (kind, share) in [("bedrock", bytes / 2), ("openai", bytes - bytes / 2)] {
+        std::fs::create_dir_all(dir.join(kind)).expect("export dir");
+        let mut in_kind = 0;
+        let mut file_no = 0;
+        while in_kind < share {
+            let path = dir.join(kind).join(format!("part-{file_no:04}.jsonl"));
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("file"));
+            let mut in_file = 0;
+            while in_file < FILE_BYTES && in_kind + in_file < share {
+                let at = START + rng.below(SPAN);
+                let input = 50 + rng.below(20_000);
+                let cached = if rng.below(3) == 0 { input / 2 } else { 0 };
+                let output = 10 + rng.below(2_000);
+                let line = if kind == "bedrock" {
+                    let model = bedrock_models[rng.below(4) as usize];
+                    let time = chrono::DateTime::from_timestamp(at as i64, 0)
+                        .expect("time")
+                        .format("%Y-%m-%dT%H:%M:%SZ");
+                    format!(
+                        "{{\"schemaType\":\"ModelInvocationLog\",\"schemaVersion\":\"1.0\",\
+                         \"timestamp\":\"{time}\",\"accountId\":\"111122223333\",\
+                         \"identity\":{{\"arn\":\"arn:aws:iam::111122223333:user/app-{user}\"}},\
+                         \"region\":\"us-east-1\",\"requestId\":\"{id:016x}\",\
+                         \"operation\":\"Converse\",\"modelId\":\"{model}\",\
+                         \"input\":{{\"inputContentType\":\"application/json\",\
+                         \"inputTokenCount\":{input},\"cacheReadInputTokenCount\":{cached},\
+                         \"cacheWriteInputTokenCount\":0}},\"output\":{{\
+                         \"outputContentType\":\"application/json\",\"outputTokenCount\":{output},\
+                         \"outputBodyJson\":{{\"stopReason\":\"end_turn\",\
+                         \"metrics\":{{\"latencyMs\":{latency}}}}}}},\
+                         \"inferenceRegion\":\"us-east-1\"}}\n",
+                        user = rng.below(40),
+                        id = rng.next(),
+                        latency = 200 + rng.below(5_000),
+                    )
+                } else {
+                    let model = openai_models[rng.below(3) as usize];
+                    format!(
+                        "{{\"id\":\"chatcmpl-{id:016x}\",\"object\":\"chat.completion\",\
+                         \"created\":{at},\"model\":\"{model}\",\"service_tier\":\"default\",\
+                         \"usage\":{{\"prompt_tokens\":{input},\"completion_tokens\":{output},\
+                         \"total_tokens\":{total},\"prompt_tokens_details\":{{\
+                         \"cached_tokens\":{cached}}},\"completion_tokens_details\":{{\
+                         \"reasoning_tokens\":0}}}}}}\n",
+                        id = rng.next(),
+                        total = input + output,
+                    )
+                };
+                out.write_all(line.as_bytes()).expect("write");
+                in_file += line.len() as u64;
+            }
+            out.flush().expect("flush");
+            in_kind += in_file;
+            file_no += 1;
+        }
+        written += in_kind;
+    }
+    written
+}
+
 fn parquet_files(dir: &Path) -> (usize, u64) {
     let mut files = 0;
     let mut bytes = 0;
@@ -377,12 +473,29 @@ async fn main() {
         );
     }
 
-    // Scan: finops-db's table against DataFusion over one well-formed Parquet file.
+    // Scan: finops-db's table against DataFusion over one well-formed Parquet file, once the
+    // background compaction that follows the ingest has settled (the file count unchanged for
+    // 20 s, at most 5 minutes).
     tokio::time::sleep(Duration::from_secs(15)).await;
     let (files, bytes) = parquet_files(&server.data_dir());
     report(
         "storage_after_ingest",
         serde_json::json!({ "parquet_files": files, "bytes_per_row": bytes as f64 / rows as f64 }),
+    );
+    let settle = Instant::now();
+    let mut last = parquet_files(&server.data_dir()).0;
+    let mut steady = 0;
+    while steady < 2 && settle.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let now = parquet_files(&server.data_dir()).0;
+        steady = if now == last { steady + 1 } else { 0 };
+        last = now;
+    }
+    let (files, bytes) = parquet_files(&server.data_dir());
+    report(
+        "storage_compacted",
+        serde_json::json!({ "parquet_files": files, "bytes_per_row": bytes as f64 / rows as f64,
+                            "settled_after_s": 15.0 + settle.elapsed().as_secs_f64() }),
     );
     let scan = "SELECT team, SUM(input_tokens) FROM finops.usage_events GROUP BY team";
     let (finops_scan, _) = time_query(&client, scan, 5).await;
@@ -653,8 +766,105 @@ async fn main() {
                                 "calls_per_s": all.len() as f64 / elapsed }),
         );
     }
+    let rss_before_exports = server.peak_rss_mib();
+
+    // Checks as `finops-db check --server` runs them: run_checks() records the alerts too.
+    let (run_checks_s, raised) = time_query(&client, "SELECT * FROM run_checks()", 1).await;
+    report(
+        "run_checks",
+        serde_json::json!({ "total_s": run_checks_s, "alerts": raised }),
+    );
+
+    // Provider exports where they lie: FINOPS_BENCH_EXPORT_MB (default 1,000) MB of Bedrock and
+    // OpenAI JSON lines, scanned a first time (parsed) and again (parse cache) by the provider
+    // tables alone in this process, then `finops.usage` by provider with them registered on the
+    // server beside the native rows.
+    let export_mb: u64 = std::env::var("FINOPS_BENCH_EXPORT_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let exports = tempfile::tempdir().expect("scratch");
+    let export_bytes = write_exports(exports.path(), export_mb * 1_000_000);
+    let tables = [
+        ("bench_bedrock", "BEDROCK_INVOCATIONS", "bedrock"),
+        ("bench_openai", "OPENAI_REQUESTS", "openai"),
+    ];
+    {
+        let ctx = SessionContext::new();
+        finops_db::providers::register_factories_in(
+            &ctx,
+            std::sync::Arc::new(finops_db::providers::ProviderTableFactory::new()),
+        );
+        for (name, format, folder) in tables {
+            ctx.sql(&format!(
+                "CREATE EXTERNAL TABLE {name} STORED AS {format} LOCATION '{}'",
+                exports.path().join(folder).display()
+            ))
+            .await
+            .expect("provider table")
+            .collect()
+            .await
+            .expect("provider table");
+        }
+        let scan = "SELECT (SELECT count(*) + sum(input_token_count) FROM bench_bedrock) \
+                    + (SELECT count(*) + sum(total_tokens) FROM bench_openai)";
+        let mut times = Vec::new();
+        let mut records = 0;
+        for _ in 0..4 {
+            let started = Instant::now();
+            let batches = ctx
+                .sql(scan)
+                .await
+                .expect("scan")
+                .collect()
+                .await
+                .expect("scan");
+            times.push(started.elapsed().as_secs_f64());
+            records = datafusion::arrow::array::AsArray::as_primitive::<
+                datafusion::arrow::datatypes::Int64Type,
+            >(batches[0].column(0))
+            .value(0);
+        }
+        let first_s = times[0];
+        let mut repeats = times[1..].to_vec();
+        repeats.sort_by(f64::total_cmp);
+        let repeat_s = repeats[repeats.len() / 2];
+        report(
+            "provider_exports_scan",
+            serde_json::json!({ "bytes": export_bytes, "records_plus_tokens": records,
+                                "first_s": first_s,
+                                "first_mb_per_s": export_bytes as f64 / 1e6 / first_s,
+                                "repeat_s": repeat_s, "repeat_speedup": first_s / repeat_s }),
+        );
+    }
+    for (name, format, folder) in tables {
+        client
+            .batch_execute(&format!(
+                "CREATE EXTERNAL TABLE providers.{name} STORED AS {format} LOCATION '{}'",
+                exports.path().join(folder).display()
+            ))
+            .await
+            .expect("provider table");
+    }
+    // The views over finops.usage refresh after the new tables; let that finish first.
+    client
+        .batch_execute("REFRESH MATERIALIZED VIEW kpi.daily")
+        .await
+        .expect("refresh kpi.daily");
+    let (usage_s, providers) = time_query(
+        &client,
+        "SELECT provider, sum(cost) FROM finops.usage GROUP BY 1",
+        3,
+    )
+    .await;
+    report(
+        "usage_by_provider_with_exports",
+        serde_json::json!({ "native_rows": rows, "median_s": usage_s, "providers": providers,
+                            "server_peak_rss_mib": server.peak_rss_mib() }),
+    );
     report(
         "server",
-        serde_json::json!({ "peak_rss_mib": server.peak_rss_mib() }),
+        serde_json::json!({ "peak_rss_mib": rss_before_exports,
+                            "peak_rss_mib_with_exports": server.peak_rss_mib() }),
     );
 }
