@@ -111,11 +111,16 @@ impl Drop for Server {
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
+    proc_status_mib(pid, "VmHWM:")
+}
+
+/// A memory line of `/proc/<pid>/status` (`VmHWM:` peak, `VmRSS:` now), in MiB.
+fn proc_status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
@@ -860,7 +865,8 @@ async fn main() {
     report(
         "usage_by_provider_with_exports",
         serde_json::json!({ "native_rows": rows, "median_s": usage_s, "providers": providers,
-                            "server_peak_rss_mib": server.peak_rss_mib() }),
+                            "server_peak_rss_mib": server.peak_rss_mib(),
+                            "server_rss_now_mib": proc_status_mib(server.child.id(), "VmRSS:") }),
     );
     report(
         "server",
