@@ -138,7 +138,10 @@ async fn connect(conn: &str) -> Client {
 
 /// The usage rows as CSV chunks of about 8,192 rows each.
 async fn csv_chunks(data: &Path) -> (Vec<Bytes>, usize, Vec<RecordBatch>) {
-    let ctx = SessionContext::new();
+    // One partition keeps the file's order (by `ts`): the last chunks are the latest rows.
+    let ctx = SessionContext::new_with_config(
+        datafusion::prelude::SessionConfig::new().with_target_partitions(1),
+    );
     ctx.register_parquet(
         "gen",
         data.join("usage.parquet").to_string_lossy().as_ref(),

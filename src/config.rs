@@ -50,6 +50,8 @@ pub struct Limits {
     pub statement_timeout_ms: u64,
     /// Memory a single query may use, in bytes; 0 means unlimited.
     pub query_memory_bytes: usize,
+    /// Memory kept for parsed provider-export files between queries, in bytes; 0 keeps none.
+    pub provider_cache_bytes: usize,
 }
 
 /// TLS files.
@@ -130,6 +132,7 @@ impl Default for Limits {
             max_connections: 100,
             statement_timeout_ms: 0,
             query_memory_bytes: 4 << 30,
+            provider_cache_bytes: crate::providers::DEFAULT_CACHE_BYTES,
         }
     }
 }

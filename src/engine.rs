@@ -250,7 +250,9 @@ impl Engine {
         let base = SessionContext::new_with_state(state);
         crate::providers::register_factories_in(
             &base,
-            Arc::new(crate::providers::ProviderTableFactory::new()),
+            Arc::new(crate::providers::ProviderTableFactory::with_cache_budget(
+                config.limits.provider_cache_bytes,
+            )),
         );
         catalog::register_schemas(&base)?;
         datafusion_pg_catalog::pg_catalog::setup_pg_catalog(

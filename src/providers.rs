@@ -46,7 +46,7 @@ pub mod records;
 pub mod table;
 pub mod value;
 
-pub use cache::ParseCache;
+pub use cache::{DEFAULT_BUDGET_BYTES as DEFAULT_CACHE_BYTES, ParseCache};
 pub use canonical::CanonicalRow;
 pub use table::{ProviderTable, ProviderTableFactory};
 

@@ -9,12 +9,34 @@ use std::sync::{Arc, Mutex};
 
 use super::ParsedFile;
 
+/// What the cache may hold by default: parsed exports take several times their file size.
+pub const DEFAULT_BUDGET_BYTES: usize = 1 << 30;
+
 /// Parsed files kept between scans, keyed by format, error mode and location, and valid while the
-/// object's size, last-modified time, ETag and version are unchanged.
-#[derive(Debug, Default)]
+/// object's size, last-modified time, ETag and version are unchanged. It holds at most its budget
+/// of parsed rows: past it, the files used longest ago are dropped and parsed again when read.
+#[derive(Debug)]
 pub struct ParseCache {
-    entries: Mutex<HashMap<String, (FileVersion, Arc<ParsedFile>)>>,
+    entries: Mutex<Entries>,
     parses: AtomicU64,
+    budget: usize,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    files: HashMap<String, Entry>,
+    /// Sum of the entries' sizes.
+    bytes: usize,
+    /// Bumped on every use; an entry's `used` orders evictions.
+    clock: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    version: FileVersion,
+    parsed: Arc<ParsedFile>,
+    bytes: usize,
+    used: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,10 +47,25 @@ pub(crate) struct FileVersion {
     pub(crate) version: Option<String>,
 }
 
+impl Default for ParseCache {
+    fn default() -> Self {
+        Self::with_budget(DEFAULT_BUDGET_BYTES)
+    }
+}
+
 impl ParseCache {
-    /// An empty cache.
+    /// An empty cache holding up to [`DEFAULT_BUDGET_BYTES`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty cache holding parsed files of up to `budget` bytes in memory (0: none).
+    pub fn with_budget(budget: usize) -> Self {
+        ParseCache {
+            entries: Mutex::new(Entries::default()),
+            parses: AtomicU64::new(0),
+            budget,
+        }
     }
 
     /// How many files were parsed (cache misses) since the cache was made.
@@ -36,19 +73,61 @@ impl ParseCache {
         self.parses.load(Ordering::Relaxed)
     }
 
+    /// Memory held by the cached files, in bytes.
+    pub fn cached_bytes(&self) -> usize {
+        self.entries.lock().map(|e| e.bytes).unwrap_or(0)
+    }
+
     pub(crate) fn lookup(&self, key: &str, version: &FileVersion) -> Option<Arc<ParsedFile>> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(key)
-            .filter(|(v, _)| v == version)
-            .map(|(_, p)| Arc::clone(p))
+        let mut entries = self.entries.lock().ok()?;
+        entries.clock += 1;
+        let now = entries.clock;
+        let entry = entries
+            .files
+            .get_mut(key)
+            .filter(|e| e.version == *version)?;
+        entry.used = now;
+        Some(Arc::clone(&entry.parsed))
     }
 
     pub(crate) fn store(&self, key: String, version: FileVersion, parsed: Arc<ParsedFile>) {
         self.parses.fetch_add(1, Ordering::Relaxed);
+        let bytes =
+            parsed.native.get_array_memory_size() + parsed.canonical.get_array_memory_size();
         // A poisoned lock only loses caching, never correctness.
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(key, (version, parsed));
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if let Some(old) = entries.files.remove(&key) {
+            entries.bytes -= old.bytes;
         }
+        if bytes > self.budget {
+            return;
+        }
+        while entries.bytes + bytes > self.budget {
+            let Some(oldest) = entries
+                .files
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(evicted) = entries.files.remove(&oldest) {
+                entries.bytes -= evicted.bytes;
+            }
+        }
+        entries.clock += 1;
+        let used = entries.clock;
+        entries.bytes += bytes;
+        entries.files.insert(
+            key,
+            Entry {
+                version,
+                parsed,
+                bytes,
+                used,
+            },
+        );
     }
 }

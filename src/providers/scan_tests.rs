@@ -149,6 +149,49 @@ async fn unchanged_files_are_parsed_once_and_changed_files_again() {
     assert_eq!(factory.cache().parse_count(), 2);
 }
 
+/// Past its budget the cache drops the file used longest ago, and a scan parses it again: the
+/// memory held stays bounded and the answers stay the same.
+#[tokio::test]
+async fn the_parse_cache_keeps_to_its_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = fixture("anthropic/messages_usage.jsonl");
+    for name in ["a.jsonl", "b.jsonl"] {
+        std::fs::write(dir.path().join(name), &bytes).expect("write");
+    }
+    let one_file = {
+        let (ctx, factory) = context();
+        let location = dir.path().join("a.jsonl").display().to_string();
+        create(&ctx, "one", "ANTHROPIC_MESSAGES", &location, "").await;
+        assert_eq!(count(&ctx, "SELECT count(*) FROM one").await, 33);
+        factory.cache().cached_bytes()
+    };
+    assert!(one_file > 0);
+    // Room for one parsed file, not two.
+    let factory = Arc::new(ProviderTableFactory::with_cache_budget(one_file * 3 / 2));
+    let mut state = SessionStateBuilder::new().with_default_features().build();
+    register_factories(&mut state, Arc::clone(&factory));
+    let ctx = SessionContext::new_with_state(state);
+    let location = format!("{}/", dir.path().display());
+    create(&ctx, "both", "ANTHROPIC_MESSAGES", &location, "").await;
+    for round in 1..=3 {
+        assert_eq!(count(&ctx, "SELECT count(*) FROM both").await, 66);
+        assert!(factory.cache().cached_bytes() <= one_file * 3 / 2);
+        assert!(factory.cache().parse_count() > round, "round {round}");
+    }
+    // Without a budget nothing is kept.
+    let (none, factory) = {
+        let factory = Arc::new(ProviderTableFactory::with_cache_budget(0));
+        let mut state = SessionStateBuilder::new().with_default_features().build();
+        register_factories(&mut state, Arc::clone(&factory));
+        (SessionContext::new_with_state(state), factory)
+    };
+    create(&none, "both", "ANTHROPIC_MESSAGES", &location, "").await;
+    assert_eq!(count(&none, "SELECT count(*) FROM both").await, 66);
+    assert_eq!(count(&none, "SELECT count(*) FROM both").await, 66);
+    assert_eq!(factory.cache().parse_count(), 4);
+    assert_eq!(factory.cache().cached_bytes(), 0);
+}
+
 #[tokio::test]
 async fn malformed_record_fails_the_scan_naming_file_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -371,9 +371,16 @@ pub struct ProviderTableFactory {
 }
 
 impl ProviderTableFactory {
-    /// A factory with a fresh cache.
+    /// A factory with a fresh cache of the default budget.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A factory whose cache holds up to `budget` bytes of parsed files.
+    pub fn with_cache_budget(budget: usize) -> Self {
+        ProviderTableFactory {
+            cache: Arc::new(ParseCache::with_budget(budget)),
+        }
     }
 
     /// The cache shared by the tables this factory makes.
