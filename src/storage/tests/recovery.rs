@@ -228,7 +228,7 @@ async fn second_open_of_a_local_directory_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = open(dir.path()).await;
     let second = Storage::open(dir.path().to_str().expect("utf-8"), test_options()).await;
-    assert!(matches!(second, Err(Error::Config(_))), "{second:?}");
+    assert!(matches!(second, Err(Error::InUse(_))), "{second:?}");
     drop(storage);
     Storage::open(dir.path().to_str().expect("utf-8"), test_options())
         .await
