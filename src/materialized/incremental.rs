@@ -160,40 +160,42 @@ fn inner_bucket(plan: &LogicalPlan, mut column: Column, bucket: &Expr) -> Option
     let mut node = plan;
     loop {
         let index = node.schema().index_of_column(&column).ok()?;
-        match node {
-            LogicalPlan::SubqueryAlias(a) => {
-                column = Column::from(a.input.schema().qualified_field(index));
-                node = a.input.as_ref();
+        if let LogicalPlan::Aggregate(agg) = node {
+            if !input_is_single_scan(&agg.input)
+                || !agg.group_expr.iter().all(expr_safe)
+                || !agg.aggr_expr.iter().all(expr_safe)
+            {
+                return None;
             }
-            LogicalPlan::Filter(f) => {
-                if !expr_safe(&f.predicate) {
-                    return None;
-                }
-                node = f.input.as_ref();
-            }
-            LogicalPlan::Projection(p) => {
-                if !p.expr.iter().all(expr_safe) {
-                    return None;
-                }
-                column = match p.expr.get(index)?.clone().unalias() {
-                    Expr::Column(c) => c,
-                    _ => return None,
-                };
-                node = p.input.as_ref();
-            }
-            LogicalPlan::Aggregate(agg) => {
-                if !input_is_single_scan(&agg.input)
-                    || !agg.group_expr.iter().all(expr_safe)
-                    || !agg.aggr_expr.iter().all(expr_safe)
-                {
-                    return None;
-                }
-                let group = agg.group_expr.get(index)?;
-                let inner_time = bucket_column(group, agg.input.schema())?;
-                return (same_bucket(group, bucket)).then(|| (inner_time, Arc::clone(&agg.input)));
-            }
-            _ => return None,
+            let group = agg.group_expr.get(index)?;
+            let inner_time = bucket_column(group, agg.input.schema())?;
+            return (same_bucket(group, bucket)).then(|| (inner_time, Arc::clone(&agg.input)));
         }
+        if !node.expressions().iter().all(expr_safe) {
+            return None;
+        }
+        (node, column) = column_below(node, index, column)?;
+    }
+}
+
+/// The input of an alias, filter or projection `node` and the column of it that output column
+/// `index` (`column`) passes up unchanged; `None` for any other node or a computed column.
+fn column_below(
+    node: &LogicalPlan,
+    index: usize,
+    column: Column,
+) -> Option<(&LogicalPlan, Column)> {
+    match node {
+        LogicalPlan::SubqueryAlias(a) => Some((
+            a.input.as_ref(),
+            Column::from(a.input.schema().qualified_field(index)),
+        )),
+        LogicalPlan::Filter(f) => Some((f.input.as_ref(), column)),
+        LogicalPlan::Projection(p) => match p.expr.get(index)?.clone().unalias_nested().data {
+            Expr::Column(c) => Some((p.input.as_ref(), c)),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -326,29 +328,15 @@ fn source_column(
     let mut column = column.clone();
     loop {
         let index = node.schema().index_of_column(&column).ok()?;
-        match node {
-            LogicalPlan::SubqueryAlias(a) => {
-                column = Column::from(a.input.schema().qualified_field(index));
-                node = a.input.as_ref();
-            }
-            LogicalPlan::Filter(f) => node = f.input.as_ref(),
-            LogicalPlan::Projection(p) => {
-                column = match p.expr.get(index)?.clone().unalias_nested().data {
-                    Expr::Column(c) => c,
-                    _ => return None,
-                };
-                node = p.input.as_ref();
-            }
-            LogicalPlan::TableScan(scan) => {
-                let table = scan.table_name.clone().resolve(catalog, schema);
-                let (_, field) = node.schema().qualified_field(index);
-                return Some((
-                    format!("{}.{}", table.schema, table.table),
-                    field.name().clone(),
-                ));
-            }
-            _ => return None,
+        if let LogicalPlan::TableScan(scan) = node {
+            let table = scan.table_name.clone().resolve(catalog, schema);
+            let (_, field) = node.schema().qualified_field(index);
+            return Some((
+                format!("{}.{}", table.schema, table.table),
+                field.name().clone(),
+            ));
         }
+        (node, column) = column_below(node, index, column)?;
     }
 }
 
