@@ -281,7 +281,7 @@ pub fn skipped_batch(records: &[SkippedRecord]) -> Result<RecordBatch> {
 /// One file, parsed.
 #[derive(Debug, Clone)]
 pub struct ParsedFile {
-    /// The native view's rows.
+    /// The native view's rows, without the `_file` column (see [`native::with_file`]).
     pub native: RecordBatch,
     /// The canonical rows. Records repeated inside the file (retries, re-deliveries) keep their
     /// native rows and share one `event_id` here; billing lines are rolled up per model and period.
@@ -292,6 +292,8 @@ pub struct ParsedFile {
     pub ts_range: Option<(i64, i64)>,
     /// The file's last-modified time (µs), when known: the newest file wins a repeated `event_id`.
     pub modified: Option<i64>,
+    /// The file's location, the native view's `_file`.
+    pub file: String,
 }
 
 /// Parse the bytes of one file of format `format_name`.
@@ -364,6 +366,7 @@ pub fn parse_file(
         skipped,
         ts_range,
         modified: ctx.modified,
+        file: ctx.file.to_string(),
     })
 }
 
@@ -400,7 +403,7 @@ fn read_record(
         native.check(part)?;
     }
     for (part, row) in parts.iter().zip(canon) {
-        native.push(part, ctx.file, line)?;
+        native.push(part, line)?;
         rows.extend(row);
     }
     Ok(())

@@ -15,6 +15,9 @@ pub const DEFAULT_BUDGET_BYTES: usize = 1 << 30;
 /// Parsed files kept between scans, keyed by format, error mode and location, and valid while the
 /// object's size, last-modified time, ETag and version are unchanged. It holds at most its budget
 /// of parsed rows: past it, the files used longest ago are dropped and parsed again when read.
+/// A scan never drops what it has itself used: when a folder is larger than the budget, the files
+/// that fit stay cached and the rest is parsed on each scan, instead of every file pushing out
+/// the one the next scan needs first.
 #[derive(Debug)]
 pub struct ParseCache {
     entries: Mutex<Entries>,
@@ -38,6 +41,10 @@ struct Entry {
     bytes: usize,
     used: u64,
 }
+
+/// The cache clock when a scan began (see [`ParseCache::begin_scan`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanMark(u64);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FileVersion {
@@ -78,6 +85,16 @@ impl ParseCache {
         self.entries.lock().map(|e| e.bytes).unwrap_or(0)
     }
 
+    /// Start a scan: entries used from now on are protected from eviction by the scan's stores.
+    pub(crate) fn begin_scan(&self) -> ScanMark {
+        let mut entries = match self.entries.lock() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        entries.clock += 1;
+        ScanMark(entries.clock)
+    }
+
     pub(crate) fn lookup(&self, key: &str, version: &FileVersion) -> Option<Arc<ParsedFile>> {
         let mut entries = self.entries.lock().ok()?;
         entries.clock += 1;
@@ -90,7 +107,14 @@ impl ParseCache {
         Some(Arc::clone(&entry.parsed))
     }
 
-    pub(crate) fn store(&self, key: String, version: FileVersion, parsed: Arc<ParsedFile>) {
+    /// Keep `parsed` if it fits the budget after dropping entries not used since `scan` began.
+    pub(crate) fn store(
+        &self,
+        key: String,
+        version: FileVersion,
+        parsed: Arc<ParsedFile>,
+        scan: ScanMark,
+    ) {
         self.parses.fetch_add(1, Ordering::Relaxed);
         let bytes =
             parsed.native.get_array_memory_size() + parsed.canonical.get_array_memory_size();
@@ -101,6 +125,7 @@ impl ParseCache {
         if let Some(old) = entries.files.remove(&key) {
             entries.bytes -= old.bytes;
         }
+        log::debug!("parsed {key}: {bytes} bytes in memory");
         if bytes > self.budget {
             return;
         }
@@ -108,10 +133,12 @@ impl ParseCache {
             let Some(oldest) = entries
                 .files
                 .iter()
+                .filter(|(_, e)| e.used < scan.0)
                 .min_by_key(|(_, e)| e.used)
                 .map(|(k, _)| k.clone())
             else {
-                break;
+                // Everything left was used by this scan: keep it rather than this file.
+                return;
             };
             if let Some(evicted) = entries.files.remove(&oldest) {
                 entries.bytes -= evicted.bytes;

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder,
+    Array, ArrayRef, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 
@@ -154,20 +154,21 @@ pub fn to_batch(rows: &[CanonicalRow]) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let text = |get: &dyn Fn(&CanonicalRow) -> Option<&str>| -> ArrayRef {
-            let mut b = StringBuilder::new();
+            let bytes = rows.iter().map(|r| get(r).map_or(0, str::len)).sum();
+            let mut b = StringBuilder::with_capacity(rows.len(), bytes);
             for r in rows {
                 b.append_option(get(r));
             }
             Arc::new(b.finish())
         };
         let count = |get: &dyn Fn(&CanonicalRow) -> Option<i64>| -> ArrayRef {
-            let mut b = Int64Builder::new();
+            let mut b = Int64Builder::with_capacity(rows.len());
             for r in rows {
                 b.append_option(get(r));
             }
             Arc::new(b.finish())
         };
-        let array: ArrayRef = match field.name().as_str() {
+        let mut array: ArrayRef = match field.name().as_str() {
             "event_id" => text(&|r| Some(r.event_id.as_str())),
             "ts" => {
                 let mut b = TimestampMicrosecondBuilder::new();
@@ -214,6 +215,8 @@ pub fn to_batch(rows: &[CanonicalRow]) -> Result<RecordBatch> {
                 )));
             }
         };
+        // Parsed files stay in the cache: hold no more than the rows need.
+        array.shrink_to_fit();
         columns.push(array);
     }
     RecordBatch::try_new(schema, columns).map_err(|e| Error::Internal(e.to_string()))

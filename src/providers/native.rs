@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, BooleanBuilder, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch,
+    RecordBatchOptions, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde_json::Value;
@@ -126,7 +126,6 @@ pub struct NativeBuilder {
     schema: SchemaRef,
     cols: &'static [Col],
     builders: Vec<Builder>,
-    file: StringBuilder,
     line: Int64Builder,
 }
 
@@ -148,7 +147,6 @@ impl NativeBuilder {
             schema: native_schema(cols),
             cols,
             builders,
-            file: StringBuilder::new(),
             line: Int64Builder::new(),
         }
     }
@@ -161,7 +159,7 @@ impl NativeBuilder {
     }
 
     /// Type-check every column of `record`, then append it; on error nothing is appended.
-    pub fn push(&mut self, record: &Value, file: &str, line: Option<u64>) -> ValueResult<()> {
+    pub fn push(&mut self, record: &Value, line: Option<u64>) -> ValueResult<()> {
         let cells = self
             .cols
             .iter()
@@ -178,13 +176,14 @@ impl NativeBuilder {
                 _ => unreachable!("builders and cells are made from the same Kind"),
             }
         }
-        self.file.append_value(file);
         self.line
             .append_option(line.and_then(|l| i64::try_from(l).ok()));
         Ok(())
     }
 
-    /// The native batch of everything pushed.
+    /// The native batch of everything pushed, without the `_file` column (the same for every
+    /// row of a file: [`with_file`] adds it when a scan asks for it). The arrays are shrunk to
+    /// their length, since parsed files stay in the cache.
     pub fn finish(mut self) -> Result<RecordBatch> {
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.builders.len() + 2);
         for b in &mut self.builders {
@@ -201,8 +200,57 @@ impl NativeBuilder {
                 Builder::Time(b) => Arc::new(b.finish().with_timezone("UTC")),
             });
         }
-        arrays.push(Arc::new(self.file.finish()));
         arrays.push(Arc::new(self.line.finish()));
-        RecordBatch::try_new(self.schema, arrays).map_err(|e| Error::Internal(e.to_string()))
+        for array in &mut arrays {
+            array.shrink_to_fit();
+        }
+        let stored = Arc::new(without_file(&self.schema));
+        RecordBatch::try_new(stored, arrays).map_err(|e| Error::Internal(e.to_string()))
     }
+}
+
+/// `schema` (a native schema) without its `_file` column.
+fn without_file(schema: &Schema) -> Schema {
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != FILE_COLUMN)
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The columns `projection` of the native `schema` from `stored` (a batch [`NativeBuilder`]
+/// made, without `_file`), with `_file` filled in as `file` where projected.
+pub fn with_file(
+    stored: &RecordBatch,
+    schema: &SchemaRef,
+    projection: &[usize],
+    file: &str,
+) -> Result<RecordBatch> {
+    let file_at = schema
+        .index_of(FILE_COLUMN)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let columns: Vec<ArrayRef> = projection
+        .iter()
+        .map(|&i| match i.cmp(&file_at) {
+            std::cmp::Ordering::Less => Arc::clone(stored.column(i)),
+            std::cmp::Ordering::Equal => Arc::new(StringArray::from_iter_values(
+                std::iter::repeat_n(file, stored.num_rows()),
+            )) as ArrayRef,
+            std::cmp::Ordering::Greater => Arc::clone(stored.column(i - 1)),
+        })
+        .collect();
+    let projected = Arc::new(
+        schema
+            .project(projection)
+            .map_err(|e| Error::Internal(e.to_string()))?,
+    );
+    RecordBatch::try_new_with_options(
+        projected,
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(stored.num_rows())),
+    )
+    .map_err(|e| Error::Internal(e.to_string()))
 }

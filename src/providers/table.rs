@@ -5,7 +5,6 @@
 //! Owns listing, the parse cache and scanning. It must not parse records (the format files do)
 //! nor register anything in a catalog (the engine does).
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +13,7 @@ use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
-use datafusion::common::ScalarValue;
+use datafusion::common::{HashSet, ScalarValue};
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -22,10 +21,10 @@ use datafusion::logical_expr::{
     BinaryExpr, CreateExternalTable, Expr, Operator, TableProviderFilterPushDown, TableType,
 };
 use datafusion::physical_plan::ExecutionPlan;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
-use super::cache::{FileVersion, ParseCache};
+use super::cache::{FileVersion, ParseCache, ScanMark};
 use super::records::Layout;
 use super::{FileContext, OnError, ParsedFile, SkippedRecord, format, native, parse_file};
 use crate::error::{Error, Result};
@@ -132,14 +131,27 @@ impl ProviderTable {
     }
 
     /// List the location and parse every file (from the cache when unchanged), in path order.
+    /// Files are read and parsed concurrently, up to the session's target partitions at a time.
     pub async fn load(&self, state: &dyn Session) -> Result<Vec<Arc<ParsedFile>>> {
-        let mut parsed = Vec::new();
+        let mut files = Vec::new();
         for url in &self.urls {
             let store = state.runtime_env().object_store(url.object_store())?;
             for meta in self.list(url, store.as_ref()).await? {
-                parsed.push(self.parse_cached(url, &store, meta).await?);
+                files.push((url, Arc::clone(&store), meta));
             }
         }
+        let scan = self.cache.begin_scan();
+        let parallel = state.config().target_partitions().max(1);
+        // Futures made up front (they do nothing until polled): a closure in the stream would
+        // need a lifetime the compiler cannot name for `Send`.
+        let parses: Vec<_> = files
+            .into_iter()
+            .map(|(url, store, meta)| self.parse_cached(url, store, meta, scan))
+            .collect();
+        let parsed: Vec<Arc<ParsedFile>> = futures::stream::iter(parses)
+            .buffered(parallel)
+            .try_collect()
+            .await?;
         let skipped: Vec<SkippedRecord> = parsed
             .iter()
             .flat_map(|p| p.skipped.iter().cloned())
@@ -185,8 +197,9 @@ impl ProviderTable {
     async fn parse_cached(
         &self,
         url: &ListingTableUrl,
-        store: &Arc<dyn ObjectStore>,
+        store: Arc<dyn ObjectStore>,
         meta: ObjectMeta,
+        scan: ScanMark,
     ) -> Result<Arc<ParsedFile>> {
         // The store URL always ends in `/` and object paths never start with one.
         let name = format!("{}{}", url.object_store().as_str(), meta.location);
@@ -220,7 +233,7 @@ impl ProviderTable {
         .await
         .map_err(|e| Error::Internal(format!("parsing {name}: {e}")))??;
         let parsed = Arc::new(parsed);
-        self.cache.store(key, version, Arc::clone(&parsed));
+        self.cache.store(key, version, Arc::clone(&parsed), scan);
         Ok(parsed)
     }
 }
@@ -283,22 +296,43 @@ fn ts_bounds(filters: &[Expr]) -> (Option<i64>, Option<i64>) {
     (lo, hi)
 }
 
-/// Keep only the first row of each `event_id` across `batches`.
-fn first_per_event(batches: Vec<RecordBatch>) -> DfResult<Vec<RecordBatch>> {
-    let mut seen: HashSet<String> = HashSet::new();
+/// Keep only the first row of each `event_id` across `batches`; a batch without repeats is
+/// kept as it is (no copy).
+fn first_per_event(batches: &[RecordBatch]) -> DfResult<Vec<RecordBatch>> {
+    let ids = batches
+        .iter()
+        .map(|batch| {
+            batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| DataFusionError::Internal("event_id is not text".into()))
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(rows);
     let mut out = Vec::with_capacity(batches.len());
-    for batch in batches {
-        let ids = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| DataFusionError::Internal("event_id is not text".into()))?;
-        let keep: BooleanArray = (0..ids.len())
-            .map(|i| Some(seen.insert(ids.value(i).to_string())))
-            .collect();
-        out.push(filter_record_batch(&batch, &keep)?);
+    for (batch, ids) in batches.iter().zip(ids) {
+        let keep: Vec<bool> = ids.iter().map(|id| seen.insert(id.unwrap_or(""))).collect();
+        if keep.iter().all(|k| *k) {
+            out.push(batch.clone());
+        } else {
+            out.push(filter_record_batch(batch, &BooleanArray::from(keep))?);
+        }
     }
     Ok(out)
+}
+
+/// `batches` dealt round-robin into up to `partitions` partitions, so that a scan of many files
+/// runs on as many cores.
+fn spread(batches: Vec<RecordBatch>, partitions: usize) -> Vec<Vec<RecordBatch>> {
+    let mut out: Vec<Vec<RecordBatch>> =
+        vec![Vec::new(); partitions.clamp(1, batches.len().max(1))];
+    let n = out.len();
+    for (i, batch) in batches.into_iter().enumerate() {
+        out[i % n].push(batch);
+    }
+    out
 }
 
 #[async_trait]
@@ -336,29 +370,45 @@ impl TableProvider for ProviderTable {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let files = self.load(state).await.map_err(DataFusionError::from)?;
-        let batches = match self.view {
-            View::Native => files.iter().map(|f| f.native.clone()).collect(),
-            View::Canonical => {
-                let (lo, hi) = ts_bounds(filters);
-                // A later export restates an earlier one (late usage in a partial bucket): the
-                // newest file's row is the one kept for a repeated `event_id`.
-                let mut files = files;
-                files.sort_by_key(|f| std::cmp::Reverse(f.modified));
-                let batches = files
-                    .iter()
-                    .filter(|f| match f.ts_range {
-                        Some((min, max)) => {
-                            lo.is_none_or(|lo| max >= lo) && hi.is_none_or(|hi| min <= hi)
-                        }
-                        None => false,
-                    })
-                    .map(|f| f.canonical.clone())
-                    .collect();
-                first_per_event(batches)?
-            }
-        };
-        let exec =
-            MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())?;
+        let partitions = state.config().target_partitions();
+        let schema = self.schema();
+        if self.view == View::Native {
+            // `_file` is not stored per row (see `native::with_file`): project here.
+            let projection: Vec<usize> = match projection {
+                Some(p) => p.clone(),
+                None => (0..schema.fields().len()).collect(),
+            };
+            let batches = files
+                .iter()
+                .map(|f| native::with_file(&f.native, &schema, &projection, &f.file))
+                .collect::<Result<Vec<_>>>()
+                .map_err(DataFusionError::from)?;
+            let projected = Arc::new(schema.project(&projection)?);
+            return Ok(MemorySourceConfig::try_new_exec(
+                &spread(batches, partitions),
+                projected,
+                None,
+            )?);
+        }
+        let (lo, hi) = ts_bounds(filters);
+        // A later export restates an earlier one (late usage in a partial bucket): the
+        // newest file's row is the one kept for a repeated `event_id`.
+        let mut files = files;
+        files.sort_by_key(|f| std::cmp::Reverse(f.modified));
+        let batches = files
+            .iter()
+            .filter(|f| match f.ts_range {
+                Some((min, max)) => lo.is_none_or(|lo| max >= lo) && hi.is_none_or(|hi| min <= hi),
+                None => false,
+            })
+            .map(|f| f.canonical.clone())
+            .collect::<Vec<_>>();
+        let batches = first_per_event(&batches)?;
+        let exec = MemorySourceConfig::try_new_exec(
+            &spread(batches, partitions),
+            schema,
+            projection.cloned(),
+        )?;
         Ok(exec)
     }
 }
