@@ -713,3 +713,49 @@ async fn demo_budgets_land_on_several_statuses_and_every_builtin_check_runs() {
     assert!(fired.contains("budget_projected_breach"), "{fired:?}");
     assert!(fired.contains("unpriced_usage"), "{fired:?}");
 }
+
+/// The unpriced-usage and unowned-spend checks look at the last day before the check's "now"
+/// only: older rows and rows after it (a check run `--as-of` a past instant) do not fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpriced_and_unowned_checks_look_at_the_last_day_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::open(config_for(dir.path())).await.expect("open");
+    let s = engine.session(Identity::local_admin()).expect("session");
+    exec(&s, PRICE).await;
+    exec(
+        &s,
+        "INSERT INTO finops.usage_events (event_id, ts, provider, model, team, input_tokens, \
+         output_tokens) VALUES \
+         ('old-unpriced', TIMESTAMPTZ '2026-05-10 12:00:00+00', 'acme', 'mystery-1', 'search', 10, 1), \
+         ('old-unowned', TIMESTAMPTZ '2026-05-10 12:00:00+00', 'acme', 'flat-1', NULL, 1000000, 0), \
+         ('late-unpriced', TIMESTAMPTZ '2026-05-20 12:00:00+00', 'acme', 'mystery-2', 'search', 10, 1), \
+         ('late-unowned', TIMESTAMPTZ '2026-05-20 12:00:00+00', 'acme', 'flat-2', NULL, 1000000, 0)",
+    )
+    .await;
+    exec(
+        &s,
+        "INSERT INTO finops.model_prices (provider, model, \"match\", input, output, source) \
+         VALUES ('acme', 'flat-2', 'exact', 1.0, 0.0, 'test')",
+    )
+    .await;
+    let fired = |s: Session, at: &'static str| async move {
+        s.set_as_of(at).expect("as_of");
+        let run = alerts::run_named(&s, None).await.expect("run");
+        assert!(run.errors.is_empty(), "{:?}", run.errors);
+        let mut keys: Vec<String> = run
+            .alerts
+            .iter()
+            .filter(|a| matches!(a.check_name.as_str(), "unpriced_usage" | "unowned_spend"))
+            .map(|a| format!("{} {}", a.check_name, a.key))
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert!(fired(s.clone(), "2026-05-15T00:00:00Z").await.is_empty());
+    assert_eq!(
+        fired(s.clone(), "2026-05-11T00:00:00Z").await,
+        ["unowned_spend acme//", "unpriced_usage acme/mystery-1"]
+    );
+    let late = fired(s.clone(), "2026-05-21T00:00:00Z").await;
+    assert_eq!(late, ["unowned_spend acme//", "unpriced_usage acme/mystery-2"]);
+}

@@ -101,15 +101,22 @@ pub const BUILTIN_CHECKS: &[(&str, &str, &str, &str)] = &[
          FROM kpi.anomalies \
          WHERE day >= finops_now() - INTERVAL '3 days' AND day < finops_now()",
     ),
+    // The last two read `finops.usage` filtered on `ts` before grouping (not the views of the
+    // same name, filtered after): the time filter then skips every older file.
     (
         "unpriced_usage",
         "0 * * * *",
         "warning",
         "SELECT provider || '/' || model AS key, \
                 'no price for ' || provider || '/' || model || ': ' || \
-                CAST(requests AS VARCHAR) || ' requests are unpriced' AS message, \
-                provider, model, events, requests, last_seen \
-         FROM finops.unpriced_usage WHERE last_seen >= finops_now() - INTERVAL '1 day'",
+                CAST(SUM(requests) AS VARCHAR) || ' requests in the last day are unpriced' \
+                AS message, \
+                provider, model, COUNT(*) AS events, SUM(requests) AS requests, \
+                MAX(ts) AS last_seen \
+         FROM finops.usage \
+         WHERE priced IS NOT TRUE AND ts >= finops_now() - INTERVAL '1 day' \
+           AND ts <= finops_now() \
+         GROUP BY provider, model",
     ),
     (
         "unowned_spend",
@@ -117,12 +124,16 @@ pub const BUILTIN_CHECKS: &[(&str, &str, &str, &str)] = &[
         "info",
         "SELECT COALESCE(provider, '') || '/' || COALESCE(project, '') || '/' || \
                 COALESCE(api_key_id, '') AS key, \
-                CAST(CAST(cost AS DECIMAL(20,2)) AS VARCHAR) || ' USD of ' || provider || \
-                ' spend has no owning team (project ' || COALESCE(project, '-') || \
-                ', api key ' || COALESCE(api_key_id, '-') || ')' AS message, \
-                provider, project, api_key_id, cost, last_seen \
-         FROM finops.unowned_spend \
-         WHERE cost > 0 AND last_seen >= finops_now() - INTERVAL '1 day'",
+                CAST(CAST(SUM(cost) AS DECIMAL(20,2)) AS VARCHAR) || ' USD of ' || provider || \
+                ' spend in the last day has no owning team (project ' || \
+                COALESCE(project, '-') || ', api key ' || COALESCE(api_key_id, '-') || ')' \
+                AS message, \
+                provider, project, api_key_id, SUM(cost) AS cost, MAX(ts) AS last_seen \
+         FROM finops.usage \
+         WHERE (team IS NULL OR team = '') \
+           AND ts >= finops_now() - INTERVAL '1 day' AND ts <= finops_now() \
+         GROUP BY provider, project, api_key_id \
+         HAVING SUM(cost) > 0",
     ),
 ];
 
