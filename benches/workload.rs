@@ -713,7 +713,20 @@ async fn main() {
         );
     }
 
-    // Every check as the scheduler runs them: their SQL, one after another.
+    // Every check as the scheduler runs them: their SQL, one after another, "now" being the end
+    // of the generated data (its last day is the one the checks look at).
+    let end: String = client
+        .query_one(
+            "SELECT CAST(max(ts) + INTERVAL '1 second' AS VARCHAR) FROM finops.usage_events",
+            &[],
+        )
+        .await
+        .expect("end of data")
+        .get(0);
+    client
+        .batch_execute(&format!("SET finops.as_of = '{end}'"))
+        .await
+        .expect("as_of");
     let checks = client
         .query("SELECT name, sql FROM finops.checks WHERE enabled", &[])
         .await
@@ -728,8 +741,13 @@ async fn main() {
     }
     report(
         "all_checks",
-        serde_json::json!({ "checks": checks.len(), "total_s": started.elapsed().as_secs_f64() }),
+        serde_json::json!({ "checks": checks.len(), "total_s": started.elapsed().as_secs_f64(),
+                            "as_of": end }),
     );
+    client
+        .batch_execute("SET finops.as_of = ''")
+        .await
+        .expect("as_of");
 
     // Hard caps: point queries and reservations from 32 clients.
     client
@@ -777,7 +795,15 @@ async fn main() {
     let rss_before_exports = server.peak_rss_mib();
 
     // Checks as `finops-db check --server` runs them: run_checks() records the alerts too.
+    client
+        .batch_execute(&format!("SET finops.as_of = '{end}'"))
+        .await
+        .expect("as_of");
     let (run_checks_s, raised) = time_query(&client, "SELECT * FROM run_checks()", 1).await;
+    client
+        .batch_execute("SET finops.as_of = ''")
+        .await
+        .expect("as_of");
     report(
         "run_checks",
         serde_json::json!({ "total_s": run_checks_s, "alerts": raised }),

@@ -757,5 +757,8 @@ async fn unpriced_and_unowned_checks_look_at_the_last_day_only() {
         ["unowned_spend acme//", "unpriced_usage acme/mystery-1"]
     );
     let late = fired(s.clone(), "2026-05-21T00:00:00Z").await;
-    assert_eq!(late, ["unowned_spend acme//", "unpriced_usage acme/mystery-2"]);
+    assert_eq!(
+        late,
+        ["unowned_spend acme//", "unpriced_usage acme/mystery-2"]
+    );
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use super::ParsedFile;
 
@@ -25,6 +25,8 @@ pub struct ParseCache {
     entries: Mutex<Entries>,
     parses: AtomicU64,
     budget: usize,
+    /// A lock per file being parsed, so that concurrent scans parse it once.
+    gates: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +76,7 @@ impl ParseCache {
             entries: Mutex::new(Entries::default()),
             parses: AtomicU64::new(0),
             budget,
+            gates: Mutex::default(),
         }
     }
 
@@ -85,6 +88,24 @@ impl ParseCache {
     /// Memory held by the cached files, in bytes.
     pub fn cached_bytes(&self) -> usize {
         self.entries.lock().map(|e| e.bytes).unwrap_or(0)
+    }
+
+    /// The lock held while `key` is parsed (see [`Self::lookup`] again once it is held).
+    pub(crate) fn gate(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = match self.gates.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(gate) = gates.get(key).and_then(Weak::upgrade) {
+            return gate;
+        }
+        // Locks nobody holds any more go before the map grows.
+        if gates.len() >= 64 {
+            gates.retain(|_, g| g.strong_count() > 0);
+        }
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        gates.insert(key.to_string(), Arc::downgrade(&gate));
+        gate
     }
 
     /// Start a scan: entries used from now on are protected from eviction by the scan's stores.

@@ -149,6 +149,30 @@ async fn unchanged_files_are_parsed_once_and_changed_files_again() {
     assert_eq!(factory.cache().parse_count(), 2);
 }
 
+/// Scans that meet on a file nobody has parsed yet parse it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_scans_parse_a_file_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["a.jsonl", "b.jsonl", "c.jsonl"] {
+        std::fs::write(
+            dir.path().join(name),
+            fixture("anthropic/messages_usage.jsonl"),
+        )
+        .expect("write");
+    }
+    let (ctx, factory) = context();
+    let location = format!("{}/", dir.path().display());
+    create(&ctx, "msgs", "ANTHROPIC_MESSAGES", &location, "").await;
+    let (a, b, c) = tokio::join!(
+        count(&ctx, "SELECT count(*) FROM msgs"),
+        count(&ctx, "SELECT sum(input_tokens) FROM msgs"),
+        count(&ctx, "SELECT count(*) FROM msgs"),
+    );
+    assert_eq!((a, c), (99, 99));
+    assert!(b > 0);
+    assert_eq!(factory.cache().parse_count(), 3);
+}
+
 /// Past its budget the cache keeps what fits and a scan parses the rest again: the memory held
 /// stays bounded, the answers stay the same, and a folder larger than the budget still gets the
 /// files that fit from the cache on every scan (no scan pushes out what the next one needs).

@@ -213,6 +213,13 @@ impl ProviderTable {
         if let Some(hit) = self.cache.lookup(&key, &version) {
             return Ok(hit);
         }
+        // One parse of a file at a time: a scan that arrives while another parses the same file
+        // (a view refresh and a query after a new table, say) waits for its result.
+        let gate = self.cache.gate(&key);
+        let _parsing = gate.lock().await;
+        if let Some(hit) = self.cache.lookup(&key, &version) {
+            return Ok(hit);
+        }
         let bytes = store
             .get(&meta.location)
             .await

@@ -16,6 +16,7 @@ use datafusion::common::{Column, DFSchema, ScalarValue, SchemaExt};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -223,7 +224,14 @@ impl TableProvider for DurableTable {
             for (i, file) in files.into_iter().enumerate() {
                 file_groups[i % group_count].push(file);
             }
-            let mut source = ParquetSource::new(Arc::clone(&core.schema));
+            // Segment files never change once written: their footers are read once and kept in
+            // the session's metadata cache, as DataFusion's own Parquet tables do.
+            let reader = CachedParquetFileReaderFactory::new(
+                Arc::clone(&core.backend.store),
+                state.runtime_env().cache_manager.get_file_metadata_cache(),
+            );
+            let mut source = ParquetSource::new(Arc::clone(&core.schema))
+                .with_parquet_file_reader_factory(Arc::new(reader));
             if let Some(p) = &predicate {
                 source = source.with_predicate(Arc::clone(p));
             }
