@@ -114,7 +114,7 @@ async fn list(
     location: &str,
 ) -> Result<(Arc<dyn ObjectStore>, Vec<ListedFile>)> {
     let url = ListingTableUrl::parse(location)?;
-    let store = store_for(session, &url)?;
+    let store = crate::storage::store_for(&session.context().runtime_env(), &url)?;
     let prefix = url.prefix();
     let display = |meta: &ObjectMeta| -> String {
         if url.scheme() == "file" {
@@ -154,21 +154,6 @@ async fn list(
         })
         .collect();
     Ok((store, files))
-}
-
-/// The store behind `url`: the session's (local files), or a cloud store configured from the
-/// standard credential environment variables, registered for the rest of the session.
-fn store_for(session: &Session, url: &ListingTableUrl) -> Result<Arc<dyn ObjectStore>> {
-    let runtime = session.context().runtime_env();
-    if let Ok(store) = runtime.object_store(url.object_store()) {
-        return Ok(store);
-    }
-    let store_url = url.object_store();
-    let root: &url::Url = store_url.as_ref();
-    let (store, _) = crate::storage::cloud_store(root)?;
-    let store: Arc<dyn ObjectStore> = Arc::from(store);
-    runtime.register_object_store(root, Arc::clone(&store));
-    Ok(store)
 }
 
 fn wanted(kind: IngestKind, meta: &ObjectMeta) -> bool {

@@ -96,7 +96,7 @@ pub use stage::BulkAppend;
 pub use table::AppendObserver;
 
 use backend::Backend;
-pub(crate) use backend::cloud_store;
+pub(crate) use backend::store_for;
 use manifest::{Catalog, CatalogEntry};
 use table::TableCore;
 

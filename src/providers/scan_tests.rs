@@ -149,6 +149,70 @@ async fn unchanged_files_are_parsed_once_and_changed_files_again() {
     assert_eq!(factory.cache().parse_count(), 2);
 }
 
+/// A file behind an object-store URL other than `file://` (here `http://`, served by a minimal
+/// server in the test) is read through a store made for its URL on first use, as `s3://`,
+/// `gs://` and `az://` locations are (credentials from the environment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_object_store_url_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let body = fixture("anthropic/messages_usage.jsonl");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let requests = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&requests);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&head)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            seen.lock().expect("requests").push(line.clone());
+            let found = line.split(' ').nth(1) == Some("/exports/messages.jsonl");
+            let status = if found { "200 OK" } else { "404 Not Found" };
+            let payload: &[u8] = if found && line.starts_with("GET ") {
+                &body
+            } else {
+                b""
+            };
+            let length = if found { body.len() } else { 0 };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {length}\r\n\
+                 Last-Modified: Sun, 29 Nov 2026 08:00:00 GMT\r\nETag: \"v1\"\r\n\
+                 Connection: close\r\n\r\n"
+            );
+            let _ = socket.write_all(reply.as_bytes()).await;
+            let _ = socket.write_all(payload).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    let (ctx, _) = context();
+    let location = format!("http://127.0.0.1:{port}/exports/messages.jsonl");
+    create(&ctx, "remote", "ANTHROPIC_MESSAGES", &location, "").await;
+    assert_eq!(count(&ctx, "SELECT count(*) FROM remote").await, 33);
+    let asked = requests.lock().expect("requests").clone();
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.starts_with("GET /exports/messages.jsonl")),
+        "{asked:?}"
+    );
+}
+
 /// Scans that meet on a file nobody has parsed yet parse it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_scans_parse_a_file_once() {

@@ -135,7 +135,8 @@ impl ProviderTable {
     pub async fn load(&self, state: &dyn Session) -> Result<Vec<Arc<ParsedFile>>> {
         let mut files = Vec::new();
         for url in &self.urls {
-            let store = state.runtime_env().object_store(url.object_store())?;
+            // Cloud URLs get a store from the credential environment on first use.
+            let store = crate::storage::store_for(state.runtime_env(), url)?;
             for meta in self.list(url, store.as_ref()).await? {
                 files.push((url, Arc::clone(&store), meta));
             }

@@ -9,6 +9,8 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -23,13 +25,36 @@ const CLOUD_ENV_PREFIXES: [&str; 3] = ["AWS_", "GOOGLE_", "AZURE_"];
 
 /// The object store of a cloud URL (`s3://`, `gs://`, `az://`, `http(s)://`) configured from the
 /// standard credential environment variables, and the path of the URL inside it.
+/// An `http://` URL is plain HTTP by the user's choice, so it is allowed (object_store refuses it
+/// by default); TLS-less endpoints of the clouds need their own `*_ALLOW_HTTP` variable.
 pub(crate) fn cloud_store(url: &url::Url) -> Result<(Box<dyn ObjectStore>, Path)> {
     let env = std::env::vars().filter(|(key, _)| {
         CLOUD_ENV_PREFIXES
             .iter()
             .any(|prefix| key.starts_with(prefix))
     });
-    object_store::parse_url_opts(url, env).map_err(|e| Error::object_store(url.as_str(), e))
+    let plain_http =
+        (url.scheme() == "http").then(|| ("allow_http".to_string(), "true".to_string()));
+    object_store::parse_url_opts(url, env.chain(plain_http))
+        .map_err(|e| Error::object_store(url.as_str(), e))
+}
+
+/// The store behind `url` in `runtime`: the one registered for its scheme and host (local files
+/// always are), or a cloud store configured from the standard credential environment variables
+/// ([`cloud_store`]), registered in `runtime` for the next reads.
+pub(crate) fn store_for(
+    runtime: &RuntimeEnv,
+    url: &ListingTableUrl,
+) -> Result<Arc<dyn ObjectStore>> {
+    if let Ok(store) = runtime.object_store(url.object_store()) {
+        return Ok(store);
+    }
+    let store_url = url.object_store();
+    let root: &url::Url = store_url.as_ref();
+    let (store, _) = cloud_store(root)?;
+    let store: Arc<dyn ObjectStore> = Arc::from(store);
+    runtime.register_object_store(root, Arc::clone(&store));
+    Ok(store)
 }
 
 /// An opened object store rooted at the data directory.
