@@ -756,6 +756,12 @@ async fn main() {
         serde_json::json!({ "checks": checks.len(), "total_s": started.elapsed().as_secs_f64(),
                             "as_of": end }),
     );
+    // The same as `finops-db check --server` runs them: run_checks() records the alerts too.
+    let (run_checks_s, raised) = time_query(&client, "SELECT * FROM run_checks()", 1).await;
+    report(
+        "run_checks",
+        serde_json::json!({ "total_s": run_checks_s, "alerts": raised }),
+    );
     client
         .batch_execute("SET finops.as_of = ''")
         .await
@@ -805,21 +811,6 @@ async fn main() {
         );
     }
     let rss_before_exports = server.peak_rss_mib();
-
-    // Checks as `finops-db check --server` runs them: run_checks() records the alerts too.
-    client
-        .batch_execute(&format!("SET finops.as_of = '{end}'"))
-        .await
-        .expect("as_of");
-    let (run_checks_s, raised) = time_query(&client, "SELECT * FROM run_checks()", 1).await;
-    client
-        .batch_execute("SET finops.as_of = ''")
-        .await
-        .expect("as_of");
-    report(
-        "run_checks",
-        serde_json::json!({ "total_s": run_checks_s, "alerts": raised }),
-    );
 
     // Provider exports where they lie: FINOPS_BENCH_EXPORT_MB (default 1,000) MB of Bedrock and
     // OpenAI JSON lines, scanned a first time (parsed) and again (parse cache) by the provider

@@ -211,6 +211,17 @@ async fn a_remote_object_store_url_is_read() {
             .any(|r| r.starts_with("GET /exports/messages.jsonl")),
         "{asked:?}"
     );
+    // A file that is not there: the error names the location.
+    let missing = format!("http://127.0.0.1:{port}/exports/missing.jsonl");
+    create(&ctx, "gone", "ANTHROPIC_MESSAGES", &missing, "").await;
+    let err = ctx
+        .sql("SELECT count(*) FROM gone")
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect_err("missing file");
+    assert!(err.to_string().contains("missing.jsonl"), "{err}");
 }
 
 /// Scans that meet on a file nobody has parsed yet parse it once.
