@@ -731,7 +731,12 @@ impl Session {
             .table_provider(table)
             .await
             .map_err(|_| Error::TableNotFound(table.to_string()))?;
-        let schema = provider.schema();
+        // Rows are parsed straight into the stored types (a usage table is scanned with text
+        // as views, but stores and appends plain `Utf8`).
+        let schema = match provider.downcast_ref::<crate::storage::DurableTable>() {
+            Some(durable) => durable.stored_schema(),
+            None => provider.schema(),
+        };
         let targets = if columns.is_empty() {
             (0..schema.fields().len()).collect()
         } else {

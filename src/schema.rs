@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Precision of every money column (`NUMERIC` on the wire).
@@ -57,9 +58,60 @@ pub static USAGE_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// The schema of `finops.usage_events`.
+/// The schema of `finops.usage_events` as stored and written.
 pub fn usage_events_schema() -> SchemaRef {
     Arc::clone(&USAGE_EVENTS_SCHEMA)
+}
+
+/// The schema usage rows are read with: [`usage_events_schema`] with text as `Utf8View`.
+///
+/// Views point into the Parquet pages (no per-row copy of dictionary-encoded text) and make
+/// grouping and hashing by text columns cheaper; this is what DataFusion itself reads Parquet
+/// text as. Writers keep building `Utf8`; scans of usage data produce this schema.
+pub fn usage_scan_schema() -> SchemaRef {
+    static SCAN: LazyLock<SchemaRef> = LazyLock::new(|| view_types(&USAGE_EVENTS_SCHEMA));
+    Arc::clone(&SCAN)
+}
+
+/// `schema` with every `Utf8` column as `Utf8View`.
+pub fn view_types(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` cast column by column to `schema` (same column count; used between the stored and
+/// the scan shape of a table, where only text types differ).
+pub fn cast_batch(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> datafusion::arrow::error::Result<RecordBatch> {
+    if batch.schema_ref() == schema {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                datafusion::arrow::compute::cast(column, field.data_type())
+            }
+        })
+        .collect::<datafusion::arrow::error::Result<Vec<_>>>()?;
+    RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use datafusion::physical_plan::union::UnionExec;
 
 use crate::materialized::ChangeFeed;
 use crate::providers::ProviderTable;
-use crate::schema::{USAGE_EVENTS, usage_events_schema};
+use crate::schema::{USAGE_EVENTS, usage_scan_schema};
 use crate::storage::{ChangePosition, Changes, DurableTable, Storage};
 
 pub use crate::providers::BILL_FORMATS;
@@ -106,7 +106,7 @@ impl UsageAll {
 #[async_trait]
 impl TableProvider for UsageAll {
     fn schema(&self) -> SchemaRef {
-        usage_events_schema()
+        usage_scan_schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -134,8 +134,8 @@ impl TableProvider for UsageAll {
         }
         if plans.is_empty() {
             let schema = match projection {
-                Some(p) => Arc::new(usage_events_schema().project(p)?),
-                None => usage_events_schema(),
+                Some(p) => Arc::new(usage_scan_schema().project(p)?),
+                None => usage_scan_schema(),
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
@@ -208,10 +208,13 @@ pub async fn usage_of_rows(
         .get_logical_plan()
         .ok_or_else(|| crate::error::Error::Internal("finops.usage is not a view".into()))?
         .into_owned();
-    let source = provider_as_source(Arc::new(MemTable::try_new(
-        usage_events_schema(),
-        vec![rows],
-    )?));
+    let schema = usage_scan_schema();
+    let rows = rows
+        .iter()
+        .map(|b| crate::schema::cast_batch(b, &schema))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(crate::error::arrow_error)?;
+    let source = provider_as_source(Arc::new(MemTable::try_new(schema, vec![rows])?));
     let plan = plan
         .transform_up(|node| match node {
             LogicalPlan::TableScan(scan) if scan.table_name.table() == USAGE_ALL => {
@@ -280,7 +283,7 @@ mod tests {
         let views = engine.views().expect("views");
         let ctx = engine.base_context();
         let refresh = || views.refresh(ctx, "kpi.daily");
-        let definition = "SELECT * FROM kpi.daily ORDER BY day, team";
+        let definition = "SELECT * FROM kpi.daily ORDER BY day, team, provider, model";
         views.set_debounce(std::time::Duration::from_secs(3600));
         let fresh = || async {
             let listed = session
@@ -292,7 +295,7 @@ mod tests {
                 .to_string();
             run(
                 &session,
-                &format!("SELECT * FROM ({query}) AS d ORDER BY day, team"),
+                &format!("SELECT * FROM ({query}) AS d ORDER BY day, team, provider, model"),
             )
             .await
         };

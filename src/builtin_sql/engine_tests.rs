@@ -95,7 +95,7 @@ async fn builtin_objects_over_the_demo() {
     .await;
     let mut hits = Vec::new();
     for b in &found {
-        let key = b.column(0).as_string::<i32>();
+        let key = b.column(0).as_string_view();
         let day = b.column(1).as_primitive::<Date32Type>();
         for i in 0..b.num_rows() {
             hits.push((key.value(i).to_string(), day.value(i)));

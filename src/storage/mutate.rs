@@ -160,7 +160,7 @@ impl TableCore {
         self.flush_locked(&mut writer).await?;
         let segments = writer.manifest.segments.clone();
         let candidates = match predicate {
-            Some(p) => prune(p, &self.schema, &segments),
+            Some(p) => prune(p, &self.scan_schema, &segments),
             None => vec![true; segments.len()],
         };
         let mut next = writer.manifest.clone();
@@ -176,7 +176,10 @@ impl TableCore {
                 let batch = segment::read(&self.backend, &self.dir, &self.schema, seg).await?;
                 let matches = match predicate {
                     Some(p) => {
-                        let value = p.evaluate(&batch)?.into_array(batch.num_rows())?;
+                        // Predicates are planned against what scans produce.
+                        let scanned = crate::schema::cast_batch(&batch, &self.scan_schema)
+                            .map_err(DataFusionError::from)?;
+                        let value = p.evaluate(&scanned)?.into_array(batch.num_rows())?;
                         let mask = value
                             .as_any()
                             .downcast_ref::<BooleanArray>()

@@ -69,6 +69,12 @@ impl DurableTable {
         &self.core.name
     }
 
+    /// The schema rows are stored and appended in ([`TableProvider::schema`] is what scans
+    /// produce; the two differ in text types for usage tables).
+    pub fn stored_schema(&self) -> SchemaRef {
+        Arc::clone(&self.core.schema)
+    }
+
     /// Kind, constraints and defaults.
     pub fn options(&self) -> &TableOptions {
         &self.core.options
@@ -170,7 +176,7 @@ impl DurableTable {
 #[async_trait]
 impl TableProvider for DurableTable {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.core.schema)
+        Arc::clone(&self.core.scan_schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -197,10 +203,11 @@ impl TableProvider for DurableTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let core = &self.core;
+        let schema = &core.scan_schema;
         let snapshot = core.snapshot();
-        let predicate = physical_predicate(state, &core.schema, filters)?;
+        let predicate = physical_predicate(state, schema, filters)?;
         let keep = match &predicate {
-            Some(p) => prune(p, &core.schema, &snapshot.segments),
+            Some(p) => prune(p, schema, &snapshot.segments),
             None => vec![true; snapshot.segments.len()],
         };
         let files: Vec<PartitionedFile> = snapshot
@@ -230,7 +237,8 @@ impl TableProvider for DurableTable {
                 Arc::clone(&core.backend.store),
                 state.runtime_env().cache_manager.get_file_metadata_cache(),
             );
-            let mut source = ParquetSource::new(Arc::clone(&core.schema))
+            // Segments store `Utf8`; the reader produces the scan schema's view types directly.
+            let mut source = ParquetSource::new(Arc::clone(schema))
                 .with_parquet_file_reader_factory(Arc::new(reader));
             if let Some(p) = &predicate {
                 source = source.with_predicate(Arc::clone(p));
@@ -243,16 +251,21 @@ impl TableProvider for DurableTable {
             inputs.push(DataSourceExec::from_data_source(config));
         }
         if !snapshot.mem.is_empty() {
+            let mem = snapshot
+                .mem
+                .iter()
+                .map(|b| crate::schema::cast_batch(b, schema))
+                .collect::<Result<Vec<_>, _>>()?;
             inputs.push(MemorySourceConfig::try_new_exec(
-                std::slice::from_ref(&snapshot.mem),
-                Arc::clone(&core.schema),
+                &[mem],
+                Arc::clone(schema),
                 projection.cloned(),
             )?);
         }
         if inputs.is_empty() {
             let projected = match projection {
-                Some(p) => Arc::new(core.schema.project(p)?),
-                None => Arc::clone(&core.schema),
+                Some(p) => Arc::new(schema.project(p)?),
+                None => Arc::clone(schema),
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
@@ -272,7 +285,7 @@ impl TableProvider for DurableTable {
             )));
         }
         self.core
-            .schema
+            .scan_schema
             .logically_equivalent_names_and_types(&input.schema())?;
         Ok(StorageWriteExec::new_arc(
             Arc::clone(&self.core),
@@ -285,7 +298,7 @@ impl TableProvider for DurableTable {
         state: &dyn Session,
         filters: Vec<Expr>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let predicate = physical_predicate(state, &self.core.schema, &filters)?;
+        let predicate = physical_predicate(state, &self.core.scan_schema, &filters)?;
         Ok(StorageWriteExec::new_arc(
             Arc::clone(&self.core),
             WriteOp::Delete(predicate),

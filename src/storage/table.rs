@@ -83,6 +83,9 @@ pub(crate) struct TableCore {
     pub(crate) schema_name: String,
     pub(crate) name: String,
     pub(crate) schema: SchemaRef,
+    /// The schema scans produce: usage tables read text as `Utf8View`
+    /// ([`crate::schema::view_types`]); other tables read what they store.
+    pub(crate) scan_schema: SchemaRef,
     pub(crate) options: TableOptions,
     pub(crate) backend: Arc<Backend>,
     pub(crate) settings: StorageOptions,
@@ -178,10 +181,16 @@ impl TableCore {
             segments: manifest.segments.clone(),
             mem,
         };
+        let scan_schema = if usage {
+            crate::schema::view_types(&schema)
+        } else {
+            Arc::clone(&schema)
+        };
         Ok(Self {
             schema_name,
             name,
             schema,
+            scan_schema,
             options,
             backend,
             settings,

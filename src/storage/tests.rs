@@ -115,7 +115,8 @@ async fn event_ids(table: &DurableTable) -> Vec<String> {
     batches
         .iter()
         .flat_map(|b| {
-            b.column(0)
+            datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
+                .expect("text")
                 .as_string::<i32>()
                 .iter()
                 .map(|v| v.unwrap_or("").to_string())
