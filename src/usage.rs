@@ -22,7 +22,8 @@ use datafusion::physical_plan::union::UnionExec;
 
 use crate::materialized::ChangeFeed;
 use crate::providers::ProviderTable;
-use crate::schema::{USAGE_EVENTS, usage_scan_schema};
+use crate::schema::{USAGE_EVENTS, usage_events_schema};
+
 use crate::storage::{ChangePosition, Changes, DurableTable, Storage};
 
 pub use crate::providers::BILL_FORMATS;
@@ -106,7 +107,7 @@ impl UsageAll {
 #[async_trait]
 impl TableProvider for UsageAll {
     fn schema(&self) -> SchemaRef {
-        usage_scan_schema()
+        usage_events_schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -129,18 +130,60 @@ impl TableProvider for UsageAll {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let mut plans = Vec::new();
+        let canonical = usage_events_schema();
         for source in self.sources().await? {
-            plans.push(source.scan(state, projection, filters, limit).await?);
+            if source.schema() == canonical {
+                plans.push(source.scan(state, projection, filters, limit).await?);
+                continue;
+            }
+            // `finops.usage_events` is scanned with text as views (see
+            // `schema::usage_scan_schema`): its rows are cast to the union's `Utf8`, and only
+            // the filters on `ts` (what prunes its segments) are passed down, since the others
+            // are typed for the union.
+            let on_ts: Vec<Expr> = filters
+                .iter()
+                .filter(|f| f.column_refs().iter().all(|c| c.name == "ts"))
+                .cloned()
+                .collect();
+            let plan = source.scan(state, projection, &on_ts, limit).await?;
+            let target = match projection {
+                Some(p) => Arc::new(canonical.project(p)?),
+                None => Arc::clone(&canonical),
+            };
+            plans.push(cast_to(plan, &target)?);
         }
         if plans.is_empty() {
             let schema = match projection {
-                Some(p) => Arc::new(usage_scan_schema().project(p)?),
-                None => usage_scan_schema(),
+                Some(p) => Arc::new(usage_events_schema().project(p)?),
+                None => usage_events_schema(),
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
         UnionExec::try_new(plans)
     }
+}
+
+/// `plan`'s rows with each column cast to `schema`'s type (same columns, by position).
+fn cast_to(plan: Arc<dyn ExecutionPlan>, schema: &SchemaRef) -> DfResult<Arc<dyn ExecutionPlan>> {
+    use datafusion::physical_expr::expressions::{CastExpr, Column};
+    use datafusion::physical_plan::projection::ProjectionExec;
+    let input = plan.schema();
+    let exprs = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
+                Arc::new(Column::new(field.name(), i));
+            let expr = if input.field(i).data_type() == field.data_type() {
+                column
+            } else {
+                Arc::new(CastExpr::new(column, field.data_type().clone(), None))
+            };
+            (expr, field.name().clone())
+        })
+        .collect::<Vec<_>>();
+    Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
 }
 
 /// What changed in the tables materialized views read, for their refreshes: a durable table
@@ -208,13 +251,10 @@ pub async fn usage_of_rows(
         .get_logical_plan()
         .ok_or_else(|| crate::error::Error::Internal("finops.usage is not a view".into()))?
         .into_owned();
-    let schema = usage_scan_schema();
-    let rows = rows
-        .iter()
-        .map(|b| crate::schema::cast_batch(b, &schema))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(crate::error::arrow_error)?;
-    let source = provider_as_source(Arc::new(MemTable::try_new(schema, vec![rows])?));
+    let source = provider_as_source(Arc::new(MemTable::try_new(
+        usage_events_schema(),
+        vec![rows],
+    )?));
     let plan = plan
         .transform_up(|node| match node {
             LogicalPlan::TableScan(scan) if scan.table_name.table() == USAGE_ALL => {

@@ -95,7 +95,12 @@ async fn builtin_objects_over_the_demo() {
     .await;
     let mut hits = Vec::new();
     for b in &found {
-        let key = b.column(0).as_string_view();
+        let key = datafusion::arrow::compute::cast(
+            b.column(0),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )
+        .expect("text");
+        let key = key.as_string::<i32>();
         let day = b.column(1).as_primitive::<Date32Type>();
         for i in 0..b.num_rows() {
             hits.push((key.value(i).to_string(), day.value(i)));

@@ -28,7 +28,7 @@ use super::cache::{FileVersion, ParseCache, ScanMark};
 use super::records::Layout;
 use super::{FileContext, OnError, ParsedFile, SkippedRecord, format, native, parse_file};
 use crate::error::{Error, Result};
-use crate::schema::{usage_events_schema, usage_scan_schema};
+use crate::schema::usage_events_schema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum View {
@@ -347,7 +347,7 @@ fn spread(batches: Vec<RecordBatch>, partitions: usize) -> Vec<Vec<RecordBatch>>
 impl TableProvider for ProviderTable {
     fn schema(&self) -> SchemaRef {
         match self.view {
-            View::Canonical => usage_scan_schema(),
+            View::Canonical => usage_events_schema(),
             View::Native => format(self.format)
                 .map(|f| native::native_schema(f.columns()))
                 .unwrap_or_else(usage_events_schema),
@@ -412,18 +412,11 @@ impl TableProvider for ProviderTable {
             .map(|f| f.canonical.clone())
             .collect::<Vec<_>>();
         let batches = first_per_event(&batches)?;
-        // Parsed rows are cached as written (`Utf8`); the projected columns are given the
-        // scan schema's view types here, like every usage source's.
-        let projection: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..schema.fields().len()).collect(),
-        };
-        let projected = Arc::new(schema.project(&projection)?);
-        let batches = batches
-            .iter()
-            .map(|b| crate::schema::cast_batch(&b.project(&projection)?, &projected))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let exec = MemorySourceConfig::try_new_exec(&spread(batches, partitions), projected, None)?;
+        let exec = MemorySourceConfig::try_new_exec(
+            &spread(batches, partitions),
+            schema,
+            projection.cloned(),
+        )?;
         Ok(exec)
     }
 }
