@@ -63,17 +63,11 @@ pub fn usage_events_schema() -> SchemaRef {
     Arc::clone(&USAGE_EVENTS_SCHEMA)
 }
 
-/// The schema usage rows are read with: [`usage_events_schema`] with text as `Utf8View`.
+/// `schema` with every `Utf8` column as `Utf8View`: the schema usage tables are scanned with.
 ///
-/// Views point into the Parquet pages (no per-row copy of dictionary-encoded text) and make
-/// grouping and hashing by text columns cheaper; this is what DataFusion itself reads Parquet
-/// text as. Writers keep building `Utf8`; scans of usage data produce this schema.
-pub fn usage_scan_schema() -> SchemaRef {
-    static SCAN: LazyLock<SchemaRef> = LazyLock::new(|| view_types(&USAGE_EVENTS_SCHEMA));
-    Arc::clone(&SCAN)
-}
-
-/// `schema` with every `Utf8` column as `Utf8View`.
+/// Views point into the decoded Parquet pages (no per-row copy of dictionary-encoded text) and
+/// make grouping and hashing by text cheaper; it is what DataFusion itself reads Parquet text
+/// as. Writers keep building `Utf8`.
 pub fn view_types(schema: &Schema) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()

@@ -23,7 +23,6 @@ use datafusion::physical_plan::union::UnionExec;
 use crate::materialized::ChangeFeed;
 use crate::providers::ProviderTable;
 use crate::schema::{USAGE_EVENTS, usage_events_schema};
-
 use crate::storage::{ChangePosition, Changes, DurableTable, Storage};
 
 pub use crate::providers::BILL_FORMATS;
@@ -137,7 +136,7 @@ impl TableProvider for UsageAll {
                 continue;
             }
             // `finops.usage_events` is scanned with text as views (see
-            // `schema::usage_scan_schema`): its rows are cast to the union's `Utf8`, and only
+            // `schema::view_types`): its rows are cast to the union's `Utf8`, and only
             // the filters on `ts` (what prunes its segments) are passed down, since the others
             // are typed for the union.
             let on_ts: Vec<Expr> = filters

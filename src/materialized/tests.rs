@@ -142,6 +142,49 @@ async fn restart_restores_views() {
     assert_eq!(info.rows, 2);
 }
 
+/// A view over view-typed text (what `finops.usage_events` scans produce) is stored and read
+/// back after a restart with the same rows and types.
+#[tokio::test]
+async fn restart_restores_views_of_view_typed_text() {
+    use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringViewArray};
+    use datafusion::arrow::datatypes::DataType;
+    let base = || {
+        let ctx = context();
+        let team: ArrayRef = Arc::new(StringViewArray::from(vec![
+            Some("search"),
+            Some("search-and-rescue-operations"),
+            None,
+            Some("search"),
+        ]));
+        let cost: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3, 4]));
+        let batch = RecordBatch::try_from_iter(vec![("team", team), ("cost", cost)]).unwrap();
+        ctx.register_batch("spend", batch).unwrap();
+        ctx
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let query = "SELECT team, sum(cost) AS cost FROM spend GROUP BY team";
+    let before = {
+        let ctx = base();
+        exec(&ctx, "CREATE SCHEMA kpi").await;
+        let views = open(&dir, &ctx).await;
+        views.create(&ctx, &create("kpi.by_team", query)).await.unwrap();
+        rows(&ctx, "SELECT * FROM kpi.by_team").await
+    };
+    assert_eq!(before.len(), 3, "{before:?}");
+    let ctx = base();
+    exec(&ctx, "CREATE SCHEMA kpi").await;
+    let views = open(&dir, &ctx).await;
+    assert_eq!(rows(&ctx, "SELECT * FROM kpi.by_team").await, before);
+    let table = ctx.table("kpi.by_team").await.unwrap();
+    assert_eq!(
+        table.schema().field(0).data_type(),
+        &DataType::Utf8View,
+        "stored as it was computed"
+    );
+    views.refresh(&ctx, "kpi.by_team").await.unwrap();
+    assert_eq!(rows(&ctx, "SELECT * FROM kpi.by_team").await, before);
+}
+
 #[tokio::test]
 async fn refresh_is_atomic() {
     let dir = tempfile::tempdir().unwrap();
