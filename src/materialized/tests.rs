@@ -167,7 +167,10 @@ async fn restart_restores_views_of_view_typed_text() {
         let ctx = base();
         exec(&ctx, "CREATE SCHEMA kpi").await;
         let views = open(&dir, &ctx).await;
-        views.create(&ctx, &create("kpi.by_team", query)).await.unwrap();
+        views
+            .create(&ctx, &create("kpi.by_team", query))
+            .await
+            .unwrap();
         rows(&ctx, "SELECT * FROM kpi.by_team").await
     };
     assert_eq!(before.len(), 3, "{before:?}");

@@ -17,7 +17,9 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileGroupPartitioner, FileScanConfigBuilder, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::dml::InsertOp;
@@ -224,13 +226,24 @@ impl TableProvider for DurableTable {
             state
                 .runtime_env()
                 .register_object_store(core.store_url.as_ref(), Arc::clone(&core.backend.store));
-            let groups = state.config_options().execution.target_partitions.max(1);
-            let mut file_groups: Vec<Vec<PartitionedFile>> =
-                vec![Vec::new(); groups.min(files.len())];
-            let group_count = file_groups.len();
-            for (i, file) in files.into_iter().enumerate() {
-                file_groups[i % group_count].push(file);
-            }
+            let options = state.config_options();
+            let groups = options.execution.target_partitions.max(1);
+            // Byte ranges of even size per partition, as DataFusion splits its own Parquet
+            // tables (segments differ in size: whole files per partition left one partition
+            // with a fifth more rows to read than the other at 10M rows).
+            let file_groups = FileGroupPartitioner::new()
+                .with_target_partitions(groups)
+                .with_repartition_file_min_size(options.optimizer.repartition_file_min_size)
+                .repartition_file_groups(&[FileGroup::new(files.clone())])
+                .unwrap_or_else(|| {
+                    let mut dealt: Vec<Vec<PartitionedFile>> =
+                        vec![Vec::new(); groups.min(files.len())];
+                    let count = dealt.len();
+                    for (i, file) in files.into_iter().enumerate() {
+                        dealt[i % count].push(file);
+                    }
+                    dealt.into_iter().map(FileGroup::new).collect()
+                });
             // Segment files never change once written: their footers are read once and kept in
             // the session's metadata cache, as DataFusion's own Parquet tables do.
             let reader = CachedParquetFileReaderFactory::new(
@@ -244,7 +257,7 @@ impl TableProvider for DurableTable {
                 source = source.with_predicate(Arc::clone(p));
             }
             let config = FileScanConfigBuilder::new(core.store_url.clone(), Arc::new(source))
-                .with_file_groups(file_groups.into_iter().map(FileGroup::new).collect())
+                .with_file_groups(file_groups)
                 .with_projection_indices(projection.cloned())?
                 .with_limit(limit)
                 .build();
