@@ -46,12 +46,18 @@ async fn scalar_text(session: &Session, sql: &str) -> String {
 const PRICE: &str = "INSERT INTO finops.model_prices (provider, model, \"match\", input, output, source) \
                      VALUES ('acme', 'flat-1', 'exact', 1.0, 0.0, 'test')";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hundred_concurrent_reservations_never_overspend_a_cap() {
+/// A fresh engine in a scratch directory, an admin session, and a price for `acme/flat-1`.
+async fn priced_engine() -> (tempfile::TempDir, std::sync::Arc<Engine>, Session) {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = Engine::open(config_for(dir.path())).await.expect("open");
-    let admin = engine.session(Identity::local_admin()).expect("session");
-    exec(&admin, PRICE).await;
+    let session = engine.session(Identity::local_admin()).expect("session");
+    exec(&session, PRICE).await;
+    (dir, engine, session)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundred_concurrent_reservations_never_overspend_a_cap() {
+    let (_dir, engine, admin) = priced_engine().await;
     exec(
         &admin,
         "INSERT INTO finops.budgets (budget_id, scope, scope_value, period, amount, hard_cap) \
@@ -123,10 +129,7 @@ async fn hundred_concurrent_reservations_never_overspend_a_cap() {
 /// `finops.usage` prices and attributes them; any other change reads the period in full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn caps_follow_appends_without_rereading_the_period() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = Engine::open(config_for(dir.path())).await.expect("open");
-    let admin = engine.session(Identity::local_admin()).expect("session");
-    exec(&admin, PRICE).await;
+    let (_dir, engine, admin) = priced_engine().await;
     exec(
         &admin,
         "INSERT INTO finops.attribution_rules (rule_id, field, value, team) \
@@ -316,10 +319,7 @@ async fn states(session: &Session) -> String {
 async fn thresholds_fire_once_per_period_and_webhooks_retry() {
     let flaky = receiver(vec![500, 200]).await;
     let down = receiver(vec![503]).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = Engine::open(config_for(dir.path())).await.expect("open");
-    let s = engine.session(Identity::local_admin()).expect("session");
-    exec(&s, PRICE).await;
+    let (_dir, _engine, s) = priced_engine().await;
     exec(
         &s,
         "INSERT INTO finops.usage_events (event_id, ts, provider, model, team, input_tokens, output_tokens) \
@@ -718,10 +718,7 @@ async fn demo_budgets_land_on_several_statuses_and_every_builtin_check_runs() {
 /// only: older rows and rows after it (a check run `--as-of` a past instant) do not fire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpriced_and_unowned_checks_look_at_the_last_day_only() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = Engine::open(config_for(dir.path())).await.expect("open");
-    let s = engine.session(Identity::local_admin()).expect("session");
-    exec(&s, PRICE).await;
+    let (_dir, _engine, s) = priced_engine().await;
     exec(
         &s,
         "INSERT INTO finops.usage_events (event_id, ts, provider, model, team, input_tokens, \
