@@ -229,21 +229,15 @@ impl TableProvider for DurableTable {
             let options = state.config_options();
             let groups = options.execution.target_partitions.max(1);
             // Byte ranges of even size per partition, as DataFusion splits its own Parquet
-            // tables (segments differ in size: whole files per partition left one partition
-            // with a fifth more rows to read than the other at 10M rows).
+            // tables (whole files per partition give one partition more to read when the
+            // segment count does not divide evenly). Small segments stay one group; DataFusion
+            // repartitions their rows where a plan needs it.
+            let files = vec![FileGroup::new(files)];
             let file_groups = FileGroupPartitioner::new()
                 .with_target_partitions(groups)
                 .with_repartition_file_min_size(options.optimizer.repartition_file_min_size)
-                .repartition_file_groups(&[FileGroup::new(files.clone())])
-                .unwrap_or_else(|| {
-                    let mut dealt: Vec<Vec<PartitionedFile>> =
-                        vec![Vec::new(); groups.min(files.len())];
-                    let count = dealt.len();
-                    for (i, file) in files.into_iter().enumerate() {
-                        dealt[i % count].push(file);
-                    }
-                    dealt.into_iter().map(FileGroup::new).collect()
-                });
+                .repartition_file_groups(&files)
+                .unwrap_or(files);
             // Segment files never change once written: their footers are read once and kept in
             // the session's metadata cache, as DataFusion's own Parquet tables do.
             let reader = CachedParquetFileReaderFactory::new(
