@@ -143,11 +143,22 @@ impl ProviderTable {
         }
         let scan = self.cache.begin_scan();
         let parallel = state.config().target_partitions().max(1);
+        // Every file is looked up before any is parsed: what this scan finds cached is then
+        // marked as its own, and none of its parses can evict it (were a lookup to come after
+        // another file's parse was stored, the scan would push out a file it needs).
+        let files: Vec<_> = files
+            .into_iter()
+            .map(|(url, store, meta)| {
+                let entry = self.cache_entry(url, &meta);
+                let hit = self.cache.lookup(&entry.key, &entry.version);
+                (store, meta, entry, hit)
+            })
+            .collect();
         // Futures made up front (they do nothing until polled): a closure in the stream would
         // need a lifetime the compiler cannot name for `Send`.
         let parses: Vec<_> = files
             .into_iter()
-            .map(|(url, store, meta)| self.parse_cached(url, store, meta, scan))
+            .map(|(store, meta, entry, hit)| self.parse_cached(store, meta, entry, hit, scan))
             .collect();
         let parsed: Vec<Arc<ParsedFile>> = futures::stream::iter(parses)
             .buffered(parallel)
@@ -195,25 +206,35 @@ impl ProviderTable {
         Ok(files)
     }
 
-    async fn parse_cached(
-        &self,
-        url: &ListingTableUrl,
-        store: Arc<dyn ObjectStore>,
-        meta: ObjectMeta,
-        scan: ScanMark,
-    ) -> Result<Arc<ParsedFile>> {
+    /// Where the parse of `meta` (listed under `url`) is cached, and the version it is valid for.
+    fn cache_entry(&self, url: &ListingTableUrl, meta: &ObjectMeta) -> CacheEntry {
         // The store URL always ends in `/` and object paths never start with one.
         let name = format!("{}{}", url.object_store().as_str(), meta.location);
-        let key = format!("{}|{:?}|{name}", self.format, self.on_error);
-        let version = FileVersion {
-            size: meta.size,
-            modified: meta.last_modified.timestamp_micros(),
-            e_tag: meta.e_tag.clone(),
-            version: meta.version.clone(),
-        };
-        if let Some(hit) = self.cache.lookup(&key, &version) {
+        CacheEntry {
+            key: format!("{}|{:?}|{name}", self.format, self.on_error),
+            name,
+            version: FileVersion {
+                size: meta.size,
+                modified: meta.last_modified.timestamp_micros(),
+                e_tag: meta.e_tag.clone(),
+                version: meta.version.clone(),
+            },
+        }
+    }
+
+    /// `hit` (what the scan's lookup found), or the file parsed and stored.
+    async fn parse_cached(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        meta: ObjectMeta,
+        entry: CacheEntry,
+        hit: Option<Arc<ParsedFile>>,
+        scan: ScanMark,
+    ) -> Result<Arc<ParsedFile>> {
+        if let Some(hit) = hit {
             return Ok(hit);
         }
+        let CacheEntry { name, key, version } = entry;
         // One parse of a file at a time: a scan that arrives while another parses the same file
         // (a view refresh and a query after a new table, say) waits for its result.
         let gate = self.cache.gate(&key);
@@ -244,6 +265,13 @@ impl ProviderTable {
         self.cache.store(key, version, Arc::clone(&parsed), scan);
         Ok(parsed)
     }
+}
+
+/// A file's place in the parse cache: its display name, cache key and version.
+struct CacheEntry {
+    name: String,
+    key: String,
+    version: FileVersion,
 }
 
 /// Files a folder listing reads: the format's extensions (optionally `.gz`), no hidden files.
