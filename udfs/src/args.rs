@@ -88,7 +88,11 @@ pub(crate) fn output(array: ArrayRef, all_scalar: bool) -> Result<ColumnarValue>
 
 /// A money array from values and validity.
 pub(crate) fn money_array(values: Vec<i128>, nulls: Vec<bool>) -> Result<ArrayRef> {
-    let nulls = NullBuffer::from(nulls);
+    money_array_with(values, NullBuffer::from(nulls))
+}
+
+/// [`money_array`] with the validity already packed into a [`NullBuffer`].
+pub(crate) fn money_array_with(values: Vec<i128>, nulls: NullBuffer) -> Result<ArrayRef> {
     let nulls = (nulls.null_count() > 0).then_some(nulls);
     let array = Decimal128Array::new(values.into(), nulls)
         .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)?;

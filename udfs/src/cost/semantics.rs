@@ -6,7 +6,9 @@
 //! Prices are `i128` at scale 12 per million tokens, so every product is exact and the only
 //! rounding is the final division by 10^6, half away from zero, to scale 12 (a millionth of
 //! a micro-dollar; well below any invoice precision). Prices above [`MAX_PRICE`] leave a row
-//! unpriced, which is what makes the arithmetic overflow-free.
+//! unpriced, which is what makes the arithmetic overflow-free. Where a case's prices are whole
+//! 10^-12 USD per token (at most six decimals per million, as list prices are) and counts fit
+//! 32 bits, the same cost is a sum of `u64` products ([`PerToken`]), with nothing to round.
 //!
 //! Price fallbacks, applied once when the book is built ([`RowRates::from_row`]):
 //! - no `cache_read` / `cache_write` price → the input price (no discount is invented);
@@ -90,6 +92,36 @@ pub struct Rates {
     pub cache_write: i64,
     /// 1-hour cache writes.
     pub cache_write_1h: i64,
+    /// The same prices per token, when they make the per-row cost a sum of `u64` products.
+    pub per_token: Option<PerToken>,
+}
+
+/// Prices of one [`Rates`] per token at scale 12: `[input, output, cache read, cache write,
+/// cache write 1h]`. Only present when every price (per million tokens, scale 12) is a
+/// multiple of 10^6, so dividing by a million first is exact, and below [`PER_TOKEN_MAX`]
+/// per token: with every count below 2^32 the five products then sum below 2^64, and the
+/// cost is that sum with no rounding, the same value [`row_cost`] computes in `i128`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerToken(pub [u64; 5]);
+
+/// Largest price per token (scale 12) of a [`PerToken`]: about 537 USD per million tokens.
+const PER_TOKEN_MAX: u64 = 1 << 29;
+
+impl PerToken {
+    fn of(rates: &Rates) -> Option<PerToken> {
+        let each = |price: i64| {
+            let price = u64::try_from(price).ok()?;
+            (price % 1_000_000 == 0 && price / 1_000_000 < PER_TOKEN_MAX)
+                .then_some(price / 1_000_000)
+        };
+        Some(PerToken([
+            each(rates.input)?,
+            each(rates.output.unwrap_or(0))?,
+            each(rates.cache_read)?,
+            each(rates.cache_write)?,
+            each(rates.cache_write_1h)?,
+        ]))
+    }
 }
 
 /// Largest price a row may have (2^60 at scale 12, about 1.15 million USD per million
@@ -125,7 +157,7 @@ fn narrow(rates: WideRates) -> Option<Rates> {
             i64::try_from(price).ok()
         }
     };
-    Some(Rates {
+    let mut narrow = Rates {
         input: fit(rates.input)?,
         output: match rates.output {
             Some(price) => Some(fit(price)?),
@@ -134,7 +166,10 @@ fn narrow(rates: WideRates) -> Option<Rates> {
         cache_read: fit(rates.cache_read)?,
         cache_write: fit(rates.cache_write)?,
         cache_write_1h: fit(rates.cache_write_1h)?,
-    })
+        per_token: None,
+    };
+    narrow.per_token = PerToken::of(&narrow);
+    Some(narrow)
 }
 
 /// A ratio `num / den` applied to a price.
@@ -238,18 +273,31 @@ pub fn row_cost(rates: &RowRates, usage: &TokenUsage, tier: ServiceTier) -> Opti
     if (input | output | cached | cache_write | cache_write_1h) < 0 {
         return None;
     }
-    let uncached = i128::from(input)
-        - i128::from(cached)
-        - i128::from(cache_write)
-        - i128::from(cache_write_1h);
-    // Negative when cached + cache writes exceed input; otherwise at most `input`.
-    let uncached = i64::try_from(uncached).ok().filter(|u| *u >= 0)?;
+    // Negative when cached + cache writes exceed input (a subtraction that leaves `i64` is
+    // far below zero); otherwise at most `input`.
+    let uncached = input
+        .checked_sub(cached)
+        .and_then(|u| u.checked_sub(cache_write))
+        .and_then(|u| u.checked_sub(cache_write_1h))
+        .filter(|u| *u >= 0)?;
     let r = &rates.cases[tier as usize][usize::from(input > rates.threshold)];
     let output_price = match r.output {
         Some(price) => price,
         None if output == 0 => 0,
         None => return None,
     };
+    if let Some(PerToken(prices)) = r.per_token
+        && (uncached | output | cached | cache_write | cache_write_1h) >> 32 == 0
+    {
+        // All counts are in 0..2^32 here, so the casts are exact and, by PER_TOKEN_MAX,
+        // the sum cannot overflow.
+        let counts = [uncached, output, cached, cache_write, cache_write_1h];
+        let sum = counts
+            .iter()
+            .zip(prices)
+            .fold(0u64, |sum, (&tokens, price)| sum + tokens as u64 * price);
+        return Some(i128::from(sum));
+    }
     let wide = |tokens: i64, price: i64| i128::from(tokens) * i128::from(price);
     // No overflow: see MAX_PRICE.
     let sum = wide(uncached, r.input)
@@ -268,5 +316,98 @@ fn div_million_round(sum: i128) -> i128 {
     match u64::try_from(sum) {
         Ok(small) => i128::from(small / MILLION + u64::from(small % MILLION >= MILLION / 2)),
         Err(_) => div_round(sum, i128::from(MILLION)).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prices per million at scale 12 from USD.
+    fn usd(price: f64) -> Option<i128> {
+        Some((price * 1e6).round() as i128 * 1_000_000)
+    }
+
+    /// The `u64` per-token sum agrees with the `i128` sum and rounding on every tier, context
+    /// length and count, including counts past 2^32 and prices with more than 6 decimals.
+    #[test]
+    fn per_token_costs_equal_the_wide_arithmetic() {
+        let rows = [
+            PriceRow {
+                input: usd(2.5),
+                output: usd(10.0),
+                cache_read: usd(1.25),
+                ..PriceRow::default()
+            },
+            PriceRow {
+                input: usd(3.0),
+                output: usd(15.0),
+                cache_read: usd(0.3),
+                cache_write: usd(3.75),
+                cache_write_1h: usd(6.0),
+                tier_threshold_tokens: Some(200_000),
+                tier_input: usd(6.0),
+                tier_output: usd(22.5),
+                batch_input: usd(1.5),
+                ..PriceRow::default()
+            },
+            // Seven decimals per million: no per-token prices.
+            PriceRow {
+                input: Some(1_234_567),
+                output: usd(0.6),
+                ..PriceRow::default()
+            },
+            // Above the per-token bound.
+            PriceRow {
+                input: usd(150.0),
+                output: usd(600.0),
+                ..PriceRow::default()
+            },
+            PriceRow {
+                input: usd(0.02),
+                ..PriceRow::default()
+            },
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |bound: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) % bound
+        };
+        let mut fast = 0;
+        for row in &rows {
+            let rates = RowRates::from_row(row).expect("priced row");
+            let mut wide = rates.clone();
+            for case in wide.cases.iter_mut().flatten() {
+                case.per_token = None;
+            }
+            for _ in 0..20_000 {
+                let scale = [1_000, 300_000, 1 << 33][next(3) as usize];
+                let input = next(scale) as i64;
+                let usage = TokenUsage {
+                    input,
+                    output: if next(4) == 0 { 0 } else { next(scale) as i64 },
+                    cached: next(input as u64 / 2 + 1) as i64,
+                    cache_write: next(input as u64 / 4 + 1) as i64,
+                    cache_write_1h: next(input as u64 / 4 + 1) as i64,
+                };
+                for tier in [
+                    ServiceTier::Standard,
+                    ServiceTier::Batch,
+                    ServiceTier::Priority,
+                    ServiceTier::Flex,
+                ] {
+                    let got = row_cost(&rates, &usage, tier);
+                    assert_eq!(got, row_cost(&wide, &usage, tier), "{row:?} {usage:?}");
+                    fast += usize::from(
+                        rates.cases[tier as usize][usize::from(input > rates.threshold)]
+                            .per_token
+                            .is_some(),
+                    );
+                }
+            }
+        }
+        assert!(fast > 100_000, "the per-token path ran {fast} times");
     }
 }

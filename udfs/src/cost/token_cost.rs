@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
-use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::buffer::{BooleanBuffer, Buffer, NullBuffer};
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use datafusion::common::Result;
 use datafusion::logical_expr::{
@@ -15,7 +15,7 @@ use super::now_micros;
 use super::semantics::{RowRates, ServiceTier, TokenUsage, row_cost};
 use crate::args::{
     FINOPS_SECTION, MONEY_TYPE, Text, check_arity, coerce_int, coerce_text, coerce_time,
-    literal_text, money_array, output,
+    literal_text, money_array_with, output,
 };
 use crate::pricing::PriceBookHandle;
 use crate::pricing::batch::{BatchKeys, NO_KEY, map_short};
@@ -307,7 +307,8 @@ fn compute(
     let get = |col: Option<&[i64]>, i: usize| col.map_or(0, |c| c[i]);
 
     let mut values = vec![0i128; n];
-    let mut valid = vec![false; n];
+    // Validity packed as it is computed, 64 rows a word.
+    let mut valid = vec![0u64; n.div_ceil(64)];
     for (i, &key) in keys.rows.iter().enumerate() {
         if key == NO_KEY || nulls.as_ref().is_some_and(|b| b.is_null(i)) {
             continue;
@@ -337,8 +338,9 @@ fn compute(
         };
         if let Some(cost) = row_cost(rates, &usage, service_tier) {
             values[i] = cost;
-            valid[i] = true;
+            valid[i / 64] |= 1 << (i % 64);
         }
     }
-    money_array(values, valid)
+    let valid = BooleanBuffer::new(Buffer::from_vec(valid), 0, n);
+    money_array_with(values, NullBuffer::new(valid))
 }

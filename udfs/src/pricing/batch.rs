@@ -5,7 +5,9 @@
 //! as a few 8-byte words straight from the array's value buffer (whatever its length, so no
 //! branch on it), the hash mixes some of them, and every hit is confirmed on the full
 //! strings: the words are the whole string up to 40 bytes of model and 16 of provider,
-//! longer ones are compared byte for byte. Two different pairs never share an id.
+//! longer ones are compared byte for byte. Two different pairs never share an id. In front
+//! of it sits a small direct-mapped cache holding the words themselves, so most rows cost one
+//! multiply, one load and a compare of words already read.
 
 use datafusion::arrow::array::{Array, LargeStringArray, StringArray, StringViewArray};
 
@@ -128,13 +130,17 @@ impl<'a> Strings<'a> for &Text<'a> {
     }
 }
 
-fn intern_rows<'a>(provider: impl Strings<'a>, model: impl Strings<'a>, n: usize) -> BatchKeys<'a> {
+fn intern_rows<'a, P: Strings<'a>, M: Strings<'a>>(
+    provider: P,
+    model: M,
+    n: usize,
+) -> BatchKeys<'a> {
     let mut table = KeyTable::new();
-    let mut rows = Vec::with_capacity(n);
+    let mut rows = vec![NO_KEY; n];
+    let mut front = vec![FrontSlot::EMPTY; FRONT_SLOTS];
     let nulls = provider.has_nulls() || model.has_nulls();
-    for i in 0..n {
+    for (i, row) in rows.iter_mut().enumerate() {
         if nulls && (provider.is_null_at(i) || model.is_null_at(i)) {
-            rows.push(NO_KEY);
             continue;
         }
         let (p, m) = (provider.bytes(i), model.bytes(i));
@@ -142,11 +148,21 @@ fn intern_rows<'a>(provider: impl Strings<'a>, model: impl Strings<'a>, n: usize
             ProviderSample::of(p.0, p.1, p.2),
             ModelSample::of(m.0, m.1, m.2),
         );
+        let (words, lengths) = front_key(&p, &m);
+        let slot = &mut front[front_index(&words, lengths)];
+        if slot.holds(&words, lengths) {
+            *row = slot.id;
+            continue;
+        }
         let id = match table.find(&p, &m) {
             Some(id) => id,
-            None => table.insert(p, m, provider.text(i), model.text(i)),
+            None => insert_row(&mut table, &provider, &model, i),
         };
-        rows.push(id);
+        // Only pairs the words hold in full: equal words are then equal strings.
+        if p.len <= 16 && m.len <= 40 {
+            *slot = FrontSlot { words, lengths, id };
+        }
+        *row = id;
     }
     BatchKeys {
         keys: table
@@ -156,6 +172,86 @@ fn intern_rows<'a>(provider: impl Strings<'a>, model: impl Strings<'a>, n: usize
             .collect(),
         rows,
     }
+}
+
+/// Slots of the direct-mapped cache in front of the [`KeyTable`].
+const FRONT_SLOTS: usize = 256;
+
+/// One slot of the front cache: a pair's sampled words, its lengths and its id. A batch's
+/// few distinct pairs mostly sit in their own slots, so a row's id is one hash, one load and
+/// one compare of the words it already read; a miss (or two pairs sharing a slot) falls
+/// back to the table and refills the slot.
+#[derive(Clone, Copy)]
+struct FrontSlot {
+    words: [u64; 7],
+    /// Model length, provider length above bit 32; `u64::MAX` when empty.
+    lengths: u64,
+    id: u32,
+}
+
+impl FrontSlot {
+    const EMPTY: FrontSlot = FrontSlot {
+        words: [0; 7],
+        lengths: u64::MAX,
+        id: NO_KEY,
+    };
+
+    /// Whether the slot holds the pair of `words` and `lengths`: a fold of XORs, not a
+    /// `memcmp` call.
+    #[inline(always)]
+    fn holds(&self, words: &[u64; 7], lengths: u64) -> bool {
+        let diff = self
+            .words
+            .iter()
+            .zip(words)
+            .fold(self.lengths ^ lengths, |acc, (a, b)| acc | (a ^ b));
+        diff == 0
+    }
+}
+
+/// The words and lengths of a pair as the front cache compares them: the whole strings for a
+/// provider of up to 16 bytes and a model of up to 40.
+#[inline(always)]
+fn front_key(provider: &ProviderSample<'_>, model: &ModelSample<'_>) -> ([u64; 7], u64) {
+    (
+        [
+            provider.words[0],
+            provider.tail,
+            model.words[0],
+            model.words[1],
+            model.words[2],
+            model.words[3],
+            model.tail,
+        ],
+        (model.len as u64) | ((provider.len as u64) << 32),
+    )
+}
+
+/// Front-cache slot of a pair: one multiply over its provider's first word, its model's
+/// first and last words and the lengths.
+#[inline(always)]
+fn front_index(words: &[u64; 7], lengths: u64) -> usize {
+    let folded = words[2] ^ words[6].rotate_left(29) ^ words[0].rotate_left(47) ^ lengths;
+    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % FRONT_SLOTS
+}
+
+/// Adds row `i`'s pair, which a [`KeyTable::find`] just missed. Out of line and sampling the
+/// strings again, so the lookup loop keeps no samples alive for the rare insert.
+#[cold]
+#[inline(never)]
+fn insert_row<'a>(
+    table: &mut KeyTable<'a>,
+    provider: &impl Strings<'a>,
+    model: &impl Strings<'a>,
+    i: usize,
+) -> u32 {
+    let (p, m) = (provider.bytes(i), model.bytes(i));
+    table.insert(
+        ProviderSample::of(p.0, p.1, p.2),
+        ModelSample::of(m.0, m.1, m.2),
+        provider.text(i),
+        model.text(i),
+    )
 }
 
 /// `parse` of every row of `text` (`None` for NULL rows), calling `parse` once per distinct
@@ -461,6 +557,30 @@ mod tests {
         for i in 0..5000 {
             assert_eq!(rows[i], i as u32);
             assert_eq!(rows[9999 - i], i as u32);
+        }
+    }
+
+    #[test]
+    fn long_ids_differing_in_the_middle_keep_their_ids_on_every_repeat() {
+        // 44 bytes, past what the sampled words hold; equal but for one byte in the middle.
+        let a = "us.anthropic.claude-3-5-sonnet-20240620-v1:0";
+        let b = "us.anthropic.claude-3-7-sonnet-20240620-v1:0";
+        let long_provider = "a-provider-name-longer-than-16";
+        let mut providers = Vec::new();
+        let mut models = Vec::new();
+        for i in 0..300 {
+            providers.push(Some(if i % 3 == 2 {
+                long_provider
+            } else {
+                "aws_bedrock"
+            }));
+            models.push(Some(if i % 2 == 0 { a } else { b }));
+        }
+        let (rows, distinct) = keys_of(providers, models);
+        assert_eq!(distinct, 4);
+        let first: Vec<u32> = rows[..6].to_vec();
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(*row, first[i % 6], "row {i}");
         }
     }
 
