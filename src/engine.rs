@@ -688,6 +688,20 @@ impl Session {
         Ok(())
     }
 
+    /// Run the planned query `plan`, its parameters bound: one optimization and one physical
+    /// plan, on one copy of the session state.
+    pub async fn stream_plan(
+        &self,
+        plan: &datafusion::logical_expr::LogicalPlan,
+    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
+        let state = self.ctx.state();
+        let physical = state.create_physical_plan(plan).await?;
+        Ok(datafusion::physical_plan::execute_stream(
+            physical,
+            state.task_ctx(),
+        )?)
+    }
+
     /// Whether the engine runs `statement` itself rather than handing it to DataFusion.
     pub fn intercepts(&self, statement: &Statement) -> bool {
         crate::statements::intercepts(statement)

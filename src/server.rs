@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod handler;
 pub mod hooks;
+mod portal;
 pub mod sqlstate;
 pub mod startup;
 

@@ -98,6 +98,52 @@ async fn typed_parameters_round_trip_in_binary() {
 }
 
 #[tokio::test]
+async fn a_prepared_query_sees_new_rows_and_time_on_every_execute() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    client
+        .batch_execute("CREATE TABLE t (id BIGINT, name TEXT)")
+        .await
+        .expect("create");
+    let count = client
+        .prepare("SELECT count(*) FROM t WHERE id > $1")
+        .await
+        .expect("prepare");
+    let rows = async |after: i64| -> i64 {
+        client
+            .query_one(&count, &[&after])
+            .await
+            .expect("count")
+            .get(0)
+    };
+    assert_eq!(rows(0).await, 0);
+    client
+        .execute("INSERT INTO t VALUES (1, 'a'), (2, 'b')", &[])
+        .await
+        .expect("insert");
+    assert_eq!((rows(0).await, rows(1).await), (2, 1));
+
+    let now = client.prepare("SELECT now()").await.expect("prepare");
+    let first: DateTime<Utc> = client.query_one(&now, &[]).await.expect("now").get(0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second: DateTime<Utc> = client.query_one(&now, &[]).await.expect("now").get(0);
+    assert!(second > first, "{first} then {second}");
+
+    // An execution that fails at run time reports its SQLSTATE; the statement runs again.
+    let divide = client
+        .prepare("SELECT 10 / (id - 1) FROM t WHERE id = $1")
+        .await
+        .expect("prepare");
+    let e = client
+        .query(&divide, &[&1i64])
+        .await
+        .expect_err("division by zero");
+    assert_eq!(sqlstate(&e), "22012");
+    let row = client.query_one(&divide, &[&2i64]).await.expect("divide");
+    assert_eq!(row.get::<_, i64>(0), 10);
+}
+
+#[tokio::test]
 async fn numeric_literals_are_exact_and_arrays_decode() {
     let (server, _dir) = start().await;
     let client = connect(&server.conn_str()).await;

@@ -44,7 +44,7 @@ use crate::error::{Error, Result};
 use crate::server::auth::UserDirectory;
 use crate::server::hooks::savepoint::SavepointState;
 use crate::server::startup::FinopsStartup;
-use crate::server::{Registry, hooks, sqlstate};
+use crate::server::{Registry, hooks, portal, sqlstate};
 
 /// Client metadata key where `SET statement_timeout` is kept (shared with the SET hook).
 const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
@@ -602,6 +602,10 @@ impl ExtendedQueryHandler for QueryHandler {
                         .map(|r| vec![r]),
                         Err(e) => Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e)))),
                     };
+                }
+                let parser = service.query_parser();
+                if let Some(result) = portal::run_query(&session, &parser, client, portal).await {
+                    return result.map(|r| vec![r]);
                 }
                 ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows)
                     .await

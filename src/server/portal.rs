@@ -1,0 +1,127 @@
+//! Execution of a prepared query's portal: the plan made at Parse with its parameters bound,
+//! run by the session ([`Session::stream_plan`]: one optimization, one physical plan).
+//!
+//! The generic service optimizes a portal's plan, then hands it to a `DataFrame` that
+//! optimizes it again, each step on its own copy of the session state (the function registry
+//! and settings, cloned). For the short queries gateways repeat (a cap lookup, a reservation)
+//! that overhead was most of a call. This module owns only plain queries with fully typed
+//! parameters; everything else (commands, statements a hook answers, parameters whose type
+//! the service infers from casts, anything in a failed transaction block) is left to the
+//! service, unchanged.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::Parser;
+use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
+use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use futures::{StreamExt, stream};
+use pgwire::api::ClientInfo;
+use pgwire::api::portal::Portal;
+use pgwire::api::results::{QueryResponse, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::messages::response::TransactionStatus;
+use pgwire::types::format::FormatOptions;
+
+use crate::engine::Session;
+use crate::server::hooks::to_pgwire;
+
+/// The statement type of a portal, as the generic service's parser makes it.
+pub type PortalStatement = (String, Option<(Statement, LogicalPlan)>);
+
+fn api_error(e: datafusion::error::DataFusionError) -> PgWireError {
+    PgWireError::ApiError(Box::new(e))
+}
+
+/// Runs `portal` if it is a plain query this module owns, else `None` (the caller hands it to
+/// the generic service).
+pub async fn run_query<C>(
+    session: &Session,
+    parser: &Parser,
+    client: &C,
+    portal: &Portal<PortalStatement>,
+) -> Option<PgWireResult<Response>>
+where
+    C: ClientInfo,
+{
+    let (_, Some((Statement::Query(_), plan))) = &portal.statement.statement else {
+        return None;
+    };
+    // A failed transaction block answers every statement with an error: the service's
+    // transaction hook does that.
+    if client.transaction_status() == TransactionStatus::Error
+        || matches!(
+            plan,
+            LogicalPlan::Ddl(_)
+                | LogicalPlan::Dml(_)
+                | LogicalPlan::Copy(_)
+                | LogicalPlan::Statement(_)
+                | LogicalPlan::Explain(_)
+        )
+    {
+        return None;
+    }
+    let types = match plan.get_parameter_types() {
+        Ok(types) => types,
+        Err(e) => return Some(Err(api_error(e))),
+    };
+    // An untyped parameter gets its type from a cast around it, which the service works out.
+    if types.values().any(Option::is_none) {
+        return None;
+    }
+    Some(execute(session, parser, client, portal, plan, types).await)
+}
+
+async fn execute<C>(
+    session: &Session,
+    parser: &Parser,
+    client: &C,
+    portal: &Portal<PortalStatement>,
+    plan: &LogicalPlan,
+    types: std::collections::HashMap<String, Option<datafusion::arrow::datatypes::DataType>>,
+) -> PgWireResult<Response>
+where
+    C: ClientInfo,
+{
+    let plan = if types.is_empty() {
+        plan.clone()
+    } else {
+        // `$1`, `$2`, ... in order, as the client binds them.
+        let mut ordered: Vec<_> = types.into_iter().collect();
+        ordered.sort_by_key(|(id, _)| {
+            id.trim_start_matches('$')
+                .parse::<u32>()
+                .unwrap_or(u32::MAX)
+        });
+        let inferred: Vec<_> = ordered.into_iter().map(|(_, t)| t).collect();
+        let inferred: Vec<_> = inferred.iter().map(Option::as_ref).collect();
+        let wire = parser.get_parameter_types(&portal.statement.statement)?;
+        let wire: Vec<_> = wire.iter().map(Some).collect();
+        let values = deserialize_parameters_with_server_types(portal, &inferred, &wire)?;
+        plan.clone()
+            .replace_params_with_values(&values)
+            .map_err(api_error)?
+    };
+    let batches = session.stream_plan(&plan).await.map_err(to_pgwire)?;
+    let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+    let fields = Arc::new(arrow_schema_to_pg_fields(
+        plan.schema().as_arrow(),
+        &portal.result_column_format,
+        Some(options),
+    )?);
+    let row_fields = Arc::clone(&fields);
+    let rows = batches
+        .map(move |batch: datafusion::error::Result<RecordBatch>| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
+                Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
+                Err(e) => Box::new(std::iter::once(Err(api_error(e)))),
+            };
+            stream::iter(rows)
+        })
+        .flatten();
+    Ok(Response::Query(QueryResponse::new(fields, rows)))
+}
