@@ -689,17 +689,22 @@ impl Session {
     }
 
     /// Run the planned query `plan`, its parameters bound: one optimization and one physical
-    /// plan, on one copy of the session state.
+    /// plan, on `state` (a copy of this session's state: [`Session::state`]).
     pub async fn stream_plan(
         &self,
+        state: &datafusion::execution::SessionState,
         plan: &datafusion::logical_expr::LogicalPlan,
     ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
-        let state = self.ctx.state();
         let physical = state.create_physical_plan(plan).await?;
         Ok(datafusion::physical_plan::execute_stream(
             physical,
             state.task_ctx(),
         )?)
+    }
+
+    /// A copy of this session's state (settings, functions, catalog), to plan and run on.
+    pub fn state(&self) -> datafusion::execution::SessionState {
+        self.ctx.state()
     }
 
     /// Whether the engine runs `statement` itself rather than handing it to DataFusion.

@@ -496,13 +496,19 @@ impl SimpleQueryHandler for QueryHandler {
             for statement in statements {
                 let outcome = match statement {
                     DFStatement::Statement(s) => {
-                        // The generic service parses again; a lone statement keeps its text.
-                        let text = if single {
-                            query.to_string()
-                        } else {
-                            s.to_string()
-                        };
-                        SimpleQueryHandler::do_query(service.as_ref(), client, &text).await
+                        match portal::run_simple_query(&session, client, &s).await {
+                            Some(result) => result.map(|r| vec![r]),
+                            None => {
+                                // The generic service parses again; a lone statement keeps
+                                // its text.
+                                let text = if single {
+                                    query.to_string()
+                                } else {
+                                    s.to_string()
+                                };
+                                SimpleQueryHandler::do_query(service.as_ref(), client, &text).await
+                            }
+                        }
                     }
                     other => match session.execute_df(other).await {
                         Ok(output) => hooks::respond(

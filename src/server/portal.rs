@@ -1,25 +1,28 @@
-//! Execution of a prepared query's portal: the plan made at Parse with its parameters bound,
-//! run by the session ([`Session::stream_plan`]: one optimization, one physical plan).
+//! Execution of plain queries on one plan: a prepared query's portal (the plan made at Parse
+//! with its parameters bound) and a simple-protocol query, each run by the session with one
+//! copy of its state, one optimization and one physical plan ([`Session::stream_plan`]).
 //!
-//! The generic service optimizes a portal's plan, then hands it to a `DataFrame` that
-//! optimizes it again, each step on its own copy of the session state (the function registry
-//! and settings, cloned). For the short queries gateways repeat (a cap lookup, a reservation)
-//! that overhead was most of a call. This module owns only plain queries with fully typed
-//! parameters; everything else (commands, statements a hook answers, parameters whose type
-//! the service infers from casts, anything in a failed transaction block) is left to the
-//! service, unchanged.
+//! The generic service parses a simple query again, plans it on a copy of the session state,
+//! then hands it to a `DataFrame` that copies the state (settings and a registry of several
+//! hundred functions) and optimizes it again; a portal's plan likewise. For the short queries
+//! gateways and dashboards repeat (a cap lookup, a reservation, `SELECT 1`) that overhead was
+//! most of a call. This module owns only plain queries (and, for portals, fully typed
+//! parameters); everything else (commands, statements a hook answers, parameters whose type the
+//! service infers from casts, anything in a failed transaction block) is left to the service,
+//! unchanged.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::Parser;
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
 use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use futures::{StreamExt, stream};
 use pgwire::api::ClientInfo;
-use pgwire::api::portal::Portal;
+use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{QueryResponse, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::error::{PgWireError, PgWireResult};
@@ -53,16 +56,7 @@ where
     };
     // A failed transaction block answers every statement with an error: the service's
     // transaction hook does that.
-    if client.transaction_status() == TransactionStatus::Error
-        || matches!(
-            plan,
-            LogicalPlan::Ddl(_)
-                | LogicalPlan::Dml(_)
-                | LogicalPlan::Copy(_)
-                | LogicalPlan::Statement(_)
-                | LogicalPlan::Explain(_)
-        )
-    {
+    if client.transaction_status() == TransactionStatus::Error || !plain(plan) {
         return None;
     }
     let types = match plan.get_parameter_types() {
@@ -74,6 +68,49 @@ where
         return None;
     }
     Some(execute(session, parser, client, portal, plan, types).await)
+}
+
+/// Whether `plan` only reads (no command the engine or a hook runs).
+fn plain(plan: &LogicalPlan) -> bool {
+    !matches!(
+        plan,
+        LogicalPlan::Ddl(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Explain(_)
+    )
+}
+
+/// Runs the simple-protocol `statement` (parsed and rewritten by [`crate::statements::parse`])
+/// if it is a plain query, else `None` (the caller hands it to the generic service).
+pub async fn run_simple_query<C>(
+    session: &Session,
+    client: &C,
+    statement: &Statement,
+) -> Option<PgWireResult<Response>>
+where
+    C: ClientInfo,
+{
+    if !matches!(statement, Statement::Query(_))
+        || client.transaction_status() == TransactionStatus::Error
+        || session.intercepts(statement)
+    {
+        return None;
+    }
+    let state = session.state();
+    let plan = match state
+        .statement_to_plan(DFStatement::Statement(Box::new(statement.clone())))
+        .await
+    {
+        Ok(plan) => plan,
+        Err(e) => return Some(Err(api_error(e))),
+    };
+    // `SELECT ... INTO` plans as a table creation, which the engine runs.
+    if !plain(&plan) {
+        return None;
+    }
+    Some(respond(session, &state, client, &plan, &Format::UnifiedText).await)
 }
 
 async fn execute<C>(
@@ -106,11 +143,26 @@ where
             .replace_params_with_values(&values)
             .map_err(api_error)?
     };
-    let batches = session.stream_plan(&plan).await.map_err(to_pgwire)?;
+    let state = session.state();
+    respond(session, &state, client, &plan, &portal.result_column_format).await
+}
+
+/// Run `plan` and encode its rows in `format`.
+async fn respond<C>(
+    session: &Session,
+    state: &datafusion::execution::SessionState,
+    client: &C,
+    plan: &LogicalPlan,
+    format: &Format,
+) -> PgWireResult<Response>
+where
+    C: ClientInfo,
+{
+    let batches = session.stream_plan(state, plan).await.map_err(to_pgwire)?;
     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
     let fields = Arc::new(arrow_schema_to_pg_fields(
         plan.schema().as_arrow(),
-        &portal.result_column_format,
+        format,
         Some(options),
     )?);
     let row_fields = Arc::clone(&fields);
