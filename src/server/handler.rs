@@ -67,23 +67,44 @@ pub struct ConnectionState {
 /// The part that exists once the user has logged in.
 struct Connected {
     session: Session,
-    service: Arc<DfSessionService>,
+    copy: hooks::copy::CopyState,
+    savepoints: SavepointState,
+    /// Made on first use: building its parser (which tokenizes a table of client queries) was
+    /// a fifth of a login's server time, and a client that only sends plain queries over the
+    /// simple protocol never needs it.
+    service: OnceLock<Arc<DfSessionService>>,
 }
 
-/// A session of `identity` with its query service and our hooks in front of it.
+impl Connected {
+    /// The generic query service with our hooks in front of it.
+    fn service(&self) -> Arc<DfSessionService> {
+        Arc::clone(self.service.get_or_init(|| {
+            let hooks: Vec<Arc<dyn QueryHook>> = hooks::chain(
+                self.session.clone(),
+                Arc::clone(&self.copy),
+                Arc::clone(&self.savepoints),
+            );
+            Arc::new(DfSessionService::new_with_hooks(
+                Arc::clone(self.session.context()),
+                hooks,
+            ))
+        }))
+    }
+}
+
+/// A session of `identity`; its query service is made when first needed.
 fn open(
     engine: &Arc<Engine>,
     identity: Identity,
     copy: hooks::copy::CopyState,
     savepoints: SavepointState,
 ) -> Result<Connected> {
-    let session = engine.session(identity)?;
-    let hooks: Vec<Arc<dyn QueryHook>> = hooks::chain(session.clone(), copy, savepoints);
-    let service = Arc::new(DfSessionService::new_with_hooks(
-        Arc::clone(session.context()),
-        hooks,
-    ));
-    Ok(Connected { session, service })
+    Ok(Connected {
+        session: engine.session(identity)?,
+        copy,
+        savepoints,
+        service: OnceLock::new(),
+    })
 }
 
 impl ConnectionState {
@@ -465,7 +486,6 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let connected = self.state.connected()?;
-        let service = Arc::clone(&connected.service);
         let session = connected.session.clone();
         let timeout = self.timeout(client);
         self.guarded(timeout, async move {
@@ -506,7 +526,12 @@ impl SimpleQueryHandler for QueryHandler {
                                 } else {
                                     s.to_string()
                                 };
-                                SimpleQueryHandler::do_query(service.as_ref(), client, &text).await
+                                SimpleQueryHandler::do_query(
+                                    connected.service().as_ref(),
+                                    client,
+                                    &text,
+                                )
+                                .await
                             }
                         }
                     }
@@ -564,7 +589,7 @@ impl ExtendedQueryHandler for QueryHandler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         let inner = match self.state.connected.get() {
-            Some(c) => c.service.query_parser(),
+            Some(c) => c.service().query_parser(),
             // pgwire only accepts Parse messages after login; this parser is never used to run
             // anything, it exists to satisfy the signature.
             None => DfSessionService::new(Arc::new(datafusion::prelude::SessionContext::new()))
@@ -586,7 +611,7 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let connected = self.state.connected()?;
-        let service = Arc::clone(&connected.service);
+        let service = connected.service();
         let session = connected.session.clone();
         let timeout = self.timeout(client);
         let mut responses = self

@@ -6,8 +6,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr, Statement, TableFactor,
-    Value, VisitMut, VisitorMut,
+    Expr, FunctionArguments, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement,
+    TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -21,11 +21,60 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let _ = rewritten.visit(&mut escapes);
     let mut scalars = CatalogScalarSubquery { changed: false };
     let _ = rewritten.visit(&mut scalars);
+    let mut ordinals = OrderByOrdinal { changed: false };
+    let _ = rewritten.visit(&mut ordinals);
     let mut options = RelOptions { changed: false };
     if rewritten.to_string().contains("pg_catalog.pg_class") {
         let _ = rewritten.visit(&mut options);
     }
-    (arrays.changed || escapes.changed || scalars.changed || options.changed).then_some(rewritten)
+    (arrays.changed || escapes.changed || scalars.changed || ordinals.changed || options.changed)
+        .then_some(rewritten)
+}
+
+/// `ORDER BY n`, where the n-th output column is an unnamed expression other than a column
+/// (`round(sum(cost), 2)`, `sum(cost) / count(*)`), → `ORDER BY` that expression. DataFusion
+/// resolves such an ordinal by expanding the select list again and then rejects the
+/// expression's inputs as ungrouped columns; the expression itself it matches to the output
+/// column, which is what the ordinal means.
+struct OrderByOrdinal {
+    changed: bool,
+}
+
+impl VisitorMut for OrderByOrdinal {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Self::Break> {
+        let Query { body, order_by, .. } = query;
+        let (SetExpr::Select(select), Some(order_by)) = (body.as_ref(), order_by.as_mut()) else {
+            return ControlFlow::Continue(());
+        };
+        let OrderByKind::Expressions(keys) = &mut order_by.kind else {
+            return ControlFlow::Continue(());
+        };
+        for key in keys {
+            let Expr::Value(value) = &key.expr else {
+                continue;
+            };
+            let Value::Number(n, _) = &value.value else {
+                continue;
+            };
+            let Some(item) = n
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|i| select.projection.get(i))
+            else {
+                continue;
+            };
+            if let SelectItem::UnnamedExpr(expr) = item
+                && !matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+            {
+                key.expr = expr.clone();
+                self.changed = true;
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// `c.reloptions` of `pg_catalog.pg_class`, which the catalog does not have: finops-db tables
@@ -266,6 +315,28 @@ mod tests {
         assert_eq!(
             out,
             "SELECT (SELECT array_agg(b.x ORDER BY 1) FROM t b WHERE b.id = r.id) AS m FROM r"
+        );
+    }
+
+    #[test]
+    fn order_by_ordinal_of_an_expression_orders_by_the_expression() {
+        assert_eq!(
+            rewritten("SELECT team, round(sum(cost), 2) FROM u GROUP BY 1 ORDER BY 2 DESC, 1"),
+            "SELECT team, round(sum(cost), 2) FROM u GROUP BY 1 ORDER BY round(sum(cost), 2) DESC, 1"
+        );
+        // Columns, aliases, positions out of range and set operations are left alone.
+        assert_eq!(rewritten("SELECT a, b FROM t ORDER BY 2"), "");
+        assert_eq!(
+            rewritten("SELECT a, sum(b) AS s FROM t GROUP BY a ORDER BY 2"),
+            ""
+        );
+        assert_eq!(
+            rewritten("SELECT a, sum(b) FROM t GROUP BY a ORDER BY 3"),
+            ""
+        );
+        assert_eq!(
+            rewritten("SELECT a + 1 FROM t UNION ALL SELECT 2 ORDER BY 1"),
+            ""
         );
     }
 
