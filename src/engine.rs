@@ -688,20 +688,6 @@ impl Session {
         Ok(())
     }
 
-    /// Run the planned query `plan`, its parameters bound: one optimization and one physical
-    /// plan, on `state` (a copy of this session's state: [`Session::state`]).
-    pub async fn stream_plan(
-        &self,
-        state: &datafusion::execution::SessionState,
-        plan: &datafusion::logical_expr::LogicalPlan,
-    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
-        let physical = state.create_physical_plan(plan).await?;
-        Ok(datafusion::physical_plan::execute_stream(
-            physical,
-            state.task_ctx(),
-        )?)
-    }
-
     /// A copy of this session's state (settings, functions, catalog), to plan and run on.
     pub fn state(&self) -> datafusion::execution::SessionState {
         self.ctx.state()

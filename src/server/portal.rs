@@ -1,6 +1,6 @@
 //! Execution of plain queries on one plan: a prepared query's portal (the plan made at Parse
 //! with its parameters bound) and a simple-protocol query, each run by the session with one
-//! copy of its state, one optimization and one physical plan ([`Session::stream_plan`]).
+//! copy of its state ([`Session::state`]), one optimization and one physical plan.
 //!
 //! The generic service parses a simple query again, plans it on a copy of the session state,
 //! then hands it to a `DataFrame` that copies the state (settings and a registry of several
@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::Parser;
@@ -31,7 +32,6 @@ use pgwire::messages::response::TransactionStatus;
 use pgwire::types::format::FormatOptions;
 
 use crate::engine::Session;
-use crate::server::hooks::to_pgwire;
 
 /// The statement type of a portal, as the generic service's parser makes it.
 pub type PortalStatement = (String, Option<(Statement, LogicalPlan)>);
@@ -94,7 +94,6 @@ where
 {
     if !matches!(statement, Statement::Query(_))
         || client.transaction_status() == TransactionStatus::Error
-        || session.intercepts(statement)
     {
         return None;
     }
@@ -110,7 +109,7 @@ where
     if !plain(&plan) {
         return None;
     }
-    Some(respond(session, &state, client, &plan, &Format::UnifiedText).await)
+    Some(respond(&state, client, &plan, &Format::UnifiedText).await)
 }
 
 async fn execute<C>(
@@ -144,12 +143,11 @@ where
             .map_err(api_error)?
     };
     let state = session.state();
-    respond(session, &state, client, &plan, &portal.result_column_format).await
+    respond(&state, client, &plan, &portal.result_column_format).await
 }
 
-/// Run `plan` and encode its rows in `format`.
+/// Run `plan` on `state` (one optimization, one physical plan) and encode its rows in `format`.
 async fn respond<C>(
-    session: &Session,
     state: &datafusion::execution::SessionState,
     client: &C,
     plan: &LogicalPlan,
@@ -158,7 +156,8 @@ async fn respond<C>(
 where
     C: ClientInfo,
 {
-    let batches = session.stream_plan(state, plan).await.map_err(to_pgwire)?;
+    let physical = state.create_physical_plan(plan).await.map_err(api_error)?;
+    let batches = execute_stream(physical, state.task_ctx()).map_err(api_error)?;
     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
     let fields = Arc::new(arrow_schema_to_pg_fields(
         plan.schema().as_arrow(),
