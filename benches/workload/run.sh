@@ -4,6 +4,7 @@
 # the COPY comparison, then runs `cargo bench --bench workload` (finops-db, release build).
 #
 #   ROWS=10000000 benches/workload/run.sh          # results as JSON lines on stdout
+#   FINOPS_BENCH_INGEST_ONLY=1 benches/workload/run.sh   # only COPY and INSERT (and the peer)
 set -euo pipefail
 ROWS=${ROWS:-10000000}
 WORK=${WORK:-/tmp/finops-bench}
@@ -14,7 +15,7 @@ if [ ! -f "$DATA/usage.parquet" ]; then
     python3 benches/workload/gen_usage.py --rows "$ROWS" --seed 42 --out "$DATA" >&2
 fi
 echo "{\"bench\": \"machine\", \"cpus\": $(nproc), \"mem_gib\": $(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo), \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\", \"rows\": $ROWS}"
-python3 benches/workload/duckdb_queries.py "$DATA" 3
+[ -n "${FINOPS_BENCH_INGEST_ONLY:-}" ] || python3 benches/workload/duckdb_queries.py "$DATA" 3
 
 PG_URL=""
 PG_BIN=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)

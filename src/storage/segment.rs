@@ -79,8 +79,7 @@ pub(crate) fn ts_range(batch: &RecordBatch) -> (Option<i64>, Option<i64>) {
 }
 
 /// Write `batch` (already sorted as wanted) as segment `id`, with its key index when
-/// `with_keys`, and return its metadata. The key index is written first: a segment file never
-/// exists without the index it needs.
+/// `with_keys`, and return its metadata.
 pub(crate) async fn write(
     backend: &Backend,
     table_dir: &Path,
@@ -88,37 +87,70 @@ pub(crate) async fn write(
     batch: &RecordBatch,
     with_keys: bool,
 ) -> Result<SegmentMeta> {
-    if with_keys {
-        let hashes = keys::event_id_hashes(batch)?;
-        backend
-            .put(
-                &keys_path(table_dir, id),
-                Bytes::from(keys::encode(&hashes)),
-            )
-            .await?;
-    }
+    let encoded = encode(batch, with_keys)?;
+    store(backend, table_dir, id, encoded).await
+}
+
+/// A segment encoded in memory, ready for [`store`].
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    keys: Option<Vec<u8>>,
+    parquet: Vec<u8>,
+    rows: u64,
+    min_ts: Option<i64>,
+    max_ts: Option<i64>,
+}
+
+/// Encode `batch` as a segment file (and its key index when `with_keys`): the CPU part of
+/// [`write`], which callers with large batches run off the async threads.
+pub(crate) fn encode(batch: &RecordBatch, with_keys: bool) -> Result<Encoded> {
+    let keys = if with_keys {
+        Some(keys::encode(&keys::event_id_hashes(batch)?))
+    } else {
+        None
+    };
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
-    let mut buffer = Vec::new();
+    let mut parquet = Vec::new();
     {
-        let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props))
+        let mut writer = ArrowWriter::try_new(&mut parquet, batch.schema(), Some(props))
             .map_err(DataFusionError::from)?;
         writer.write(batch).map_err(DataFusionError::from)?;
         writer.close().map_err(DataFusionError::from)?;
     }
-    let bytes = buffer.len() as u64;
-    backend
-        .put(&data_path(table_dir, id), Bytes::from(buffer))
-        .await?;
     let (min_ts, max_ts) = ts_range(batch);
-    Ok(SegmentMeta {
-        id,
+    Ok(Encoded {
+        keys,
+        parquet,
         rows: batch.num_rows() as u64,
-        bytes,
         min_ts,
         max_ts,
+    })
+}
+
+/// Store an encoded segment as segment `id` and return its metadata. The key index is written
+/// first: a segment file never exists without the index it needs.
+pub(crate) async fn store(
+    backend: &Backend,
+    table_dir: &Path,
+    id: u64,
+    encoded: Encoded,
+) -> Result<SegmentMeta> {
+    if let Some(keys) = encoded.keys {
+        backend.put(&keys_path(table_dir, id), Bytes::from(keys)).await?;
+    }
+    let bytes = encoded.parquet.len() as u64;
+    backend
+        .put(&data_path(table_dir, id), Bytes::from(encoded.parquet))
+        .await?;
+    Ok(SegmentMeta {
+        id,
+        rows: encoded.rows,
+        bytes,
+        min_ts: encoded.min_ts,
+        max_ts: encoded.max_ts,
     })
 }
 

@@ -7,8 +7,10 @@
 //! normal Parquet segment file (plus its key index) under `data/`, with an id reserved from the
 //! manifest's counter, that no manifest lists yet. Readers only ever see segments of a committed
 //! manifest, so staged files are invisible, and the buffer's memory is released as soon as its file
-//! is written. Memory is thus bounded by one chunk plus the statement's event-id hashes (8 bytes per
-//! row in a hash set), whatever the size of the statement.
+//! is written. A chunk is sorted, encoded and written in the background while the next one fills
+//! (at most one at a time), so parsing and encoding use two cores. Memory is thus bounded by two
+//! chunks plus the statement's event-id hashes (8 bytes per row in a hash set), whatever the size
+//! of the statement.
 //!
 //! At the end, [`BulkAppend::commit`] stages what is left and commits one manifest version that
 //! lists every staged segment: that create-if-absent write is the statement's single commit point,
@@ -36,6 +38,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::error::DataFusionError;
+use tokio::task::JoinHandle;
 
 use super::keys::{self, KeySet};
 use super::manifest::SegmentMeta;
@@ -64,6 +67,7 @@ impl BulkAppend {
                 seen: usage.then(KeySet::default),
                 skipped_stored: 0,
                 checked_at: None,
+                writing: None,
                 done: false,
             }),
         }
@@ -116,19 +120,25 @@ impl BulkAppend {
         }
     }
 
-    /// Rows staged in segment files so far (not counting the in-memory chunk).
-    pub fn staged_rows(&self) -> u64 {
-        self.inner
-            .as_ref()
-            .map(|s| s.staged.iter().map(|m| m.rows).sum())
-            .unwrap_or(0)
+    /// Rows staged in segment files so far (not counting the in-memory chunk), once the segment
+    /// being written is.
+    #[cfg(test)]
+    pub(crate) async fn staged_rows(&mut self) -> u64 {
+        match self.inner.as_mut() {
+            Some(staging) => {
+                let _ = staging.settle().await;
+                staging.staged.iter().map(|m| m.rows).sum()
+            }
+            None => 0,
+        }
     }
 
     /// Forget the statement without deleting its staged files, as a crash would.
     #[cfg(test)]
-    pub(crate) fn abandon(mut self) -> Vec<u64> {
+    pub(crate) async fn abandon(mut self) -> Vec<u64> {
         match self.inner.take() {
             Some(mut staging) => {
+                let _ = staging.settle().await;
                 staging.done = true;
                 staging.staged.iter().map(|m| m.id).collect()
             }
@@ -154,6 +164,9 @@ struct Staging {
     skipped_stored: u64,
     /// The writer's `(keys_added, keys_removed)` when stored keys were first checked.
     checked_at: Option<(u64, u64)>,
+    /// The segment being written in the background, at most one: the next chunk is parsed,
+    /// conformed and checked meanwhile. Its metadata joins `staged` when it is settled.
+    writing: Option<JoinHandle<Result<SegmentMeta>>>,
     /// Committed or cleaned up: nothing to delete on drop.
     done: bool,
 }
@@ -221,26 +234,46 @@ impl Staging {
             writer.manifest.next_segment += 1;
             id
         };
-        let usage = core.options.kind == TableKind::Usage;
-        let batch = if usage {
-            segment::sort_by_ts(batch)?
-        } else {
-            batch
-        };
-        match segment::write(&core.backend, &core.dir, id, &batch, usage).await {
-            Ok(meta) => {
-                self.staged.push(meta);
-                Ok(())
+        // One segment in flight: wait for the previous one, then write this one while the caller
+        // goes on with the next chunk.
+        self.settle().await?;
+        self.writing = Some(tokio::spawn(async move {
+            let usage = core.options.kind == TableKind::Usage;
+            // Sorting and encoding are CPU work: off the runtime's worker threads.
+            let encoded = tokio::task::spawn_blocking(move || {
+                let batch = if usage {
+                    segment::sort_by_ts(batch)?
+                } else {
+                    batch
+                };
+                segment::encode(&batch, usage)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("segment encoding task failed: {e}")))??;
+            match segment::store(&core.backend, &core.dir, id, encoded).await {
+                Ok(meta) => Ok(meta),
+                Err(e) => {
+                    let _ = segment::delete(&core.backend, &core.dir, id).await;
+                    Err(e)
+                }
             }
-            Err(e) => {
-                let _ = segment::delete(&core.backend, &core.dir, id).await;
-                Err(e)
-            }
+        }));
+        Ok(())
+    }
+
+    /// Wait for the segment being written, if any, and add it to the staged ones.
+    async fn settle(&mut self) -> Result<()> {
+        if let Some(task) = self.writing.take() {
+            let meta = task
+                .await
+                .map_err(|e| Error::Internal(format!("segment write task failed: {e}")))??;
+            self.staged.push(meta);
         }
+        Ok(())
     }
 
     async fn commit(mut self) -> Result<u64> {
-        if self.staged.is_empty() {
+        if self.staged.is_empty() && self.writing.is_none() {
             // Never filled a chunk: an ordinary append through the WAL.
             self.done = true;
             let buffer = std::mem::take(&mut self.buffer);
@@ -255,6 +288,7 @@ impl Staging {
 
     async fn commit_staged(&mut self) -> Result<u64> {
         self.stage().await?;
+        self.settle().await?;
         let core = Arc::clone(&self.core);
         let mut guard = core.writer.lock().await;
         let writer = &mut *guard;
@@ -329,6 +363,8 @@ impl Staging {
     /// Delete the staged files.
     async fn abort(mut self) {
         self.done = true;
+        // A failed write deleted its own file.
+        let _ = self.settle().await;
         for meta in std::mem::take(&mut self.staged) {
             if let Err(e) = segment::delete(&self.core.backend, &self.core.dir, meta.id).await {
                 log::warn!(
@@ -343,16 +379,22 @@ impl Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if self.done || self.staged.is_empty() {
+        if self.done || (self.staged.is_empty() && self.writing.is_none()) {
             return;
         }
-        // Dropped uncommitted (the client went away): delete the staged files in the background.
-        // Without a runtime they stay until the next open deletes them.
+        // Dropped uncommitted (the client went away): delete the staged files in the background,
+        // the one still being written once it is. Without a runtime they stay until the next
+        // open deletes them.
         let staged = std::mem::take(&mut self.staged);
+        let writing = self.writing.take();
         let core = Arc::clone(&self.core);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                for meta in staged {
+                let last = match writing {
+                    Some(task) => task.await.ok().and_then(|r| r.ok()),
+                    None => None,
+                };
+                for meta in staged.into_iter().chain(last) {
                     let _ = segment::delete(&core.backend, &core.dir, meta.id).await;
                 }
             });

@@ -56,7 +56,7 @@ async fn staged_rows_are_invisible_until_commit_and_duplicates_across_chunks_are
         .await
         .expect("chunk 2");
     bulk.push(vec![rows(&["h", "h", "e"])]).await.expect("tail");
-    assert_eq!(bulk.staged_rows(), 7, "two chunks were staged");
+    assert_eq!(bulk.staged_rows().await, 7, "two chunks were staged");
     assert_eq!(
         event_ids(&table).await,
         ["stored"],
@@ -101,7 +101,7 @@ async fn failure_after_staged_chunks_stores_nothing_and_names_the_row() {
     ])
     .await
     .expect("chunks");
-    assert!(bulk.staged_rows() >= 8);
+    assert!(bulk.staged_rows().await >= 8);
     assert!(
         !data_files(&storage, &table).is_empty(),
         "chunks are on disk"
@@ -145,7 +145,7 @@ async fn crash_with_a_staged_uncommitted_statement_leaves_nothing_after_restart(
             .await
             .expect("chunks");
         // The process dies here: no commit, no clean-up.
-        let ids = bulk.abandon();
+        let ids = bulk.abandon().await;
         assert!(!ids.is_empty());
         staged_paths = ids
             .iter()
@@ -189,7 +189,7 @@ async fn rows_inserted_concurrently_are_not_stored_twice() {
     bulk.push(vec![rows(&["a", "b", "c", "d", "e"])])
         .await
         .expect("chunk");
-    assert!(bulk.staged_rows() > 0);
+    assert!(bulk.staged_rows().await > 0);
     // Another statement stores "b" and "e" while the COPY streams.
     assert_eq!(
         table
