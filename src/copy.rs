@@ -115,7 +115,11 @@ impl CopyOptions {
         });
         let escape = escape.unwrap_or(quote);
         // As in Postgres: the parser works on bytes, so these must each be one byte.
-        for (what, c) in [("delimiter", delimiter), ("quote", quote), ("escape", escape)] {
+        for (what, c) in [
+            ("delimiter", delimiter),
+            ("quote", quote),
+            ("escape", escape),
+        ] {
             if !c.is_ascii() {
                 return Err(Error::Unsupported(format!(
                     "COPY {what} must be a single one-byte character"
@@ -855,7 +859,10 @@ mod tests {
                     .as_any()
                     .downcast_ref::<StringArray>()
                     .expect("text");
-                names.iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>()
+                names
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -882,10 +889,21 @@ mod tests {
                     p.push(&input[..cut]).expect("part 1");
                     p.push(&input[cut..cut2]).expect("part 2");
                     p.push(&input[cut2..]).expect("part 3");
-                    assert_eq!(names(&p.finish().expect("parts")), expected, "cut at {cut}, {cut2}");
+                    assert_eq!(
+                        names(&p.finish().expect("parts")),
+                        expected,
+                        "cut at {cut}, {cut2}"
+                    );
                 }
             }
-            assert_eq!(expected.len(), if options.format == CopyFormat::Csv { 5 } else { 4 });
+            assert_eq!(
+                expected.len(),
+                if options.format == CopyFormat::Csv {
+                    5
+                } else {
+                    4
+                }
+            );
         }
     }
 
@@ -899,7 +917,11 @@ mod tests {
         let got = names(&p.finish().expect("finish"));
         assert_eq!(
             got,
-            vec![Some("a\tb,c".to_string()), Some("AB\u{4}".to_string()), None]
+            vec![
+                Some("a\tb,c".to_string()),
+                Some("AB\u{4}".to_string()),
+                None
+            ]
         );
         let mut p = CopyParser::new(
             schema(),

@@ -502,6 +502,21 @@ impl Engine {
             .ok_or_else(|| Error::Internal("materialized views not opened".into()))
     }
 
+    /// Rows for `table` are arriving in a statement not committed yet (a large COPY): `auto`
+    /// views over it wait for the load to end before their pending refresh.
+    pub fn data_loading(&self, table: &str) {
+        let Some(views) = self.views.get() else {
+            return;
+        };
+        let bare = table.rsplit('.').next().unwrap_or(table);
+        if bare == crate::schema::USAGE_EVENTS || table.starts_with("providers.") {
+            let usage_all = format!("finops.{}", crate::usage::USAGE_ALL);
+            views.notify_loading(&[table, &usage_all]);
+        } else {
+            views.notify_loading(&[table]);
+        }
+    }
+
     /// Tell the materialized views that `table` changed: `appended` rows only (views reading
     /// it refresh incrementally; `auto` ones soon after), or rows changed in place (they are
     /// stale and refresh fully). `finops.usage` reads the native table, the provider tables and,
@@ -800,6 +815,7 @@ impl Session {
         Ok(CopySink {
             table: table.to_string(),
             rows,
+            engine: Arc::clone(&self.engine),
         })
     }
 
@@ -820,6 +836,7 @@ impl Session {
 pub struct CopySink {
     table: String,
     rows: CopyRows,
+    engine: Arc<Engine>,
 }
 
 #[derive(Debug)]
@@ -835,7 +852,10 @@ impl CopySink {
             return Ok(());
         }
         match &mut self.rows {
-            CopyRows::Staged(append) => append.push(batches).await,
+            CopyRows::Staged(append) => {
+                self.engine.data_loading(&self.table);
+                append.push(batches).await
+            }
             CopyRows::Buffered(all) => {
                 all.extend(batches);
                 Ok(())

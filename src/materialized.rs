@@ -44,6 +44,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 pub use pg_class::register_pg_catalog_overlay;
+pub use schedule::MAX_DEFERRALS;
 pub use statement::{CreateRequest, MvStatement, RefreshMode, parse_refresh, recognise};
 pub use table::{MaterializedTable, StatusTable, status_schema};
 

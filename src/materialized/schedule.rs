@@ -11,6 +11,10 @@ use std::time::Instant;
 use super::{MaterializedViews, RefreshMode, View, lock, manifest};
 use crate::error::Result;
 
+/// However long appends keep coming, an `auto` view is refreshed at most this many debounce
+/// times (30 s by default) after the first append it has not seen.
+pub const MAX_DEFERRALS: u32 = 30;
+
 impl MaterializedViews {
     /// Rows were appended to `table` (schema-qualified or bare): mark the views reading it stale
     /// and schedule a debounced refresh of the `auto` ones. Needs a running tokio runtime for the
@@ -20,6 +24,17 @@ impl MaterializedViews {
             lock(&view.manifest).stale = true;
             if view.mode == RefreshMode::Auto {
                 self.schedule(&view);
+            }
+        }
+    }
+
+    /// Rows for `tables` are arriving (a large COPY is streaming): a pending refresh of the `auto`
+    /// views reading them waits until the load goes quiet, so a bulk load of many statements
+    /// refreshes them once rather than after each statement (see [`MAX_DEFERRALS`]).
+    pub fn notify_loading(self: &Arc<Self>, tables: &[&str]) {
+        for view in self.dependents(tables) {
+            if view.mode == RefreshMode::Auto && view.pending.load(Ordering::SeqCst) {
+                *lock(&view.last_notified) = Instant::now();
             }
         }
     }
@@ -80,15 +95,18 @@ impl MaterializedViews {
         let registry = Arc::downgrade(self);
         let view = Arc::clone(view);
         runtime.spawn(async move {
+            let scheduled = Instant::now();
             loop {
                 let Some(debounce) = registry.upgrade().map(|r| *lock(&r.debounce)) else {
                     return;
                 };
                 let quiet = lock(&view.last_notified).elapsed();
-                if quiet >= debounce {
+                let deadline = debounce * MAX_DEFERRALS;
+                if quiet >= debounce || scheduled.elapsed() >= deadline {
                     break;
                 }
-                tokio::time::sleep(debounce - quiet).await;
+                let wait = (debounce - quiet).min(deadline.saturating_sub(scheduled.elapsed()));
+                tokio::time::sleep(wait).await;
             }
             view.pending.store(false, Ordering::SeqCst);
             background_refresh(&registry, &view).await;

@@ -366,6 +366,40 @@ async fn auto_view_refreshes_after_append() {
     assert_eq!(seen, vec!["7"]);
 }
 
+#[tokio::test]
+async fn auto_refresh_waits_while_a_load_streams_but_not_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context();
+    base_table(&ctx).await;
+    let views = open(&dir, &ctx).await;
+    views.set_debounce(Duration::from_millis(20));
+    let mut request = create("daily", DAILY);
+    request.refresh = RefreshMode::Auto;
+    views.create(&ctx, &request).await.unwrap();
+    exec(
+        &ctx,
+        "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 12:00:00', 'a', 2)",
+    )
+    .await;
+    views.notify_appended("events");
+    // A load keeps streaming rows: no refresh while it does, for up to 30 debounce times.
+    let started = std::time::Instant::now();
+    let mut refreshed_after = None;
+    while started.elapsed() < Duration::from_secs(5) {
+        views.notify_loading(&["events"]);
+        if rows(&ctx, "SELECT cost FROM daily").await == vec!["2"] {
+            refreshed_after = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let waited = refreshed_after.expect("refreshed despite the endless load");
+    assert!(
+        waited >= Duration::from_millis(20 * u64::from(MAX_DEFERRALS) - 50),
+        "refreshed after {waited:?}, while rows were still arriving"
+    );
+}
+
 /// A change feed for the tests' `events` table, told of each insert by the test itself.
 #[derive(Default)]
 struct EventsFeed(std::sync::Mutex<crate::storage::ChangeLog>);

@@ -139,7 +139,9 @@ pub(crate) async fn store(
     encoded: Encoded,
 ) -> Result<SegmentMeta> {
     if let Some(keys) = encoded.keys {
-        backend.put(&keys_path(table_dir, id), Bytes::from(keys)).await?;
+        backend
+            .put(&keys_path(table_dir, id), Bytes::from(keys))
+            .await?;
     }
     let bytes = encoded.parquet.len() as u64;
     backend
