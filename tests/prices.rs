@@ -157,13 +157,19 @@ async fn import_of_both_catalog_formats_replaces_matching_rows() {
     let report = import(&session, "genai_prices.json", &genai)
         .await
         .expect("imports genai-prices");
-    // Marked stale, unless its automatic refresh already ran (on a busy machine the import can
-    // outlast the refresh's debounce).
-    let after = daily();
-    assert!(
-        after.stale || after.last_refresh > before.last_refresh,
-        "views over finops.usage are priced anew"
-    );
+    // Marked stale, or refreshed since. A refresh already waiting on the view's lock (an
+    // automatic one from the set-up) can start right after the import, clearing the mark while it
+    // recomputes with the new prices: then wait for it to finish.
+    let mut priced_anew = false;
+    for _ in 0..600 {
+        let after = daily();
+        if after.stale || after.last_refresh > before.last_refresh {
+            priced_anew = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(priced_anew, "views over finops.usage are priced anew");
     assert_eq!(report.format, CatalogFormat::GenaiPrices);
     assert!(report.rows > 0 && report.replaced >= 1, "{report:?}");
     assert_eq!(
