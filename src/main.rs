@@ -14,6 +14,9 @@ use finops_db::config::{Config, Overrides};
 use finops_db::engine::{Identity, Output};
 use finops_db::server::Server;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// finops-db: the FinOps database for AI APIs, served over the Postgres wire protocol.
 #[derive(Parser, Debug)]
 #[command(name = "finops-db", version, about)]
