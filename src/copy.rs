@@ -529,6 +529,9 @@ fn convert(values: &StringArray, to: &DataType) -> std::result::Result<ArrayRef,
         _ => cast_with_options(&input, to, &safe).map_err(|_| 0usize)?,
     };
     // A value that was present but came out NULL did not convert.
+    if converted.null_count() == values.null_count() {
+        return Ok(converted);
+    }
     if let Some(bad) = (0..values.len()).find(|i| values.is_valid(*i) && converted.is_null(*i)) {
         return Err(bad);
     }

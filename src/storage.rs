@@ -28,12 +28,13 @@
 //!
 //! # Bulk appends (COPY FROM STDIN)
 //! A statement whose rows arrive over time is not held whole: every `stage_rows` rows are
-//! deduplicated, sorted and written as a segment file that no manifest lists yet (invisible to
-//! readers, an orphan after a crash), and the memory is released. At the end one manifest version
-//! lists all of them: the statement's single commit point, after which it is visible and durable.
-//! A failed statement deletes its staged files. Memory is bounded by one chunk plus 8 bytes per
-//! row for the statement's event-id hashes. A statement that never fills a chunk takes the WAL
-//! path above. See `stage.rs`.
+//! deduplicated, sorted and written as the next row groups of a segment file that no manifest lists
+//! yet (invisible to readers, an orphan after a crash), and the memory is released. Chunks in time
+//! order share a file up to `compaction_target_rows`. At the end one manifest version lists all of
+//! the statement's files: its single commit point, after which it is visible and durable. A failed
+//! statement deletes its staged files. Memory is bounded by two chunks and a file's unsent bytes
+//! plus 8 bytes per row for the statement's event-id hashes. A statement that never fills a chunk
+//! takes the WAL path above. See `stage.rs`.
 //! Steps 2–4 run in their own task, so a cancelled statement cannot stop a write halfway (durable
 //! but unpublished); like any cancel racing a commit, the statement may still have committed.
 //!

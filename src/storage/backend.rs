@@ -215,7 +215,7 @@ impl Backend {
 
     /// Make a just-written local object durable: the file's data, then the directory entry that
     /// names it. Object stores are durable once `put` returns, so nothing to do there.
-    async fn fsync(&self, path: &Path) -> Result<()> {
+    pub(crate) async fn fsync(&self, path: &Path) -> Result<()> {
         if !self.sync {
             return Ok(());
         }

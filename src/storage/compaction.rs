@@ -87,7 +87,11 @@ impl TableCore {
             writer.manifest.next_segment += 1;
             id
         };
-        let meta = segment::write(&self.backend, &self.dir, id, &merged, usage).await?;
+        // Encoding a merged segment takes a while: off the runtime's worker threads.
+        let encoded = tokio::task::spawn_blocking(move || segment::encode(&merged, usage))
+            .await
+            .map_err(|e| crate::error::Error::Internal(format!("compaction task failed: {e}")))??;
+        let meta = segment::store(&self.backend, &self.dir, id, encoded).await?;
         let mut writer = self.writer.lock().await;
         let live = &writer.manifest.segments;
         if !group.iter().all(|g| live.contains(g)) {

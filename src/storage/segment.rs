@@ -18,7 +18,10 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
+use object_store::buffered::BufWriter;
 use object_store::path::Path;
+use tokio::io::AsyncWriteExt;
 
 use super::backend::Backend;
 use super::keys;
@@ -57,6 +60,14 @@ pub(crate) fn sort_by_ts(batch: RecordBatch) -> Result<RecordBatch> {
     let Some(ts) = batch.column_by_name(TS) else {
         return Ok(batch);
     };
+    // Exports and gateways mostly send rows in time order: then there is nothing to move.
+    if ts.null_count() == 0
+        && let Some(values) =
+            ts.as_primitive_opt::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+        && values.values().windows(2).all(|w| w[0] <= w[1])
+    {
+        return Ok(batch);
+    }
     let indices = sort_to_indices(ts, None, None).map_err(DataFusionError::from)?;
     Ok(take_record_batch(&batch, &indices).map_err(DataFusionError::from)?)
 }
@@ -76,6 +87,16 @@ pub(crate) fn ts_range(batch: &RecordBatch) -> (Option<i64>, Option<i64>) {
     let min = datafusion::arrow::compute::min(values);
     let max = datafusion::arrow::compute::max(values);
     (min, max)
+}
+
+/// How segment files are encoded. `event_id` is unique, so a dictionary for it would only be
+/// built to be thrown away.
+fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_column_dictionary_enabled(ColumnPath::from(keys::EVENT_ID), false)
+        .build()
 }
 
 /// Write `batch` (already sorted as wanted) as segment `id`, with its key index when
@@ -109,13 +130,9 @@ pub(crate) fn encode(batch: &RecordBatch, with_keys: bool) -> Result<Encoded> {
     } else {
         None
     };
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build();
     let mut parquet = Vec::new();
     {
-        let mut writer = ArrowWriter::try_new(&mut parquet, batch.schema(), Some(props))
+        let mut writer = ArrowWriter::try_new(&mut parquet, batch.schema(), Some(properties()))
             .map_err(DataFusionError::from)?;
         writer.write(batch).map_err(DataFusionError::from)?;
         writer.close().map_err(DataFusionError::from)?;
@@ -154,6 +171,151 @@ pub(crate) async fn store(
         min_ts: encoded.min_ts,
         max_ts: encoded.max_ts,
     })
+}
+
+/// Bytes of a segment file held before its upload turns into a multipart one (parts of this size).
+const UPLOAD_PART_BYTES: usize = 16 << 20;
+
+/// A segment file written a chunk at a time, for rows that arrive over time (a bulk append):
+/// each chunk becomes row groups that are uploaded as soon as they are encoded, so a file of many
+/// chunks never sits whole in memory and is never rewritten by compaction just to be merged.
+///
+/// The file appears under its name only when [`SegmentWriter::finish`] completes it, after its key
+/// index; until then it is at most an unfinished upload, which [`SegmentWriter::abort`] (or the next
+/// open of the table, after a crash) removes.
+pub(crate) struct SegmentWriter {
+    id: u64,
+    path: Path,
+    parquet: ArrowWriter<Vec<u8>>,
+    upload: BufWriter,
+    hashes: Option<Vec<u64>>,
+    rows: u64,
+    min_ts: Option<i64>,
+    max_ts: Option<i64>,
+}
+
+impl std::fmt::Debug for SegmentWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentWriter")
+            .field("id", &self.id)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SegmentWriter {
+    /// Start segment `id` of `schema` (with a key index when `with_keys`).
+    pub(crate) fn new(
+        backend: &Backend,
+        table_dir: &Path,
+        id: u64,
+        schema: SchemaRef,
+        with_keys: bool,
+    ) -> Result<Self> {
+        let path = data_path(table_dir, id);
+        let parquet = ArrowWriter::try_new(Vec::new(), schema, Some(properties()))
+            .map_err(DataFusionError::from)?;
+        // At most two parts in flight: memory stays bounded by a few parts per file.
+        let upload =
+            BufWriter::with_capacity(Arc::clone(&backend.store), path.clone(), UPLOAD_PART_BYTES)
+                .with_max_concurrency(2);
+        Ok(Self {
+            id,
+            path,
+            parquet,
+            upload,
+            hashes: with_keys.then(Vec::new),
+            rows: 0,
+            min_ts: None,
+            max_ts: None,
+        })
+    }
+
+    /// Rows written so far.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The largest `ts` written so far, if any.
+    pub(crate) fn max_ts(&self) -> Option<i64> {
+        self.max_ts
+    }
+
+    /// Encode `batch` (sorted as wanted) as the next row groups and return their bytes, for
+    /// [`SegmentWriter::upload`]. The CPU part: callers run it off the async threads.
+    pub(crate) fn encode(&mut self, batch: &RecordBatch) -> Result<Bytes> {
+        if let Some(hashes) = self.hashes.as_mut() {
+            hashes.extend(keys::event_id_hashes(batch)?);
+        }
+        self.parquet.write(batch).map_err(DataFusionError::from)?;
+        self.parquet.flush().map_err(DataFusionError::from)?;
+        let (min, max) = ts_range(batch);
+        self.min_ts = match (self.min_ts, min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max_ts = self.max_ts.max(max);
+        self.rows += batch.num_rows() as u64;
+        Ok(Bytes::from(std::mem::take(self.parquet.inner_mut())))
+    }
+
+    /// Send encoded bytes on to the file.
+    pub(crate) async fn upload(&mut self, bytes: Bytes) -> Result<()> {
+        self.upload
+            .put(bytes)
+            .await
+            .map_err(|e| Error::object_store(self.path.as_ref(), e))
+    }
+
+    /// Write the footer and the key index, complete the file and make both durable; returns the
+    /// segment's metadata. On failure nothing of the segment is left.
+    pub(crate) async fn finish(
+        mut self,
+        backend: &Backend,
+        table_dir: &Path,
+    ) -> Result<SegmentMeta> {
+        let id = self.id;
+        match self.complete(backend, table_dir).await {
+            Ok(meta) => Ok(meta),
+            Err(e) => {
+                let _ = self.upload.abort().await;
+                let _ = delete(backend, table_dir, id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn complete(&mut self, backend: &Backend, table_dir: &Path) -> Result<SegmentMeta> {
+        self.parquet.finish().map_err(DataFusionError::from)?;
+        let footer = Bytes::from(std::mem::take(self.parquet.inner_mut()));
+        self.upload(footer).await?;
+        if let Some(hashes) = self.hashes.take() {
+            backend
+                .put(
+                    &keys_path(table_dir, self.id),
+                    Bytes::from(keys::encode(&hashes)),
+                )
+                .await?;
+        }
+        self.upload
+            .shutdown()
+            .await
+            .map_err(|e| Error::io(self.path.to_string(), e))?;
+        backend.fsync(&self.path).await?;
+        Ok(SegmentMeta {
+            id: self.id,
+            rows: self.rows,
+            bytes: self.parquet.bytes_written() as u64,
+            min_ts: self.min_ts,
+            max_ts: self.max_ts,
+        })
+    }
+
+    /// Give the segment up: drop the unfinished upload and anything already under its names.
+    pub(crate) async fn abort(mut self, backend: &Backend, table_dir: &Path) {
+        let _ = self.upload.abort().await;
+        let _ = delete(backend, table_dir, self.id).await;
+    }
 }
 
 /// Read all rows of a segment as one batch of `schema`.

@@ -3,14 +3,19 @@
 //!
 //! # Design
 //! Rows are conformed to the table as they come (casts, defaults, NOT NULL with the statement's row
-//! numbers) and buffered. Whenever `stage_rows` rows are buffered they become a *staged* segment: a
-//! normal Parquet segment file (plus its key index) under `data/`, with an id reserved from the
-//! manifest's counter, that no manifest lists yet. Readers only ever see segments of a committed
-//! manifest, so staged files are invisible, and the buffer's memory is released as soon as its file
-//! is written. A chunk is sorted, encoded and written in the background while the next one fills
-//! (at most one at a time), so parsing and encoding use two cores. Memory is thus bounded by two
-//! chunks plus the statement's event-id hashes (8 bytes per row in a hash set), whatever the size
-//! of the statement.
+//! numbers) and buffered. Whenever `stage_rows` rows are buffered they become the next row groups of
+//! a *staged* segment: a normal Parquet segment file (plus its key index) under `data/`, with an id
+//! reserved from the manifest's counter, that no manifest lists yet. Readers only ever see segments
+//! of a committed manifest, so staged files are invisible, and the buffer's memory is released as
+//! soon as its row groups are uploaded. A chunk is sorted, encoded and uploaded in the background
+//! while the next one fills (at most one at a time), so parsing and encoding use two cores. Memory
+//! is thus bounded by two chunks plus the statement's event-id hashes (8 bytes per row in a hash
+//! set), whatever the size of the statement.
+//!
+//! Chunks go on into the same file while their rows follow the file's in time and it has fewer than
+//! `compaction_target_rows` rows; otherwise the file is finished and a new one started. Time-ordered
+//! input (most exports) thus lands in files of the compaction target's size, sorted by `ts`, which
+//! compaction leaves alone: each row is encoded once.
 //!
 //! At the end, [`BulkAppend::commit`] stages what is left and commits one manifest version that
 //! lists every staged segment: that create-if-absent write is the statement's single commit point,
@@ -43,7 +48,7 @@ use tokio::task::JoinHandle;
 use super::keys::{self, KeySet};
 use super::manifest::SegmentMeta;
 use super::options::TableKind;
-use super::segment;
+use super::segment::{self, SegmentWriter};
 use super::table::TableCore;
 use crate::error::{Error, Result};
 
@@ -51,14 +56,14 @@ use crate::error::{Error, Result};
 /// readers until [`BulkAppend::commit`]. Dropping it uncommitted deletes what was staged.
 #[derive(Debug)]
 pub struct BulkAppend {
-    inner: Option<Staging>,
+    inner: Option<Box<Staging>>,
 }
 
 impl BulkAppend {
     pub(crate) fn new(core: Arc<TableCore>) -> Self {
         let usage = core.options.kind == TableKind::Usage;
         BulkAppend {
-            inner: Some(Staging {
+            inner: Some(Box::new(Staging {
                 core,
                 rows_in: 0,
                 buffer: Vec::new(),
@@ -68,12 +73,13 @@ impl BulkAppend {
                 skipped_stored: 0,
                 checked_at: None,
                 writing: None,
+                open: None,
                 done: false,
-            }),
+            })),
         }
     }
 
-    fn take(&mut self) -> Result<Staging> {
+    fn take(&mut self) -> Result<Box<Staging>> {
         self.inner
             .take()
             .ok_or_else(|| Error::Internal("bulk append used after it failed".into()))
@@ -127,7 +133,8 @@ impl BulkAppend {
         match self.inner.as_mut() {
             Some(staging) => {
                 let _ = staging.settle().await;
-                staging.staged.iter().map(|m| m.rows).sum()
+                staging.staged.iter().map(|m| m.rows).sum::<u64>()
+                    + staging.open.as_ref().map_or(0, SegmentWriter::rows)
             }
             None => 0,
         }
@@ -138,7 +145,7 @@ impl BulkAppend {
     pub(crate) async fn abandon(mut self) -> Vec<u64> {
         match self.inner.take() {
             Some(mut staging) => {
-                let _ = staging.settle().await;
+                let _ = staging.close().await;
                 staging.done = true;
                 staging.staged.iter().map(|m| m.id).collect()
             }
@@ -164,9 +171,12 @@ struct Staging {
     skipped_stored: u64,
     /// The writer's `(keys_added, keys_removed)` when stored keys were first checked.
     checked_at: Option<(u64, u64)>,
-    /// The segment being written in the background, at most one: the next chunk is parsed,
-    /// conformed and checked meanwhile. Its metadata joins `staged` when it is settled.
-    writing: Option<JoinHandle<Result<SegmentMeta>>>,
+    /// The chunk being written in the background, at most one: the next chunk is parsed,
+    /// conformed and checked meanwhile. When it is settled, the file it finished (if any) joins
+    /// `staged` and the file it went into becomes `open`.
+    writing: Option<JoinHandle<Result<Written>>>,
+    /// The staged segment later chunks go on into, while the background write is not running.
+    open: Option<SegmentWriter>,
     /// Committed or cleaned up: nothing to delete on drop.
     done: bool,
 }
@@ -234,46 +244,39 @@ impl Staging {
             writer.manifest.next_segment += 1;
             id
         };
-        // One segment in flight: wait for the previous one, then write this one while the caller
+        // One chunk in flight: wait for the previous one, then write this one while the caller
         // goes on with the next chunk.
         self.settle().await?;
-        self.writing = Some(tokio::spawn(async move {
-            let usage = core.options.kind == TableKind::Usage;
-            // Sorting and encoding are CPU work: off the runtime's worker threads.
-            let encoded = tokio::task::spawn_blocking(move || {
-                let batch = if usage {
-                    segment::sort_by_ts(batch)?
-                } else {
-                    batch
-                };
-                segment::encode(&batch, usage)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("segment encoding task failed: {e}")))??;
-            match segment::store(&core.backend, &core.dir, id, encoded).await {
-                Ok(meta) => Ok(meta),
-                Err(e) => {
-                    let _ = segment::delete(&core.backend, &core.dir, id).await;
-                    Err(e)
-                }
-            }
-        }));
+        let open = self.open.take();
+        self.writing = Some(tokio::spawn(write_chunk(core, open, batch, id)));
         Ok(())
     }
 
-    /// Wait for the segment being written, if any, and add it to the staged ones.
+    /// Wait for the chunk being written, if any: the file it finished joins the staged ones, the
+    /// one it went into stays open.
     async fn settle(&mut self) -> Result<()> {
         if let Some(task) = self.writing.take() {
-            let meta = task
+            let written = task
                 .await
                 .map_err(|e| Error::Internal(format!("segment write task failed: {e}")))??;
+            self.staged.extend(written.finished);
+            self.open = Some(written.open);
+        }
+        Ok(())
+    }
+
+    /// Settle, then finish the open file: everything staged is in `staged`.
+    async fn close(&mut self) -> Result<()> {
+        self.settle().await?;
+        if let Some(open) = self.open.take() {
+            let meta = open.finish(&self.core.backend, &self.core.dir).await?;
             self.staged.push(meta);
         }
         Ok(())
     }
 
     async fn commit(mut self) -> Result<u64> {
-        if self.staged.is_empty() && self.writing.is_none() {
+        if self.staged.is_empty() && self.writing.is_none() && self.open.is_none() {
             // Never filled a chunk: an ordinary append through the WAL.
             self.done = true;
             let buffer = std::mem::take(&mut self.buffer);
@@ -288,7 +291,7 @@ impl Staging {
 
     async fn commit_staged(&mut self) -> Result<u64> {
         self.stage().await?;
-        self.settle().await?;
+        self.close().await?;
         let core = Arc::clone(&self.core);
         let mut guard = core.writer.lock().await;
         let writer = &mut *guard;
@@ -363,8 +366,11 @@ impl Staging {
     /// Delete the staged files.
     async fn abort(mut self) {
         self.done = true;
-        // A failed write deleted its own file.
+        // A failed write deleted its own files.
         let _ = self.settle().await;
+        if let Some(open) = self.open.take() {
+            open.abort(&self.core.backend, &self.core.dir).await;
+        }
         for meta in std::mem::take(&mut self.staged) {
             if let Err(e) = segment::delete(&self.core.backend, &self.core.dir, meta.id).await {
                 log::warn!(
@@ -379,25 +385,101 @@ impl Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if self.done || (self.staged.is_empty() && self.writing.is_none()) {
+        if self.done || (self.staged.is_empty() && self.writing.is_none() && self.open.is_none()) {
             return;
         }
         // Dropped uncommitted (the client went away): delete the staged files in the background,
-        // the one still being written once it is. Without a runtime they stay until the next
+        // the ones still being written once they are. Without a runtime they stay until the next
         // open deletes them.
-        let staged = std::mem::take(&mut self.staged);
+        let mut staged = std::mem::take(&mut self.staged);
         let writing = self.writing.take();
+        let mut open = self.open.take();
         let core = Arc::clone(&self.core);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let last = match writing {
-                    Some(task) => task.await.ok().and_then(|r| r.ok()),
+                if let Some(Ok(Ok(written))) = match writing {
+                    Some(task) => Some(task.await),
                     None => None,
-                };
-                for meta in staged.into_iter().chain(last) {
+                } {
+                    staged.extend(written.finished);
+                    open = Some(written.open);
+                }
+                if let Some(open) = open {
+                    open.abort(&core.backend, &core.dir).await;
+                }
+                for meta in staged {
                     let _ = segment::delete(&core.backend, &core.dir, meta.id).await;
                 }
             });
+        }
+    }
+}
+
+/// What the background write of a chunk leaves: the file it finished, if it started a new one,
+/// and the file the chunk went into.
+#[derive(Debug)]
+struct Written {
+    finished: Option<SegmentMeta>,
+    open: SegmentWriter,
+}
+
+/// Sort `batch` and write it into the `open` file, or into a new segment `id` when there is none,
+/// the open one is full (`compaction_target_rows`) or `batch` starts before the open one ends (so
+/// files stay sorted by `ts`); an open file left behind is finished. On failure every file this
+/// touched is removed.
+async fn write_chunk(
+    core: Arc<TableCore>,
+    open: Option<SegmentWriter>,
+    batch: RecordBatch,
+    id: u64,
+) -> Result<Written> {
+    let usage = core.options.kind == TableKind::Usage;
+    let (min_ts, _) = segment::ts_range(&batch);
+    let full = core.settings.compaction_target_rows.max(1) as u64;
+    let mut finished = None;
+    let current = match open {
+        Some(open) if open.rows() < full && open.max_ts() <= min_ts => open,
+        other => {
+            if let Some(open) = other {
+                finished = Some(open.finish(&core.backend, &core.dir).await?);
+            }
+            segment::SegmentWriter::new(
+                &core.backend,
+                &core.dir,
+                id,
+                Arc::clone(&core.schema),
+                usage,
+            )?
+        }
+    };
+    // Sorting and encoding are CPU work: off the runtime's worker threads.
+    let (mut current, encoded) = tokio::task::spawn_blocking(move || {
+        let mut current = current;
+        let encoded = if usage {
+            segment::sort_by_ts(batch)
+        } else {
+            Ok(batch)
+        }
+        .and_then(|batch| current.encode(&batch));
+        (current, encoded)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("segment encoding task failed: {e}")))?;
+    let outcome = match encoded {
+        Ok(bytes) => current.upload(bytes).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => Ok(Written {
+            finished,
+            open: current,
+        }),
+        Err(e) => {
+            current.abort(&core.backend, &core.dir).await;
+            if let Some(meta) = finished {
+                let _ = segment::delete(&core.backend, &core.dir, meta.id).await;
+            }
+            Err(e)
         }
     }
 }

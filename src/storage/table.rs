@@ -487,5 +487,22 @@ async fn delete_orphans(backend: &Backend, dir: &Path, manifest: &TableManifest)
             backend.delete(&meta.location).await?;
         }
     }
+    // A segment upload cut short by a crash leaves, on a local disk, a staging file
+    // (`<name>#<n>`) that the store does not list.
+    if let Some(local) = backend.local_path(&data) {
+        let entries = match std::fs::read_dir(&local) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(local.display().to_string(), e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(local.display().to_string(), e))?;
+            if entry.file_name().to_string_lossy().contains('#') {
+                let path = entry.path();
+                std::fs::remove_file(&path)
+                    .map_err(|e| Error::io(path.display().to_string(), e))?;
+            }
+        }
+    }
     Ok(())
 }

@@ -95,12 +95,13 @@ async fn failure_after_staged_chunks_stores_nothing_and_names_the_row() {
     let storage = open_staging(dir.path()).await;
     let table = usage_table(&storage).await;
     let mut bulk = table.bulk_append();
-    bulk.push(vec![
-        rows(&["a", "b", "c", "d"]),
-        rows(&["e", "f", "g", "h"]),
-    ])
-    .await
-    .expect("chunks");
+    // The second chunk starts before the first ends in time, so the first file is finished.
+    bulk.push(vec![rows(&["a", "b", "c", "d"])])
+        .await
+        .expect("chunk 1");
+    bulk.push(vec![rows(&["e", "f", "g", "h"])])
+        .await
+        .expect("chunk 2");
     assert!(bulk.staged_rows().await >= 8);
     assert!(
         !data_files(&storage, &table).is_empty(),
@@ -132,10 +133,104 @@ async fn failure_after_staged_chunks_stores_nothing_and_names_the_row() {
     );
 }
 
+/// Rows `ids` with times `from`, `from + 1`, ...
+fn rows_from(from: i64, ids: &[&str]) -> RecordBatch {
+    let rows: Vec<(&str, i64, Option<i64>)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, from + i as i64, None))
+        .collect();
+    usage_batch(&rows)
+}
+
+/// Row groups of a live segment, and whether its rows are in `ts` order.
+fn row_groups_and_order(storage: &Storage, table: &DurableTable, id: u64) -> (usize, bool) {
+    let path = storage
+        .backend
+        .local_path(&segment::data_path(&table.core.dir, id))
+        .expect("local");
+    let bytes = bytes::Bytes::from(std::fs::read(&path).expect("segment file"));
+    let builder =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .expect("parquet");
+    let groups = builder.metadata().num_row_groups();
+    let mut ts = Vec::new();
+    for batch in builder.build().expect("reader") {
+        let batch = batch.expect("batch");
+        let column = batch.column_by_name("ts").expect("ts");
+        ts.extend(
+            column
+                .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                .values()
+                .iter()
+                .copied(),
+        );
+    }
+    (groups, ts.windows(2).all(|w| w[0] <= w[1]))
+}
+
+#[tokio::test]
+async fn time_ordered_chunks_share_a_file_until_it_is_full_or_time_steps_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = StorageOptions {
+        stage_rows: 4,
+        compaction_target_rows: 10,
+        ..test_options()
+    };
+    let storage = Storage::open(dir.path().to_str().expect("utf-8 path"), options)
+        .await
+        .expect("open");
+    let table = usage_table(&storage).await;
+    let mut bulk = table.bulk_append();
+    for (from, ids) in [
+        (0, ["a", "b", "c", "d"]),
+        (4, ["e", "f", "g", "h"]),
+        (8, ["i", "j", "k", "l"]),
+        // The file has 12 rows, more than the target: a new one starts.
+        (12, ["m", "n", "o", "p"]),
+        // Starts before the open file ends: a new one, so every file stays sorted.
+        (13, ["q", "r", "s", "t"]),
+    ] {
+        bulk.push(vec![rows_from(from, &ids)]).await.expect("chunk");
+    }
+    assert_eq!(bulk.commit().await.expect("commit"), 20);
+    let segments = table.core.snapshot().segments.clone();
+    let sizes: Vec<u64> = segments.iter().map(|s| s.rows).collect();
+    assert_eq!(sizes, [12, 4, 4]);
+    let layout: Vec<(usize, bool)> = segments
+        .iter()
+        .map(|s| row_groups_and_order(&storage, &table, s.id))
+        .collect();
+    assert_eq!(layout, [(3, true), (1, true), (1, true)]);
+    assert_eq!(
+        (segments[0].min_ts, segments[0].max_ts),
+        (Some(0), Some(11))
+    );
+    assert_eq!(event_ids(&table).await.len(), 20);
+    // Key indexes cover the whole files: a re-run inserts nothing, also after a restart.
+    let mut again = table.bulk_append();
+    again
+        .push(vec![rows_from(0, &["a", "l", "m", "t", "u"])])
+        .await
+        .expect("again");
+    assert_eq!(again.commit().await.expect("commit"), 1);
+    drop(table);
+    drop(storage);
+    let storage = open_staging(dir.path()).await;
+    let table = usage_table(&storage).await;
+    assert_eq!(
+        table
+            .append(vec![rows(&["a", "h", "l", "p", "u", "v"])])
+            .await
+            .expect("append"),
+        1
+    );
+}
+
 #[tokio::test]
 async fn crash_with_a_staged_uncommitted_statement_leaves_nothing_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let staged_paths;
+    let mut staged_paths;
     {
         let storage = open_staging(dir.path()).await;
         let table = usage_table(&storage).await;
@@ -160,6 +255,11 @@ async fn crash_with_a_staged_uncommitted_statement_leaves_nothing_after_restart(
             assert!(path.exists(), "{} is staged on disk", path.display());
         }
         assert_eq!(event_ids(&table).await, ["kept"]);
+        // An upload cut short leaves a staging file beside them.
+        let mut cut = staged_paths[0].clone().into_os_string();
+        cut.push("#7");
+        std::fs::write(&cut, b"PAR1").expect("staging file");
+        staged_paths.push(cut.into());
     }
     let storage = open_staging(dir.path()).await;
     let table = usage_table(&storage).await;
