@@ -334,6 +334,26 @@ async fn mark_stale_forces_a_full_refresh() {
     );
 }
 
+/// `daily` with `refresh = 'auto'` (20 ms debounce) over `events`, then one more row appended
+/// and announced.
+async fn auto_daily_after_an_append(
+    dir: &tempfile::TempDir,
+    ctx: &SessionContext,
+) -> Arc<MaterializedViews> {
+    let views = open(dir, ctx).await;
+    views.set_debounce(Duration::from_millis(20));
+    let mut request = create("daily", DAILY);
+    request.refresh = RefreshMode::Auto;
+    views.create(ctx, &request).await.unwrap();
+    exec(
+        ctx,
+        "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 12:00:00', 'a', 2)",
+    )
+    .await;
+    views.notify_appended("events");
+    views
+}
+
 #[tokio::test]
 async fn auto_view_refreshes_after_append() {
     let dir = tempfile::tempdir().unwrap();
@@ -344,17 +364,8 @@ async fn auto_view_refreshes_after_append() {
         "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 10:00:00', 'a', 5)",
     )
     .await;
-    let views = open(&dir, &ctx).await;
-    views.set_debounce(Duration::from_millis(20));
-    let mut request = create("daily", DAILY);
-    request.refresh = RefreshMode::Auto;
-    views.create(&ctx, &request).await.unwrap();
-    exec(
-        &ctx,
-        "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 12:00:00', 'a', 2)",
-    )
-    .await;
-    views.notify_appended("events");
+    // Kept alive to the end: it runs the automatic refresh.
+    let _views = auto_daily_after_an_append(&dir, &ctx).await;
     let mut seen = Vec::new();
     for _ in 0..500 {
         seen = rows(&ctx, "SELECT cost FROM daily").await;
@@ -371,17 +382,7 @@ async fn auto_refresh_waits_while_a_load_streams_but_not_forever() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context();
     base_table(&ctx).await;
-    let views = open(&dir, &ctx).await;
-    views.set_debounce(Duration::from_millis(20));
-    let mut request = create("daily", DAILY);
-    request.refresh = RefreshMode::Auto;
-    views.create(&ctx, &request).await.unwrap();
-    exec(
-        &ctx,
-        "INSERT INTO events VALUES (TIMESTAMP '2026-01-01 12:00:00', 'a', 2)",
-    )
-    .await;
-    views.notify_appended("events");
+    let views = auto_daily_after_an_append(&dir, &ctx).await;
     // A load keeps streaming rows: no refresh while it does, for up to 30 debounce times.
     let started = std::time::Instant::now();
     let mut refreshed_after = None;

@@ -16,13 +16,9 @@ async fn open_staging(dir: &std::path::Path) -> Arc<Storage> {
         .expect("open")
 }
 
+/// Rows `ids` with times 0, 1, ...
 fn rows(ids: &[&str]) -> RecordBatch {
-    let rows: Vec<(&str, i64, Option<i64>)> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (*id, i as i64, None))
-        .collect();
-    usage_batch(&rows)
+    rows_from(0, ids)
 }
 
 /// Files under the table's `data/` directory.
