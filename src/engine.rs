@@ -622,6 +622,7 @@ impl Engine {
             engine: Arc::clone(self),
             ctx,
             identity,
+            kept: Arc::default(),
         })
     }
 
@@ -648,6 +649,24 @@ pub struct Session {
     engine: Arc<Engine>,
     ctx: Arc<SessionContext>,
     identity: Identity,
+    kept: Arc<KeptState>,
+}
+
+/// The copy of a session's state its last query ran on, kept for the next one: a copy takes
+/// its settings and a registry of several hundred functions, which is a good part of a short
+/// query's time. Any statement that may change the session's state drops it (a new
+/// generation), so a copy made before that change is never kept.
+#[derive(Default)]
+struct KeptState {
+    state: std::sync::Mutex<Option<datafusion::execution::SessionState>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// A copy of a session's state to plan and run one query on (from [`Session::planning_state`]).
+pub struct PlanningState {
+    /// The state, its clock set to the start of this query.
+    pub state: datafusion::execution::SessionState,
+    generation: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -670,6 +689,7 @@ impl Session {
             engine,
             ctx,
             identity,
+            kept: Arc::default(),
         }
     }
 
@@ -700,12 +720,64 @@ impl Session {
             .get_mut::<FinopsOptions>()
             .ok_or_else(|| Error::Internal("finops options not registered".into()))?;
         finops.as_of = as_of.to_string();
+        drop(state);
+        self.forget_state();
         Ok(())
     }
 
     /// A copy of this session's state (settings, functions, catalog), to plan and run on.
     pub fn state(&self) -> datafusion::execution::SessionState {
         self.ctx.state()
+    }
+
+    /// A copy of this session's state to plan and run one read-only query on: the one kept
+    /// from the previous query (see [`Session::keep_state`]) with its clock set to now, or a
+    /// new copy.
+    pub fn planning_state(&self) -> PlanningState {
+        use std::sync::atomic::Ordering;
+        let generation = self.kept.generation.load(Ordering::Acquire);
+        let kept = self
+            .kept
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let state = match kept {
+            Some(mut state) => {
+                state.mark_start_execution();
+                state
+            }
+            None => self.ctx.state(),
+        };
+        PlanningState { state, generation }
+    }
+
+    /// Keep `planning` for the next query, unless a statement changed the session's state
+    /// since it was copied. Only a state nothing but planning and running read-only queries
+    /// used may be kept.
+    pub fn keep_state(&self, planning: PlanningState) {
+        use std::sync::atomic::Ordering;
+        let mut kept = self
+            .kept
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.kept.generation.load(Ordering::Acquire) == planning.generation {
+            *kept = Some(planning.state);
+        }
+    }
+
+    /// Drop the kept copy of the state: call after anything that may have changed the
+    /// session's settings or functions (`SET`, a statement the engine or a hook ran).
+    pub fn forget_state(&self) {
+        use std::sync::atomic::Ordering;
+        let mut kept = self
+            .kept
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.kept.generation.fetch_add(1, Ordering::AcqRel);
+        *kept = None;
     }
 
     /// Whether the engine runs `statement` itself rather than handing it to DataFusion.
@@ -715,12 +787,16 @@ impl Session {
 
     /// Run one parsed statement.
     pub async fn execute(&self, statement: Statement) -> Result<Output> {
-        crate::statements::execute(self, DFStatement::Statement(Box::new(statement))).await
+        self.execute_df(DFStatement::Statement(Box::new(statement)))
+            .await
     }
 
     /// Run one parsed statement, including DataFusion's own (`CREATE EXTERNAL TABLE`).
     pub async fn execute_df(&self, statement: DFStatement) -> Result<Output> {
-        crate::statements::execute(self, statement).await
+        let output = crate::statements::execute(self, statement).await;
+        // `SET` and its kin change the state a kept copy was made from.
+        self.forget_state();
+        output
     }
 
     /// Parse and run every statement of `sql`, returning each output in order.

@@ -308,18 +308,28 @@ async fn session_settings_do_not_leak_between_connections() {
     let (server, _dir) = start().await;
     let a = connect(&server.conn_str()).await;
     let b = connect(&server.conn_str()).await;
+    let get = "SELECT current_setting('finops.currency')";
+    let currency = async |client: &Client| -> String {
+        client.query_one(get, &[]).await.expect("get").get(0)
+    };
+    // A query before the change: the session keeps the state it planned on for the next.
+    assert_eq!(currency(&a).await, "USD");
     a.simple_query("SET finops.currency = 'EUR'")
         .await
         .expect("set");
-    let get = "SELECT current_setting('finops.currency')";
-    assert_eq!(
-        a.query_one(get, &[]).await.expect("a").get::<_, String>(0),
-        "EUR"
-    );
-    assert_eq!(
-        b.query_one(get, &[]).await.expect("b").get::<_, String>(0),
-        "USD"
-    );
+    assert_eq!(currency(&a).await, "EUR");
+    assert_eq!(currency(&b).await, "USD");
+    // Over the extended protocol too, and seen by a simple query.
+    a.execute("SET finops.currency = 'GBP'", &[])
+        .await
+        .expect("set");
+    let simple = a.simple_query(get).await.expect("simple");
+    let value = simple.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("GBP"));
+    assert_eq!(currency(&b).await, "USD");
 }
 
 #[tokio::test]

@@ -526,12 +526,15 @@ impl SimpleQueryHandler for QueryHandler {
                                 } else {
                                     s.to_string()
                                 };
-                                SimpleQueryHandler::do_query(
+                                let result = SimpleQueryHandler::do_query(
                                     connected.service().as_ref(),
                                     client,
                                     &text,
                                 )
-                                .await
+                                .await;
+                                // It may have been a `SET` (the service answers some).
+                                session.forget_state();
+                                result
                             }
                         }
                     }
@@ -638,9 +641,13 @@ impl ExtendedQueryHandler for QueryHandler {
                 if let Some(result) = portal::run_query(&session, &parser, client, portal).await {
                     return result.map(|r| vec![r]);
                 }
-                ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows)
-                    .await
-                    .map(|r| vec![r])
+                let result =
+                    ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows)
+                        .await
+                        .map(|r| vec![r]);
+                // It may have been a `SET` (the service answers some).
+                session.forget_state();
+                result
             })
             .await?;
         Ok(responses.pop().unwrap_or(Response::EmptyQuery))

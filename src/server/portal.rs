@@ -13,8 +13,11 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::tree_node::TreeNode;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::execute_stream;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -97,19 +100,26 @@ where
     {
         return None;
     }
-    let state = session.state();
-    let plan = match state
+    let planning = session.planning_state();
+    let plan = planning
+        .state
         .statement_to_plan(DFStatement::Statement(Box::new(statement.clone())))
-        .await
-    {
+        .await;
+    let plan = match plan {
         Ok(plan) => plan,
-        Err(e) => return Some(Err(api_error(e))),
+        Err(e) => {
+            session.keep_state(planning);
+            return Some(Err(api_error(e)));
+        }
     };
     // `SELECT ... INTO` plans as a table creation, which the engine runs.
     if !plain(&plan) {
+        session.keep_state(planning);
         return None;
     }
-    Some(respond(&state, client, &plan, &Format::UnifiedText).await)
+    let response = respond(&planning.state, client, &plan, &Format::UnifiedText).await;
+    session.keep_state(planning);
+    Some(response)
 }
 
 async fn execute<C>(
@@ -142,11 +152,15 @@ where
             .replace_params_with_values(&values)
             .map_err(api_error)?
     };
-    let state = session.state();
-    respond(&state, client, &plan, &portal.result_column_format).await
+    let planning = session.planning_state();
+    let response = respond(&planning.state, client, &plan, &portal.result_column_format).await;
+    session.keep_state(planning);
+    response
 }
 
 /// Run `plan` on `state` (one optimization, one physical plan) and encode its rows in `format`.
+/// A plan that computes one row without reading anything (`SELECT 1`, `SELECT
+/// finops.reserve(...)`) is evaluated directly after its optimization, without a physical plan.
 async fn respond<C>(
     state: &datafusion::execution::SessionState,
     client: &C,
@@ -156,8 +170,20 @@ async fn respond<C>(
 where
     C: ClientInfo,
 {
-    let physical = state.create_physical_plan(plan).await.map_err(api_error)?;
-    let batches = execute_stream(physical, state.task_ctx()).map_err(api_error)?;
+    let optimized = state.optimize(plan).map_err(api_error)?;
+    let batches = match one_row(state, &optimized).map_err(api_error)? {
+        Some(batch) => stream::once(async move { Ok(batch) }).boxed(),
+        None => {
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&optimized, state)
+                .await
+                .map_err(api_error)?;
+            execute_stream(physical, state.task_ctx())
+                .map_err(api_error)?
+                .boxed()
+        }
+    };
     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
     let fields = Arc::new(arrow_schema_to_pg_fields(
         plan.schema().as_arrow(),
@@ -175,4 +201,54 @@ where
         })
         .flatten();
     Ok(Response::Query(QueryResponse::new(fields, rows)))
+}
+
+/// The row of `plan` if it is a projection of one row that reads nothing (an optimized
+/// `SELECT <expressions>` without `FROM`), computed directly; else `None`.
+fn one_row(
+    state: &datafusion::execution::SessionState,
+    plan: &LogicalPlan,
+) -> datafusion::error::Result<Option<RecordBatch>> {
+    let LogicalPlan::Projection(projection) = plan else {
+        return Ok(None);
+    };
+    let LogicalPlan::EmptyRelation(empty) = projection.input.as_ref() else {
+        return Ok(None);
+    };
+    if !empty.produce_one_row || !empty.schema.fields().is_empty() {
+        return Ok(None);
+    }
+    let mut subquery = false;
+    for expr in &projection.expr {
+        subquery |= expr.exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::ScalarSubquery(_)
+                    | Expr::Exists(_)
+                    | Expr::InSubquery(_)
+                    | Expr::OuterReferenceColumn(..)
+            ))
+        })?;
+    }
+    if subquery {
+        return Ok(None);
+    }
+    let input = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    let schema = Arc::new(projection.schema.as_arrow().clone());
+    let mut columns = Vec::with_capacity(projection.expr.len());
+    for (expr, field) in projection.expr.iter().zip(schema.fields()) {
+        let physical = state.create_physical_expr(expr.clone(), &empty.schema)?;
+        let column = physical.evaluate(&input)?.into_array(1)?;
+        let column = if column.data_type() == field.data_type() {
+            column
+        } else {
+            cast(&column, field.data_type())?
+        };
+        columns.push(column);
+    }
+    Ok(Some(RecordBatch::try_new(schema, columns)?))
 }
