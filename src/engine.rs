@@ -658,7 +658,7 @@ pub struct Session {
 /// generation), so a copy made before that change is never kept.
 #[derive(Default)]
 struct KeptState {
-    state: std::sync::Mutex<Option<datafusion::execution::SessionState>>,
+    state: std::sync::Mutex<Option<(datafusion::execution::SessionState, TaskSlot)>>,
     generation: std::sync::atomic::AtomicU64,
 }
 
@@ -667,6 +667,24 @@ pub struct PlanningState {
     /// The state, its clock set to the start of this query.
     pub state: datafusion::execution::SessionState,
     generation: u64,
+    task: TaskSlot,
+}
+
+/// The task context made from a kept state (made from it on first use: it copies the
+/// function registries too).
+type TaskSlot = std::sync::OnceLock<Arc<datafusion::execution::TaskContext>>;
+
+impl PlanningState {
+    /// Which version of the session's settings this copy has: it changes whenever a
+    /// statement may have changed them, so what was derived from an older copy is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The task context to run this query's plan in.
+    pub fn task_ctx(&self) -> Arc<datafusion::execution::TaskContext> {
+        Arc::clone(self.task.get_or_init(|| self.state.task_ctx()))
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -742,14 +760,18 @@ impl Session {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        let state = match kept {
-            Some(mut state) => {
+        let (state, task) = match kept {
+            Some((mut state, task)) => {
                 state.mark_start_execution();
-                state
+                (state, task)
             }
-            None => self.ctx.state(),
+            None => (self.ctx.state(), TaskSlot::new()),
         };
-        PlanningState { state, generation }
+        PlanningState {
+            state,
+            generation,
+            task,
+        }
     }
 
     /// Keep `planning` for the next query, unless a statement changed the session's state
@@ -763,7 +785,7 @@ impl Session {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.kept.generation.load(Ordering::Acquire) == planning.generation {
-            *kept = Some(planning.state);
+            *kept = Some((planning.state, planning.task));
         }
     }
 

@@ -309,9 +309,8 @@ async fn session_settings_do_not_leak_between_connections() {
     let a = connect(&server.conn_str()).await;
     let b = connect(&server.conn_str()).await;
     let get = "SELECT current_setting('finops.currency')";
-    let currency = async |client: &Client| -> String {
-        client.query_one(get, &[]).await.expect("get").get(0)
-    };
+    let currency =
+        async |client: &Client| -> String { client.query_one(get, &[]).await.expect("get").get(0) };
     // A query before the change: the session keeps the state it planned on for the next.
     assert_eq!(currency(&a).await, "USD");
     a.simple_query("SET finops.currency = 'EUR'")

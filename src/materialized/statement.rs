@@ -203,6 +203,14 @@ fn option_text(value: &Expr) -> String {
 /// tokenizer. `None` when `sql` is not a refresh statement; an error when it starts like one
 /// but is malformed. The name is returned as written, unquoted parts folded to lower case.
 pub fn parse_refresh(sql: &str) -> Option<Result<String>> {
+    // Every query passes here: most are settled without tokenizing them.
+    if !sql
+        .as_bytes()
+        .windows(b"refresh".len())
+        .any(|w| w.eq_ignore_ascii_case(b"refresh"))
+    {
+        return None;
+    }
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
     let mut tokens = tokens
         .into_iter()

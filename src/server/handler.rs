@@ -73,6 +73,8 @@ struct Connected {
     /// a fifth of a login's server time, and a client that only sends plain queries over the
     /// simple protocol never needs it.
     service: OnceLock<Arc<DfSessionService>>,
+    /// The optimized plans of this connection's prepared statements.
+    plans: portal::PlanCache,
 }
 
 impl Connected {
@@ -104,6 +106,7 @@ fn open(
         copy,
         savepoints,
         service: OnceLock::new(),
+        plans: portal::PlanCache::default(),
     })
 }
 
@@ -638,7 +641,9 @@ impl ExtendedQueryHandler for QueryHandler {
                     };
                 }
                 let parser = service.query_parser();
-                if let Some(result) = portal::run_query(&session, &parser, client, portal).await {
+                if let Some(result) =
+                    portal::run_query(&session, &connected.plans, &parser, client, portal).await
+                {
                     return result.map(|r| vec![r]);
                 }
                 let result =

@@ -11,13 +11,14 @@
 //! service infers from casts, anything in a failed transaction block) is left to the service,
 //! unchanged.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::Schema;
-use datafusion::common::tree_node::TreeNode;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::common::DFSchemaRef;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::execute_stream;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -28,13 +29,13 @@ use futures::{StreamExt, stream};
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{QueryResponse, Response};
-use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::response::TransactionStatus;
 use pgwire::types::format::FormatOptions;
 
-use crate::engine::Session;
+use crate::engine::{PlanningState, Session};
 
 /// The statement type of a portal, as the generic service's parser makes it.
 pub type PortalStatement = (String, Option<(Statement, LogicalPlan)>);
@@ -47,6 +48,7 @@ fn api_error(e: datafusion::error::DataFusionError) -> PgWireError {
 /// the generic service).
 pub async fn run_query<C>(
     session: &Session,
+    plans: &PlanCache,
     parser: &Parser,
     client: &C,
     portal: &Portal<PortalStatement>,
@@ -70,7 +72,7 @@ where
     if types.values().any(Option::is_none) {
         return None;
     }
-    Some(execute(session, parser, client, portal, plan, types).await)
+    Some(execute(session, plans, parser, client, portal, plan, types).await)
 }
 
 /// Whether `plan` only reads (no command the engine or a hook runs).
@@ -117,13 +119,14 @@ where
         session.keep_state(planning);
         return None;
     }
-    let response = respond(&planning.state, client, &plan, &Format::UnifiedText).await;
+    let response = respond(&planning, client, &plan, &Format::UnifiedText).await;
     session.keep_state(planning);
     Some(response)
 }
 
 async fn execute<C>(
     session: &Session,
+    plans: &PlanCache,
     parser: &Parser,
     client: &C,
     portal: &Portal<PortalStatement>,
@@ -133,8 +136,8 @@ async fn execute<C>(
 where
     C: ClientInfo,
 {
-    let plan = if types.is_empty() {
-        plan.clone()
+    let values = if types.is_empty() {
+        None
     } else {
         // `$1`, `$2`, ... in order, as the client binds them.
         let mut ordered: Vec<_> = types.into_iter().collect();
@@ -147,22 +150,159 @@ where
         let inferred: Vec<_> = inferred.iter().map(Option::as_ref).collect();
         let wire = parser.get_parameter_types(&portal.statement.statement)?;
         let wire: Vec<_> = wire.iter().map(Some).collect();
-        let values = deserialize_parameters_with_server_types(portal, &inferred, &wire)?;
-        plan.clone()
-            .replace_params_with_values(&values)
-            .map_err(api_error)?
+        Some(deserialize_parameters_with_server_types(
+            portal, &inferred, &wire,
+        )?)
     };
     let planning = session.planning_state();
-    let response = respond(&planning.state, client, &plan, &portal.result_column_format).await;
+    let response = async {
+        let state = &planning.state;
+        let planning = &planning;
+        let optimized = match plans.get(&portal.statement, planning.generation()) {
+            Some(optimized) => optimized,
+            None => {
+                let optimized = optimize_once(state, plan).map_err(api_error)?;
+                match optimized {
+                    Some(optimized) => {
+                        plans.insert(&portal.statement, planning.generation(), &optimized);
+                        optimized
+                    }
+                    // Optimized with its parameters' values, as any query.
+                    None => {
+                        let plan = match &values {
+                            Some(values) => plan.clone().replace_params_with_values(values),
+                            None => Ok(plan.clone()),
+                        };
+                        let plan = plan.map_err(api_error)?;
+                        let optimized = state.optimize(&plan).map_err(api_error)?;
+                        return run(planning, client, &optimized, plan.schema(), format(portal))
+                            .await;
+                    }
+                }
+            }
+        };
+        let optimized = match &values {
+            Some(values) => optimized
+                .replace_params_with_values(values)
+                .map_err(api_error)?,
+            None => optimized,
+        };
+        run(planning, client, &optimized, plan.schema(), format(portal)).await
+    }
+    .await;
     session.keep_state(planning);
     response
 }
 
-/// Run `plan` on `state` (one optimization, one physical plan) and encode its rows in `format`.
-/// A plan that computes one row without reading anything (`SELECT 1`, `SELECT
-/// finops.reserve(...)`) is evaluated directly after its optimization, without a physical plan.
-async fn respond<C>(
+fn format(portal: &Portal<PortalStatement>) -> &Format {
+    &portal.result_column_format
+}
+
+/// `plan` (of a prepared statement, with its parameters unbound) analyzed and optimized once
+/// for every execution, or `None` if that would fix what must be evaluated at each execution:
+/// a stable function (`now()`, `current_setting`) or a session variable is folded into a
+/// constant by the optimizer, so a plan with one is optimized again each time.
+fn optimize_once(
     state: &datafusion::execution::SessionState,
+    plan: &LogicalPlan,
+) -> datafusion::error::Result<Option<LogicalPlan>> {
+    let analyzed =
+        state
+            .analyzer()
+            .execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
+    let mut folds = false;
+    analyzed.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                folds |= match e {
+                    Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Stable,
+                    Expr::ScalarVariable(..) => true,
+                    _ => false,
+                };
+                Ok(if folds {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })
+        })
+    })?;
+    if folds {
+        return Ok(None);
+    }
+    Ok(Some(state.optimizer().optimize(
+        analyzed,
+        state,
+        |_, _| {},
+    )?))
+}
+
+/// The optimized plans of one connection's prepared statements, each valid while its statement
+/// exists and the session's settings are the ones it was optimized with.
+#[derive(Default)]
+pub struct PlanCache {
+    entries: std::sync::Mutex<Vec<CachedPlan>>,
+}
+
+struct CachedPlan {
+    /// The statement, held weakly: a statement that was closed or replaced cannot match, and
+    /// its entry goes at the next insertion.
+    statement: Weak<StoredStatement<PortalStatement>>,
+    generation: u64,
+    plan: LogicalPlan,
+}
+
+/// Entries past this many (live statements) drop the oldest.
+const PLAN_CACHE_ENTRIES: usize = 64;
+
+impl PlanCache {
+    fn get(
+        &self,
+        statement: &Arc<StoredStatement<PortalStatement>>,
+        generation: u64,
+    ) -> Option<LogicalPlan> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .iter()
+            .find(|e| {
+                e.generation == generation
+                    && std::ptr::eq(e.statement.as_ptr(), Arc::as_ptr(statement))
+            })
+            .map(|e| e.plan.clone())
+    }
+
+    fn insert(
+        &self,
+        statement: &Arc<StoredStatement<PortalStatement>>,
+        generation: u64,
+        plan: &LogicalPlan,
+    ) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.retain(|e| {
+            e.generation == generation
+                && e.statement.strong_count() > 0
+                && !std::ptr::eq(e.statement.as_ptr(), Arc::as_ptr(statement))
+        });
+        if entries.len() >= PLAN_CACHE_ENTRIES {
+            entries.remove(0);
+        }
+        entries.push(CachedPlan {
+            statement: Arc::downgrade(statement),
+            generation,
+            plan: plan.clone(),
+        });
+    }
+}
+
+/// Run `plan` on `state` (one optimization, one physical plan) and encode its rows in `format`.
+async fn respond<C>(
+    planning: &PlanningState,
     client: &C,
     plan: &LogicalPlan,
     format: &Format,
@@ -170,23 +310,40 @@ async fn respond<C>(
 where
     C: ClientInfo,
 {
-    let optimized = state.optimize(plan).map_err(api_error)?;
-    let batches = match one_row(state, &optimized).map_err(api_error)? {
+    let optimized = planning.state.optimize(plan).map_err(api_error)?;
+    run(planning, client, &optimized, plan.schema(), format).await
+}
+
+/// Run the optimized `plan` on `state` and encode its rows, described by `schema`, in `format`.
+/// A plan that computes one row without reading anything (`SELECT 1`, `SELECT
+/// finops.reserve(...)`) is evaluated directly, without a physical plan.
+async fn run<C>(
+    planning: &PlanningState,
+    client: &C,
+    optimized: &LogicalPlan,
+    schema: &DFSchemaRef,
+    format: &Format,
+) -> PgWireResult<Response>
+where
+    C: ClientInfo,
+{
+    let state = &planning.state;
+    let batches = match one_row(state, optimized).map_err(api_error)? {
         Some(batch) => stream::once(async move { Ok(batch) }).boxed(),
         None => {
             let physical = state
                 .query_planner()
-                .create_physical_plan(&optimized, state)
+                .create_physical_plan(optimized, state)
                 .await
                 .map_err(api_error)?;
-            execute_stream(physical, state.task_ctx())
+            execute_stream(physical, planning.task_ctx())
                 .map_err(api_error)?
                 .boxed()
         }
     };
     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
     let fields = Arc::new(arrow_schema_to_pg_fields(
-        plan.schema().as_arrow(),
+        schema.as_arrow(),
         format,
         Some(options),
     )?);
