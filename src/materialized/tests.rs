@@ -334,14 +334,15 @@ async fn mark_stale_forces_a_full_refresh() {
     );
 }
 
-/// `daily` with `refresh = 'auto'` (20 ms debounce) over `events`, then one more row appended
-/// and announced.
+/// `daily` with `refresh = 'auto'` (`debounce`) over `events`, then one more row appended and
+/// announced.
 async fn auto_daily_after_an_append(
     dir: &tempfile::TempDir,
     ctx: &SessionContext,
+    debounce: Duration,
 ) -> Arc<MaterializedViews> {
     let views = open(dir, ctx).await;
-    views.set_debounce(Duration::from_millis(20));
+    views.set_debounce(debounce);
     let mut request = create("daily", DAILY);
     request.refresh = RefreshMode::Auto;
     views.create(ctx, &request).await.unwrap();
@@ -365,7 +366,7 @@ async fn auto_view_refreshes_after_append() {
     )
     .await;
     // Kept alive to the end: it runs the automatic refresh.
-    let _views = auto_daily_after_an_append(&dir, &ctx).await;
+    let _views = auto_daily_after_an_append(&dir, &ctx, Duration::from_millis(20)).await;
     let mut seen = Vec::new();
     for _ in 0..500 {
         seen = rows(&ctx, "SELECT cost FROM daily").await;
@@ -382,21 +383,36 @@ async fn auto_refresh_waits_while_a_load_streams_but_not_forever() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context();
     base_table(&ctx).await;
-    let views = auto_daily_after_an_append(&dir, &ctx).await;
-    // A load keeps streaming rows: no refresh while it does, for up to 30 debounce times.
     let started = std::time::Instant::now();
+    // Long enough that a busy machine's pauses do not look like the end of the load.
+    let debounce = Duration::from_millis(100);
+    let views = auto_daily_after_an_append(&dir, &ctx, debounce).await;
+    // A load keeps streaming rows: no refresh while it does, for up to 30 debounce times. The
+    // load is told on its own thread, so a slow query here (a busy machine) leaves no gap.
+    let streaming = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let loader = {
+        let (views, streaming) = (Arc::clone(&views), Arc::clone(&streaming));
+        std::thread::spawn(move || {
+            while streaming.load(std::sync::atomic::Ordering::SeqCst) {
+                views.notify_loading(&["events"]);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
     let mut refreshed_after = None;
-    while started.elapsed() < Duration::from_secs(5) {
-        views.notify_loading(&["events"]);
+    while started.elapsed() < Duration::from_secs(20) {
         if rows(&ctx, "SELECT cost FROM daily").await == vec!["2"] {
             refreshed_after = Some(started.elapsed());
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    streaming.store(false, std::sync::atomic::Ordering::SeqCst);
+    loader.join().unwrap();
     let waited = refreshed_after.expect("refreshed despite the endless load");
+    // The deadline counts from the append the helper notified, just after `started`.
     assert!(
-        waited >= Duration::from_millis(20 * u64::from(MAX_DEFERRALS) - 50),
+        waited >= debounce * MAX_DEFERRALS - Duration::from_millis(100),
         "refreshed after {waited:?}, while rows were still arriving"
     );
 }

@@ -1,12 +1,15 @@
 //! Execution of plain queries on one plan: a prepared query's portal (the plan made at Parse
-//! with its parameters bound) and a simple-protocol query, each run by the session with one
-//! copy of its state ([`Session::state`]), one optimization and one physical plan.
+//! with its parameters bound) and a simple-protocol query, each run by the session on the copy
+//! of its state its previous query ran on ([`Session::planning_state`]), with one optimization
+//! and one physical plan.
 //!
 //! The generic service parses a simple query again, plans it on a copy of the session state,
 //! then hands it to a `DataFrame` that copies the state (settings and a registry of several
 //! hundred functions) and optimizes it again; a portal's plan likewise. For the short queries
 //! gateways and dashboards repeat (a cap lookup, a reservation, `SELECT 1`) that overhead was
-//! most of a call. This module owns only plain queries (and, for portals, fully typed
+//! most of a call. Here a prepared statement is also analyzed and optimized only once per
+//! connection ([`PlanCache`]), and a one-row projection without `FROM` is evaluated without a
+//! physical plan. This module owns only plain queries (and, for portals, fully typed
 //! parameters); everything else (commands, statements a hook answers, parameters whose type the
 //! service infers from casts, anything in a failed transaction block) is left to the service,
 //! unchanged.
@@ -161,8 +164,9 @@ where
         let optimized = match plans.get(&portal.statement, planning.generation()) {
             Some(optimized) => optimized,
             None => {
-                let optimized = optimize_once(state, plan).map_err(api_error)?;
-                match optimized {
+                // A plan the optimizer cannot take with its parameters unbound is optimized
+                // with their values below, which reports any error the query really has.
+                match optimize_once(state, plan).ok().flatten() {
                     Some(optimized) => {
                         plans.insert(&portal.statement, planning.generation(), &optimized);
                         optimized
