@@ -754,12 +754,7 @@ impl Session {
     pub fn planning_state(&self) -> PlanningState {
         use std::sync::atomic::Ordering;
         let generation = self.kept.generation.load(Ordering::Acquire);
-        let kept = self
-            .kept
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let kept = crate::lock(&self.kept.state).take();
         let (state, task) = match kept {
             Some((mut state, task)) => {
                 state.mark_start_execution();
@@ -779,11 +774,7 @@ impl Session {
     /// used may be kept.
     pub fn keep_state(&self, planning: PlanningState) {
         use std::sync::atomic::Ordering;
-        let mut kept = self
-            .kept
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = crate::lock(&self.kept.state);
         if self.kept.generation.load(Ordering::Acquire) == planning.generation {
             *kept = Some((planning.state, planning.task));
         }
@@ -793,11 +784,7 @@ impl Session {
     /// session's settings or functions (`SET`, a statement the engine or a hook ran).
     pub fn forget_state(&self) {
         use std::sync::atomic::Ordering;
-        let mut kept = self
-            .kept
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = crate::lock(&self.kept.state);
         self.kept.generation.fetch_add(1, Ordering::AcqRel);
         *kept = None;
     }

@@ -38,4 +38,13 @@ pub mod testing;
 pub mod usage;
 
 pub use engine::{Engine, Session};
+
+/// Lock `mutex`, taking its value even if a holder panicked: every mutex this is used on
+/// guards plain data its holders copy in and out or replace whole, so a poisoned value is
+/// still whole.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 pub use error::{Error, ErrorKind, Result};

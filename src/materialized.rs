@@ -146,10 +146,7 @@ impl View {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Holders only copy plain data in and out, so a poisoned value is still whole.
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::lock;
 
 /// Tells a refresh what changed in the tables a view reads since its last refresh, so that after
 /// appends it counts the rows of the buckets they reached instead of the whole input, and after

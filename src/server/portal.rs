@@ -265,10 +265,7 @@ impl PlanCache {
         statement: &Arc<StoredStatement<PortalStatement>>,
         generation: u64,
     ) -> Option<LogicalPlan> {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entries = crate::lock(&self.entries);
         entries
             .iter()
             .find(|e| {
@@ -284,10 +281,7 @@ impl PlanCache {
         generation: u64,
         plan: &LogicalPlan,
     ) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = crate::lock(&self.entries);
         entries.retain(|e| {
             e.generation == generation
                 && e.statement.strong_count() > 0
