@@ -10,11 +10,16 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{
-    Array, ArrayRef, RecordBatch, StringArray, StringBuilder, new_null_array,
+    Array, ArrayRef, Int64Builder, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondBuilder, new_null_array,
 };
+use datafusion::arrow::compute::kernels::cast_utils::{Parser, string_to_datetime};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{
+    ArrowTimestampType, DataType, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::sql::sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption};
 
 use pgwire::api::portal::Format;
@@ -152,8 +157,10 @@ impl CopyOptions {
 
 /// Parses COPY data pushed in arbitrary chunks into batches of `schema`.
 ///
-/// Fields go straight into one string builder per input column (no allocation per value); a
-/// block of [`BATCH_ROWS`] rows is then converted to the table's types column by column.
+/// Fields go straight into one builder per input column (no allocation per value): integers and
+/// timestamps are parsed as they arrive, with the parsers a cast from text uses; other columns are
+/// kept as text and a block of [`BATCH_ROWS`] rows is converted to the table's types column by
+/// column. After an error the parser must not be used again.
 pub struct CopyParser {
     schema: SchemaRef,
     /// For each input field, the index of its column in `schema`.
@@ -164,7 +171,7 @@ pub struct CopyParser {
     line: usize,
     header_pending: bool,
     /// The current block, one builder per input field.
-    columns: Vec<StringBuilder>,
+    columns: Vec<ColumnBuilder>,
     /// The line each row of the current block starts on.
     row_lines: Vec<usize>,
     /// The fields of the record being split, and the unescaped text some of them point into.
@@ -174,6 +181,70 @@ pub struct CopyParser {
     /// Rows of batches already handed out by [`CopyParser::take_batches`].
     taken: usize,
     finished: bool,
+}
+
+/// The values of one input field in the current block.
+enum ColumnBuilder {
+    /// Text, converted to the column's type when the block is complete (or kept as text).
+    Text(StringBuilder),
+    /// `bigint` values, parsed as they arrive.
+    Int64(Int64Builder),
+    /// `timestamptz` values in microseconds, parsed as they arrive; text without an offset is read
+    /// in the column's time zone, as a cast does.
+    TimestampMicros(TimestampMicrosecondBuilder, Tz),
+}
+
+impl ColumnBuilder {
+    /// An empty builder for values of type `to`, with room for `bytes` bytes of text.
+    fn new(to: &DataType, bytes: usize) -> Self {
+        match to {
+            DataType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(BATCH_ROWS)),
+            DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) => match tz.parse::<Tz>() {
+                Ok(tz) => ColumnBuilder::TimestampMicros(
+                    TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS),
+                    tz,
+                ),
+                Err(_) => ColumnBuilder::Text(StringBuilder::with_capacity(BATCH_ROWS, bytes)),
+            },
+            _ => ColumnBuilder::Text(StringBuilder::with_capacity(BATCH_ROWS, bytes)),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            ColumnBuilder::Text(b) => b.append_null(),
+            ColumnBuilder::Int64(b) => b.append_null(),
+            ColumnBuilder::TimestampMicros(b, _) => b.append_null(),
+        }
+    }
+
+    /// Append `value`; `false` when it is not a valid value of the column's type.
+    fn append(&mut self, value: &str) -> bool {
+        match self {
+            ColumnBuilder::Text(b) => b.append_value(value),
+            ColumnBuilder::Int64(b) => match Int64Type::parse(value) {
+                Some(v) => b.append_value(v),
+                None => return false,
+            },
+            ColumnBuilder::TimestampMicros(b, tz) => {
+                match string_to_datetime(tz, value).ok().and_then(|t| {
+                    TimestampMicrosecondType::from_naive_datetime(t.naive_utc(), None)
+                }) {
+                    Some(v) => b.append_value(v),
+                    None => return false,
+                }
+            }
+        }
+        true
+    }
+
+    /// Bytes of text held, to size the next block's builder.
+    fn text_bytes(&self) -> usize {
+        match self {
+            ColumnBuilder::Text(b) => b.values_slice().len(),
+            _ => 0,
+        }
+    }
 }
 
 /// One field of a record: NULL, or a byte range of the record or of the scratch buffer.
@@ -190,7 +261,7 @@ impl CopyParser {
         let header_pending = options.header;
         let columns = targets
             .iter()
-            .map(|_| StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16))
+            .map(|&t| ColumnBuilder::new(schema.field(t).data_type(), BATCH_ROWS * 16))
             .collect();
         CopyParser {
             schema,
@@ -262,13 +333,17 @@ impl CopyParser {
     fn take_records(&mut self, bytes: &[u8]) -> Result<usize> {
         let mut start = 0;
         while !self.finished {
-            let Some(end) = record_end(&bytes[start..], &self.options) else {
+            let Some((end, quoted)) = record_end(&bytes[start..], &self.options) else {
                 break;
             };
             let record = &bytes[start..start + end];
             start += end + 1;
             let first_line = self.line + 1;
-            self.line += 1 + memchr::memchr_iter(b'\n', record).count();
+            // Only a quoted CSV field can hold a newline.
+            self.line += 1;
+            if quoted {
+                self.line += memchr::memchr_iter(b'\n', record).count();
+            }
             self.take_record(record, first_line)?;
         }
         Ok(start)
@@ -341,11 +416,21 @@ impl CopyParser {
         let scratch = std::str::from_utf8(&self.scratch).map_err(|e| Error::BadCopyData {
             message: format!("COPY line {line}: invalid UTF-8 after escapes: {e}"),
         })?;
-        for (builder, field) in self.columns.iter_mut().zip(fields) {
-            match *field {
-                Span::Null => builder.append_null(),
-                Span::Raw(from, to) => builder.append_value(&text[from..to]),
-                Span::Unescaped(from, to) => builder.append_value(&scratch[from..to]),
+        for (input, (builder, field)) in self.columns.iter_mut().zip(fields).enumerate() {
+            let value = match *field {
+                Span::Null => {
+                    builder.append_null();
+                    continue;
+                }
+                Span::Raw(from, to) => &text[from..to],
+                Span::Unescaped(from, to) => &scratch[from..to],
+            };
+            if !builder.append(value) {
+                return Err(invalid_value(
+                    self.schema.field(self.targets[input]),
+                    value,
+                    line,
+                ));
             }
         }
         self.row_lines.push(line);
@@ -366,26 +451,22 @@ impl CopyParser {
         for (input, &target) in self.targets.iter().enumerate() {
             let field = self.schema.field(target);
             let builder = &mut self.columns[input];
-            let capacity = builder.values_slice().len();
-            let values = std::mem::replace(
-                builder,
-                StringBuilder::with_capacity(BATCH_ROWS, capacity.max(BATCH_ROWS)),
-            )
-            .finish();
-            let converted = convert(&values, field.data_type()).map_err(|bad| {
-                let value = values.value(bad);
-                Error::InvalidValue {
-                    message: format!(
-                        "invalid input syntax for type {} in column \"{}\": \"{value}\" (COPY line {})",
-                        pg_type_name(field.data_type()),
-                        field.name(),
-                        self.row_lines[bad]
-                    ),
+            let next = ColumnBuilder::new(field.data_type(), builder.text_bytes().max(BATCH_ROWS));
+            let converted: ArrayRef = match std::mem::replace(builder, next) {
+                ColumnBuilder::Text(mut b) => {
+                    let values = b.finish();
+                    convert(&values, field.data_type()).map_err(|bad| {
+                        invalid_value(field, values.value(bad), self.row_lines[bad])
+                    })?
                 }
-            })?;
+                ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
+                ColumnBuilder::TimestampMicros(mut b, _) => {
+                    Arc::new(b.finish().with_data_type(field.data_type().clone()))
+                }
+            };
             if !field.is_nullable()
-                && values.null_count() > 0
-                && let Some(row) = (0..rows).find(|i| values.is_null(*i))
+                && converted.null_count() > 0
+                && let Some(row) = (0..rows).find(|i| converted.is_null(*i))
             {
                 return Err(Error::NotNullViolation {
                     message: format!(
@@ -413,6 +494,17 @@ impl CopyParser {
             .map_err(|e| Error::Internal(format!("COPY batch: {e}")))?;
         self.batches.push(batch);
         Ok(())
+    }
+}
+
+/// The error for `value`, which is not valid for `field`, on COPY line `line`.
+fn invalid_value(field: &datafusion::arrow::datatypes::Field, value: &str, line: usize) -> Error {
+    Error::InvalidValue {
+        message: format!(
+            "invalid input syntax for type {} in column \"{}\": \"{value}\" (COPY line {line})",
+            pg_type_name(field.data_type()),
+            field.name(),
+        ),
     }
 }
 
@@ -554,20 +646,22 @@ pub fn pg_type_name(t: &DataType) -> String {
 }
 
 /// Length of the record at the start of `bytes` (the index of the newline ending it), quotes
-/// respected in CSV; `None` when the record is not complete yet.
-fn record_end(bytes: &[u8], options: &CopyOptions) -> Option<usize> {
+/// respected in CSV, and whether it has a quoted part; `None` when the record is not complete yet.
+fn record_end(bytes: &[u8], options: &CopyOptions) -> Option<(usize, bool)> {
     if options.format == CopyFormat::Text {
-        return memchr::memchr(b'\n', bytes);
+        return memchr::memchr(b'\n', bytes).map(|end| (end, false));
     }
     let quote = options.quote as u8;
     let escape = options.escape as u8;
     let mut i = 0;
+    let mut quoted = false;
     loop {
         // Outside quotes only a quote or the newline matter.
         i += memchr::memchr2(b'\n', quote, &bytes[i..])?;
         if bytes[i] == b'\n' {
-            return Some(i);
+            return Some((i, quoted));
         }
+        quoted = true;
         // Inside quotes: up to the closing quote (a doubled quote, or the escape character and
         // what follows it, stays inside).
         i += 1;
@@ -834,8 +928,7 @@ mod tests {
     #[test]
     fn bad_value_names_line_and_column() {
         let mut p = CopyParser::new(schema(), vec![0, 1], csv(false));
-        p.push(b"1,a\n2,b\nx,c\n").expect("lines");
-        let err = p.finish().expect_err("bad bigint");
+        let err = p.push(b"1,a\n2,b\nx,c\n").expect_err("bad bigint");
         assert!(matches!(err, Error::InvalidValue { .. }), "{err:?}");
         let text = err.to_string();
         assert!(text.contains("line 3") && text.contains("\"id\""), "{text}");
@@ -851,6 +944,57 @@ mod tests {
         let mut p = CopyParser::new(schema(), vec![0, 1], csv(false));
         let err = p.push(b"1,a,extra\n").expect_err("too many fields");
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn integers_and_timestamps_parse_as_a_cast_from_text_does() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ]));
+        let ints = ["5", "+7", "-3", "", "9223372036854775807", "0012"];
+        let times = [
+            "2025-03-17 00:00:00.656223+00:00",
+            "2025-03-17T01:00:00Z",
+            "2025-03-17 02:00:00",
+            "",
+            "2025-03-17 02:00:00+02:00",
+            "2024-02-29",
+        ];
+        let input: String = ints
+            .iter()
+            .zip(times)
+            .map(|(n, t)| format!("{n},{t}\n"))
+            .collect();
+        let mut p = CopyParser::new(Arc::clone(&schema), vec![0, 1], csv(false));
+        p.push(input.as_bytes()).expect("parses");
+        let batch = &p.finish().expect("finish")[0];
+        let safe = CastOptions {
+            safe: false,
+            ..CastOptions::default()
+        };
+        for (i, values) in [ints, times].iter().enumerate() {
+            let text: StringArray = values
+                .iter()
+                .map(|v| (!v.is_empty()).then_some(*v))
+                .collect();
+            let cast = cast_with_options(&text, schema.field(i).data_type(), &safe)
+                .expect("valid values cast");
+            assert_eq!(batch.column(i).as_ref(), cast.as_ref(), "column {i}");
+        }
+        let mut p = CopyParser::new(schema, vec![0, 1], csv(false));
+        let err = p
+            .push(b"1,2025-03-17\n2,2025-13-01\n")
+            .expect_err("month 13");
+        let text = err.to_string();
+        assert!(
+            text.contains("line 2") && text.contains("\"ts\"") && text.contains("2025-13-01"),
+            "{text}"
+        );
     }
 
     fn names(batches: &[RecordBatch]) -> Vec<Option<String>> {
@@ -938,9 +1082,9 @@ mod tests {
     #[test]
     fn errors_name_the_line_after_multi_line_records() {
         let mut p = CopyParser::new(schema(), vec![0, 1], csv(false));
-        p.push(b"1,\"two\nlines\"\n2,\"and\nthree\nlines\"\nx,bad\n")
-            .expect("lines");
-        let err = p.finish().expect_err("bad bigint");
+        let err = p
+            .push(b"1,\"two\nlines\"\n2,\"and\nthree\nlines\"\nx,bad\n")
+            .expect_err("bad bigint");
         assert!(err.to_string().contains("line 6"), "{err}");
     }
 

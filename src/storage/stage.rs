@@ -205,11 +205,17 @@ impl Staging {
             return Ok(());
         }
         let core = Arc::clone(&self.core);
-        let mut batch = segment::concat(&core.schema, &buffer)?;
-        drop(buffer);
+        // The chunk stays in the batches it arrived in: the background task writes them one after
+        // the other (and only copies them to sort when they are out of time order).
+        let mut batches = buffer;
         // Hashing is the costly part of idempotency; do it before taking the writer lock.
         let hashes = match &self.seen {
-            Some(_) => Some(keys::event_id_hashes(&batch)?),
+            Some(_) => Some(
+                batches
+                    .iter()
+                    .map(keys::event_id_hashes)
+                    .collect::<Result<Vec<_>>>()?,
+            ),
             None => None,
         };
         let id = {
@@ -220,23 +226,27 @@ impl Staging {
                 self.checked_at
                     .get_or_insert((writer.keys_added, writer.keys_removed));
                 let mut skipped = 0u64;
-                let keep: BooleanArray = hashes
-                    .iter()
-                    .map(|h| {
-                        if stored.is_some_and(|s| s.contains(h)) {
-                            skipped += 1;
-                            Some(false)
-                        } else {
-                            Some(seen.insert(*h))
-                        }
-                    })
-                    .collect();
-                self.skipped_stored += skipped;
-                if keep.false_count() > 0 {
-                    batch = filter_record_batch(&batch, &keep).map_err(DataFusionError::from)?;
+                for (batch, hashes) in batches.iter_mut().zip(hashes) {
+                    let keep: BooleanArray = hashes
+                        .iter()
+                        .map(|h| {
+                            if stored.is_some_and(|s| s.contains(h)) {
+                                skipped += 1;
+                                Some(false)
+                            } else {
+                                Some(seen.insert(*h))
+                            }
+                        })
+                        .collect();
+                    if keep.false_count() > 0 {
+                        *batch =
+                            filter_record_batch(batch, &keep).map_err(DataFusionError::from)?;
+                    }
                 }
+                self.skipped_stored += skipped;
+                batches.retain(|b| b.num_rows() > 0);
             }
-            if batch.num_rows() == 0 {
+            if batches.is_empty() {
                 return Ok(());
             }
             // Reserved like compaction's outputs: the id is never handed out again.
@@ -248,7 +258,7 @@ impl Staging {
         // goes on with the next chunk.
         self.settle().await?;
         let open = self.open.take();
-        self.writing = Some(tokio::spawn(write_chunk(core, open, batch, id)));
+        self.writing = Some(tokio::spawn(write_chunk(core, open, batches, id)));
         Ok(())
     }
 
@@ -423,18 +433,18 @@ struct Written {
     open: SegmentWriter,
 }
 
-/// Sort `batch` and write it into the `open` file, or into a new segment `id` when there is none,
-/// the open one is full (`compaction_target_rows`) or `batch` starts before the open one ends (so
-/// files stay sorted by `ts`); an open file left behind is finished. On failure every file this
-/// touched is removed.
+/// Sort `batches` (one chunk) and write them into the `open` file, or into a new segment `id` when
+/// there is none, the open one is full (`compaction_target_rows`) or the chunk starts before the
+/// open one ends (so files stay sorted by `ts`); an open file left behind is finished. On failure
+/// every file this touched is removed.
 async fn write_chunk(
     core: Arc<TableCore>,
     open: Option<SegmentWriter>,
-    batch: RecordBatch,
+    batches: Vec<RecordBatch>,
     id: u64,
 ) -> Result<Written> {
     let usage = core.options.kind == TableKind::Usage;
-    let (min_ts, _) = segment::ts_range(&batch);
+    let min_ts = batches.iter().filter_map(|b| segment::ts_range(b).0).min();
     let full = core.settings.compaction_target_rows.max(1) as u64;
     let mut finished = None;
     let current = match open {
@@ -453,14 +463,15 @@ async fn write_chunk(
         }
     };
     // Sorting and encoding are CPU work: off the runtime's worker threads.
+    let schema = Arc::clone(&core.schema);
     let (mut current, encoded) = tokio::task::spawn_blocking(move || {
         let mut current = current;
         let encoded = if usage {
-            segment::sort_by_ts(batch)
+            segment::sort_chunk(&schema, batches)
         } else {
-            Ok(batch)
+            Ok(batches)
         }
-        .and_then(|batch| current.encode(&batch));
+        .and_then(|batches| current.encode(&batches));
         (current, encoded)
     })
     .await

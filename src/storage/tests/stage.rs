@@ -224,6 +224,51 @@ async fn time_ordered_chunks_share_a_file_until_it_is_full_or_time_steps_back() 
 }
 
 #[tokio::test]
+async fn a_chunk_of_several_batches_is_one_row_group_sorted_by_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = StorageOptions {
+        stage_rows: 4,
+        compaction_target_rows: 100,
+        ..test_options()
+    };
+    let storage = Storage::open(dir.path().to_str().expect("utf-8 path"), options)
+        .await
+        .expect("open");
+    let table = usage_table(&storage).await;
+    let mut bulk = table.bulk_append();
+    // In time order across its batches: written as they are.
+    bulk.push(vec![rows_from(0, &["a", "b"]), rows_from(2, &["c", "d"])])
+        .await
+        .expect("chunk in order");
+    // Each batch sorted, but the second steps back in time: the chunk is sorted as a whole.
+    bulk.push(vec![rows_from(7, &["h", "i"]), rows_from(4, &["e", "f"])])
+        .await
+        .expect("chunk out of order");
+    // A batch out of order inside, with a duplicate dropped from the other one; it starts before
+    // the open file ends, so it starts a new file.
+    bulk.push(vec![
+        usage_batch(&[("j", 6, None), ("k", 5, None)]),
+        rows_from(9, &["a", "l"]),
+    ])
+    .await
+    .expect("chunk unsorted");
+    assert_eq!(bulk.commit().await.expect("commit"), 11);
+    let segments = table.core.snapshot().segments.clone();
+    let layout: Vec<(u64, usize, bool)> = segments
+        .iter()
+        .map(|s| {
+            let (groups, sorted) = row_groups_and_order(&storage, &table, s.id);
+            (s.rows, groups, sorted)
+        })
+        .collect();
+    assert_eq!(layout, [(8, 2, true), (3, 1, true)]);
+    assert_eq!(
+        (segments[1].min_ts, segments[1].max_ts),
+        (Some(5), Some(10))
+    );
+}
+
+#[tokio::test]
 async fn crash_with_a_staged_uncommitted_statement_leaves_nothing_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut staged_paths;
