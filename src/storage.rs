@@ -28,7 +28,7 @@
 //!
 //! # Bulk appends (COPY FROM STDIN)
 //! A statement whose rows arrive over time is not held whole: every `stage_rows` rows are
-//! deduplicated, sorted and written as the next row groups of a segment file that no manifest lists
+//! deduplicated, sorted and written as the next rows of a segment file that no manifest lists
 //! yet (invisible to readers, an orphan after a crash), and the memory is released. Chunks in time
 //! order share a file up to `compaction_target_rows`. At the end one manifest version lists all of
 //! the statement's files: its single commit point, after which it is visible and durable. A failed
@@ -130,7 +130,7 @@ impl Default for StorageOptions {
             sync: true,
             flush_rows: 256 * 1024,
             flush_statements: 1024,
-            stage_rows: 128 * 1024,
+            stage_rows: 32 * 1024,
             compaction_target_rows: 1024 * 1024,
             background_interval: Some(Duration::from_secs(10)),
             gc_grace: Duration::from_secs(600),

@@ -76,11 +76,11 @@ pub(crate) fn sort_by_ts(batch: RecordBatch) -> Result<RecordBatch> {
 
 /// `batches` in `ts` order, for one chunk of a file: unchanged when each is sorted and each starts
 /// no earlier than the one before ends (rows that arrive in time order are not copied), else
-/// concatenated and sorted into one batch.
+/// concatenated and sorted into one batch; the flag says whether rows moved.
 pub(crate) fn sort_chunk(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
-) -> Result<Vec<RecordBatch>> {
+) -> Result<(Vec<RecordBatch>, bool)> {
     let mut last = i64::MIN;
     let in_order = batches.iter().all(|batch| {
         let Some(values) = batch
@@ -101,9 +101,9 @@ pub(crate) fn sort_chunk(
         sorted
     });
     if in_order || batches.is_empty() {
-        return Ok(batches);
+        return Ok((batches, false));
     }
-    Ok(vec![sort_by_ts(concat(schema, &batches)?)?])
+    Ok((vec![sort_by_ts(concat(schema, &batches)?)?], true))
 }
 
 /// Smallest and largest `ts` of `batch` in microseconds, when it has a microsecond `ts` column.
@@ -282,13 +282,21 @@ impl SegmentWriter {
         self.max_ts
     }
 
-    /// Encode `batches` (sorted as wanted, one after the other) as the next row groups and return
-    /// their bytes, for [`SegmentWriter::upload`]. The CPU part: callers run it off the async
-    /// threads.
-    pub(crate) fn encode(&mut self, batches: &[RecordBatch]) -> Result<Bytes> {
+    /// Encode `batches` (sorted as wanted, one after the other) as the next rows of the file and
+    /// return the bytes of the row groups they completed (row groups have [`ROW_GROUP_ROWS`]
+    /// rows, the last one what is left), for [`SegmentWriter::upload`]. `hashes` are their event-id hashes in row order
+    /// when the caller has them. The CPU part: callers run it off the async threads.
+    pub(crate) fn encode(
+        &mut self,
+        batches: &[RecordBatch],
+        hashes: Option<Vec<u64>>,
+    ) -> Result<Bytes> {
+        if let (Some(all), Some(given)) = (self.hashes.as_mut(), hashes.as_ref()) {
+            all.extend_from_slice(given);
+        }
         for batch in batches {
-            if let Some(hashes) = self.hashes.as_mut() {
-                hashes.extend(keys::event_id_hashes(batch)?);
+            if let (Some(all), None) = (self.hashes.as_mut(), hashes.as_ref()) {
+                all.extend(keys::event_id_hashes(batch)?);
             }
             self.parquet.write(batch).map_err(DataFusionError::from)?;
             let (min, max) = ts_range(batch);
@@ -299,12 +307,14 @@ impl SegmentWriter {
             self.max_ts = self.max_ts.max(max);
             self.rows += batch.num_rows() as u64;
         }
-        self.parquet.flush().map_err(DataFusionError::from)?;
         Ok(Bytes::from(std::mem::take(self.parquet.inner_mut())))
     }
 
     /// Send encoded bytes on to the file.
     pub(crate) async fn upload(&mut self, bytes: Bytes) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
         self.upload
             .put(bytes)
             .await

@@ -3,14 +3,17 @@
 //!
 //! # Design
 //! Rows are conformed to the table as they come (casts, defaults, NOT NULL with the statement's row
-//! numbers) and buffered. Whenever `stage_rows` rows are buffered they become the next row groups of
-//! a *staged* segment: a normal Parquet segment file (plus its key index) under `data/`, with an id
+//! numbers) and buffered. Whenever `stage_rows` rows are buffered they become the next rows of a
+//! *staged* segment: a normal Parquet segment file (plus its key index) under `data/`, with an id
 //! reserved from the manifest's counter, that no manifest lists yet. Readers only ever see segments
-//! of a committed manifest, so staged files are invisible, and the buffer's memory is released as
-//! soon as its row groups are uploaded. A chunk is sorted, encoded and uploaded in the background
-//! while the next one fills (at most one at a time), so parsing and encoding use two cores. Memory
-//! is thus bounded by two chunks plus the statement's event-id hashes (8 bytes per row in a hash
-//! set), whatever the size of the statement.
+//! of a committed manifest, so staged files are invisible, and the buffer's memory is released once
+//! its rows are encoded; each completed row group is uploaded at once. A chunk is sorted, encoded
+//! and uploaded in the background while the next one fills (at most one at a time), so parsing and
+//! encoding use two cores. Chunks are small (32Ki rows by default) so that the statement's first
+//! chunk, parsed while the encoder has nothing to do, and its last, encoded after the input ended,
+//! are short; row groups still have their full size. Memory is thus bounded by two chunks, a row
+//! group's encoded pages and the statement's event-id hashes (8 bytes per row in a hash set),
+//! whatever the size of the statement.
 //!
 //! Chunks go on into the same file while their rows follow the file's in time and it has fewer than
 //! `compaction_target_rows` rows; otherwise the file is finished and a new one started. Time-ordered
@@ -218,6 +221,7 @@ impl Staging {
             ),
             None => None,
         };
+        let mut chunk_hashes = None;
         let id = {
             let mut guard = core.writer.lock().await;
             let writer = &mut *guard;
@@ -226,16 +230,21 @@ impl Staging {
                 self.checked_at
                     .get_or_insert((writer.keys_added, writer.keys_removed));
                 let mut skipped = 0u64;
+                let mut kept_hashes = Vec::new();
                 for (batch, hashes) in batches.iter_mut().zip(hashes) {
                     let keep: BooleanArray = hashes
                         .iter()
                         .map(|h| {
-                            if stored.is_some_and(|s| s.contains(h)) {
+                            let keep = if stored.is_some_and(|s| s.contains(h)) {
                                 skipped += 1;
-                                Some(false)
+                                false
                             } else {
-                                Some(seen.insert(*h))
+                                seen.insert(*h)
+                            };
+                            if keep {
+                                kept_hashes.push(*h);
                             }
+                            Some(keep)
                         })
                         .collect();
                     if keep.false_count() > 0 {
@@ -245,6 +254,7 @@ impl Staging {
                 }
                 self.skipped_stored += skipped;
                 batches.retain(|b| b.num_rows() > 0);
+                chunk_hashes = Some(kept_hashes);
             }
             if batches.is_empty() {
                 return Ok(());
@@ -258,7 +268,13 @@ impl Staging {
         // goes on with the next chunk.
         self.settle().await?;
         let open = self.open.take();
-        self.writing = Some(tokio::spawn(write_chunk(core, open, batches, id)));
+        self.writing = Some(tokio::spawn(write_chunk(
+            core,
+            open,
+            batches,
+            chunk_hashes,
+            id,
+        )));
         Ok(())
     }
 
@@ -433,14 +449,15 @@ struct Written {
     open: SegmentWriter,
 }
 
-/// Sort `batches` (one chunk) and write them into the `open` file, or into a new segment `id` when
-/// there is none, the open one is full (`compaction_target_rows`) or the chunk starts before the
-/// open one ends (so files stay sorted by `ts`); an open file left behind is finished. On failure
-/// every file this touched is removed.
+/// Sort `batches` (one chunk, with the event-id hashes of its rows in order when known) and write
+/// them into the `open` file, or into a new segment `id` when there is none, the open one is full
+/// (`compaction_target_rows`) or the chunk starts before the open one ends (so files stay sorted
+/// by `ts`); an open file left behind is finished. On failure every file this touched is removed.
 async fn write_chunk(
     core: Arc<TableCore>,
     open: Option<SegmentWriter>,
     batches: Vec<RecordBatch>,
+    hashes: Option<Vec<u64>>,
     id: u64,
 ) -> Result<Written> {
     let usage = core.options.kind == TableKind::Usage;
@@ -466,12 +483,13 @@ async fn write_chunk(
     let schema = Arc::clone(&core.schema);
     let (mut current, encoded) = tokio::task::spawn_blocking(move || {
         let mut current = current;
+        // The hashes follow the rows' order: they are computed again when sorting moved rows.
         let encoded = if usage {
             segment::sort_chunk(&schema, batches)
         } else {
-            Ok(batches)
+            Ok((batches, false))
         }
-        .and_then(|batches| current.encode(&batches));
+        .and_then(|(batches, moved)| current.encode(&batches, hashes.filter(|_| !moved)));
         (current, encoded)
     })
     .await

@@ -197,7 +197,8 @@ async fn time_ordered_chunks_share_a_file_until_it_is_full_or_time_steps_back() 
         .iter()
         .map(|s| row_groups_and_order(&storage, &table, s.id))
         .collect();
-    assert_eq!(layout, [(3, true), (1, true), (1, true)]);
+    // Row groups are not cut at chunks: each file here is one row group.
+    assert_eq!(layout, [(1, true), (1, true), (1, true)]);
     assert_eq!(
         (segments[0].min_ts, segments[0].max_ts),
         (Some(0), Some(11))
@@ -224,7 +225,7 @@ async fn time_ordered_chunks_share_a_file_until_it_is_full_or_time_steps_back() 
 }
 
 #[tokio::test]
-async fn a_chunk_of_several_batches_is_one_row_group_sorted_by_time() {
+async fn a_chunk_of_several_batches_is_written_sorted_by_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = StorageOptions {
         stage_rows: 4,
@@ -261,7 +262,7 @@ async fn a_chunk_of_several_batches_is_one_row_group_sorted_by_time() {
             (s.rows, groups, sorted)
         })
         .collect();
-    assert_eq!(layout, [(8, 2, true), (3, 1, true)]);
+    assert_eq!(layout, [(8, 1, true), (3, 1, true)]);
     assert_eq!(
         (segments[1].min_ts, segments[1].max_ts),
         (Some(5), Some(10))
