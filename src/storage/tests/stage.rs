@@ -7,8 +7,14 @@ use super::*;
 
 /// Chunks of four rows, so a handful of rows spans several staged segments.
 async fn open_staging(dir: &std::path::Path) -> Arc<Storage> {
+    open_staging_with(dir, test_options().compaction_target_rows).await
+}
+
+/// Chunks of four rows, files of about `compaction_target_rows`.
+async fn open_staging_with(dir: &std::path::Path, compaction_target_rows: usize) -> Arc<Storage> {
     let options = StorageOptions {
         stage_rows: 4,
+        compaction_target_rows,
         ..test_options()
     };
     Storage::open(dir.to_str().expect("utf-8 path"), options)
@@ -168,14 +174,7 @@ fn row_groups_and_order(storage: &Storage, table: &DurableTable, id: u64) -> (us
 #[tokio::test]
 async fn time_ordered_chunks_share_a_file_until_it_is_full_or_time_steps_back() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = StorageOptions {
-        stage_rows: 4,
-        compaction_target_rows: 10,
-        ..test_options()
-    };
-    let storage = Storage::open(dir.path().to_str().expect("utf-8 path"), options)
-        .await
-        .expect("open");
+    let storage = open_staging_with(dir.path(), 10).await;
     let table = usage_table(&storage).await;
     let mut bulk = table.bulk_append();
     for (from, ids) in [
@@ -227,14 +226,7 @@ async fn time_ordered_chunks_share_a_file_until_it_is_full_or_time_steps_back() 
 #[tokio::test]
 async fn a_chunk_of_several_batches_is_written_sorted_by_time() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = StorageOptions {
-        stage_rows: 4,
-        compaction_target_rows: 100,
-        ..test_options()
-    };
-    let storage = Storage::open(dir.path().to_str().expect("utf-8 path"), options)
-        .await
-        .expect("open");
+    let storage = open_staging_with(dir.path(), 100).await;
     let table = usage_table(&storage).await;
     let mut bulk = table.bulk_append();
     // In time order across its batches: written as they are.
