@@ -284,8 +284,9 @@ impl SegmentWriter {
 
     /// Encode `batches` (sorted as wanted, one after the other) as the next rows of the file and
     /// return the bytes of the row groups they completed (row groups have [`ROW_GROUP_ROWS`]
-    /// rows, the last one what is left), for [`SegmentWriter::upload`]. `hashes` are their event-id hashes in row order
-    /// when the caller has them. The CPU part: callers run it off the async threads.
+    /// rows, the last one what is left), for [`SegmentWriter::upload`]. `hashes` are their
+    /// event-id hashes in row order when the caller has them. The CPU part: callers run it off the
+    /// async threads.
     pub(crate) fn encode(
         &mut self,
         batches: &[RecordBatch],
