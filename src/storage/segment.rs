@@ -1,8 +1,9 @@
 //! Segments: immutable Parquet files holding a table's flushed rows (`data/<id:020>.parquet`), sorted
 //! by `ts` when the table has one, plus the usage tables' key index beside each.
 //!
-//! Files are plain Parquet (ZSTD, row groups of 128Ki rows, page statistics, the Arrow schema
-//! embedded), so any engine can read them and time filters prune row groups and pages.
+//! Files are plain Parquet (ZSTD on the columns it shrinks, row groups of 128Ki rows, page
+//! statistics, the Arrow schema embedded), so any engine can read them and time filters prune row
+//! groups and pages.
 //!
 //! It owns writing and reading segment files. It must not decide which segments are live (that is
 //! the manifest) nor when to write them.
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use datafusion::error::DataFusionError;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -123,17 +124,37 @@ pub(crate) fn ts_range(batch: &RecordBatch) -> (Option<i64>, Option<i64>) {
     (min, max)
 }
 
+/// The usage columns whose values are mostly distinct text: the only ones ZSTD shrinks by much.
+const COMPRESSED_USAGE_COLUMNS: [&str; 4] = [keys::EVENT_ID, PROMPT_HASH, "user_id", "tags"];
+
 /// How segment files are encoded. Columns whose values are (nearly) all distinct get no
 /// dictionary: `event_id` is unique and `prompt_hash` mostly is, so a dictionary for them would be
 /// built per page only to be thrown away, and `ts` (sorted) is stored as deltas. Measured on 1M
 /// generated usage rows: encoding 24% faster and files 8% smaller than with dictionaries on every
 /// column.
-fn properties() -> WriterProperties {
+///
+/// Pages are ZSTD-compressed, except, in usage tables (`with_keys`), the columns outside
+/// [`COMPRESSED_USAGE_COLUMNS`]: dimensions, token counts and times, which their dictionary, RLE
+/// and delta encodings already make small. Those are what FinOps queries group and sum by, and
+/// a scan then reads them without decompressing. Measured on 10M generated usage rows: files 7%
+/// larger (44.5 against 41.5 bytes per row), `SUM(input_tokens) GROUP BY team` 12% and a
+/// five-column aggregate 17–20% faster.
+fn properties(with_keys: bool, schema: &Schema) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     for column in [keys::EVENT_ID, TS, PROMPT_HASH] {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    if with_keys {
+        for field in schema.fields() {
+            if !COMPRESSED_USAGE_COLUMNS.contains(&field.name().as_str()) {
+                builder = builder.set_column_compression(
+                    ColumnPath::from(field.name().as_str()),
+                    Compression::UNCOMPRESSED,
+                );
+            }
+        }
     }
     builder
         .set_column_encoding(ColumnPath::from(TS), Encoding::DELTA_BINARY_PACKED)
@@ -173,8 +194,12 @@ pub(crate) fn encode(batch: &RecordBatch, with_keys: bool) -> Result<Encoded> {
     };
     let mut parquet = Vec::new();
     {
-        let mut writer = ArrowWriter::try_new(&mut parquet, batch.schema(), Some(properties()))
-            .map_err(DataFusionError::from)?;
+        let mut writer = ArrowWriter::try_new(
+            &mut parquet,
+            batch.schema(),
+            Some(properties(with_keys, &batch.schema())),
+        )
+        .map_err(DataFusionError::from)?;
         writer.write(batch).map_err(DataFusionError::from)?;
         writer.close().map_err(DataFusionError::from)?;
     }
@@ -254,7 +279,8 @@ impl SegmentWriter {
         with_keys: bool,
     ) -> Result<Self> {
         let path = data_path(table_dir, id);
-        let parquet = ArrowWriter::try_new(Vec::new(), schema, Some(properties()))
+        let properties = properties(with_keys, &schema);
+        let parquet = ArrowWriter::try_new(Vec::new(), schema, Some(properties))
             .map_err(DataFusionError::from)?;
         // At most two parts in flight: memory stays bounded by a few parts per file.
         let upload =

@@ -386,3 +386,58 @@ async fn scans_split_into_byte_ranges_read_every_row_once() {
         &DataType::Utf8View
     );
 }
+
+#[tokio::test]
+async fn usage_segments_compress_only_the_mostly_distinct_text_columns() {
+    use datafusion::parquet::basic::Compression;
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open(dir.path()).await;
+    let table = usage_table(&storage).await;
+    table
+        .append(vec![usage_batch(&[("a", 1, Some(3)), ("b", 2, None)])])
+        .await
+        .expect("append");
+    table.flush().await.expect("flush");
+    let files: Vec<_> = walkdir(dir.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let reader =
+        SerializedFileReader::new(std::fs::File::open(&files[0]).expect("open")).expect("parquet");
+    let group = reader.metadata().row_group(0);
+    let compression = |name: &str| {
+        group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("column {name}"))
+            .compression()
+    };
+    for name in ["event_id", "prompt_hash", "user_id", "tags"] {
+        assert!(
+            matches!(compression(name), Compression::ZSTD(_)),
+            "{name}: {:?}",
+            compression(name)
+        );
+    }
+    for name in ["ts", "provider", "team", "input_tokens", "requests"] {
+        assert_eq!(compression(name), Compression::UNCOMPRESSED, "{name}");
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walkdir(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
