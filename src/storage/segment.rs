@@ -246,14 +246,14 @@ const UPLOAD_PART_BYTES: usize = 16 << 20;
 /// each chunk becomes row groups that are uploaded as soon as they are encoded, so a file of many
 /// chunks never sits whole in memory and is never rewritten by compaction just to be merged.
 ///
-/// The file appears under its name only when [`SegmentWriter::finish`] completes it, after its key
-/// index; until then it is at most an unfinished upload, which [`SegmentWriter::abort`] (or the next
-/// open of the table, after a crash) removes.
+/// The file appears under its name only when [`SegmentWriter::finish`] completes it, together with
+/// its key index; until then it is at most an unfinished upload (on a local disk, a staging file),
+/// which [`SegmentWriter::abort`] (or the next open of the table, after a crash) removes.
 pub(crate) struct SegmentWriter {
     id: u64,
     path: Path,
     parquet: ArrowWriter<Vec<u8>>,
-    upload: BufWriter,
+    upload: Upload,
     hashes: Option<Vec<u64>>,
     rows: u64,
     min_ts: Option<i64>,
@@ -282,10 +282,18 @@ impl SegmentWriter {
         let properties = properties(with_keys, &schema);
         let parquet = ArrowWriter::try_new(Vec::new(), schema, Some(properties))
             .map_err(DataFusionError::from)?;
-        // At most two parts in flight: memory stays bounded by a few parts per file.
-        let upload =
-            BufWriter::with_capacity(Arc::clone(&backend.store), path.clone(), UPLOAD_PART_BYTES)
-                .with_max_concurrency(2);
+        let upload = match backend.local_path(&path) {
+            Some(target) => Upload::Local(LocalUpload::new(target, backend.sync)),
+            // At most two parts in flight: memory stays bounded by a few parts per file.
+            None => Upload::Store(
+                BufWriter::with_capacity(
+                    Arc::clone(&backend.store),
+                    path.clone(),
+                    UPLOAD_PART_BYTES,
+                )
+                .with_max_concurrency(2),
+            ),
+        };
         Ok(Self {
             id,
             path,
@@ -342,10 +350,13 @@ impl SegmentWriter {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.upload
-            .put(bytes)
-            .await
-            .map_err(|e| Error::object_store(self.path.as_ref(), e))
+        match &mut self.upload {
+            Upload::Store(upload) => upload
+                .put(bytes)
+                .await
+                .map_err(|e| Error::object_store(self.path.as_ref(), e)),
+            Upload::Local(upload) => upload.write(bytes).await,
+        }
     }
 
     /// Write the footer and the key index, complete the file and make both durable; returns the
@@ -359,7 +370,7 @@ impl SegmentWriter {
         match self.complete(backend, table_dir).await {
             Ok(meta) => Ok(meta),
             Err(e) => {
-                let _ = self.upload.abort().await;
+                self.upload.abort().await;
                 let _ = delete(backend, table_dir, id).await;
                 Err(e)
             }
@@ -370,19 +381,34 @@ impl SegmentWriter {
         self.parquet.finish().map_err(DataFusionError::from)?;
         let footer = Bytes::from(std::mem::take(self.parquet.inner_mut()));
         self.upload(footer).await?;
-        if let Some(hashes) = self.hashes.take() {
-            backend
-                .put(
-                    &keys_path(table_dir, self.id),
-                    Bytes::from(keys::encode(&hashes)),
-                )
-                .await?;
-        }
-        self.upload
-            .shutdown()
-            .await
-            .map_err(|e| Error::io(self.path.to_string(), e))?;
-        backend.fsync(&self.path).await?;
+        // The key index and the file are made durable at the same time: neither is referenced
+        // before the manifest that lists the segment is committed, after both.
+        let write_keys = async {
+            match self.hashes.take() {
+                Some(hashes) => {
+                    backend
+                        .put(
+                            &keys_path(table_dir, self.id),
+                            Bytes::from(keys::encode(&hashes)),
+                        )
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let complete_file = async {
+            match &mut self.upload {
+                Upload::Store(upload) => {
+                    upload
+                        .shutdown()
+                        .await
+                        .map_err(|e| Error::io(self.path.to_string(), e))?;
+                    backend.fsync(&self.path).await
+                }
+                Upload::Local(upload) => upload.complete().await,
+            }
+        };
+        tokio::try_join!(write_keys, complete_file)?;
         Ok(SegmentMeta {
             id: self.id,
             rows: self.rows,
@@ -394,8 +420,163 @@ impl SegmentWriter {
 
     /// Give the segment up: drop the unfinished upload and anything already under its names.
     pub(crate) async fn abort(mut self, backend: &Backend, table_dir: &Path) {
-        let _ = self.upload.abort().await;
+        self.upload.abort().await;
         let _ = delete(backend, table_dir, self.id).await;
+    }
+}
+
+/// Where the bytes of a [`SegmentWriter`] go.
+enum Upload {
+    /// A multipart upload to the object store.
+    Store(BufWriter),
+    /// A file in the local data directory.
+    Local(LocalUpload),
+}
+
+impl Upload {
+    /// Drop what was written so far.
+    async fn abort(&mut self) {
+        match self {
+            Upload::Store(upload) => {
+                let _ = upload.abort().await;
+            }
+            Upload::Local(upload) => upload.abort().await,
+        }
+    }
+}
+
+/// Bytes written to a local segment file between two flushes of its pages to disk.
+const LOCAL_FLUSH_BYTES: u64 = 8 << 20;
+
+/// A segment file written in the local data directory: under a staging name (`<name>#w`, which
+/// the table's open removes after a crash) until [`LocalUpload::complete`] renames it into place.
+/// With `sync`, written pages are flushed to disk in the background while the file grows, so that
+/// completing it has only the last few megabytes left to sync.
+struct LocalUpload {
+    target: std::path::PathBuf,
+    staging: std::path::PathBuf,
+    sync: bool,
+    /// Created by the first write.
+    file: Option<Arc<std::fs::File>>,
+    /// Bytes written since the last flush started.
+    unflushed: u64,
+    /// The flush running in the background, if any.
+    flushing: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl LocalUpload {
+    fn new(target: std::path::PathBuf, sync: bool) -> Self {
+        let mut staging = target.clone().into_os_string();
+        staging.push("#w");
+        Self {
+            target,
+            staging: staging.into(),
+            sync,
+            file: None,
+            unflushed: 0,
+            flushing: None,
+        }
+    }
+
+    fn io_error(&self, e: std::io::Error) -> Error {
+        Error::io(self.staging.display().to_string(), e)
+    }
+
+    /// Append `bytes` to the file.
+    async fn write(&mut self, bytes: Bytes) -> Result<()> {
+        use std::io::Write;
+        let file = self.file.clone();
+        let staging = self.staging.clone();
+        let len = bytes.len() as u64;
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<Arc<std::fs::File>> {
+            let file = match file {
+                Some(file) => file,
+                None => Arc::new(create_file(&staging)?),
+            };
+            (&*file).write_all(&bytes)?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("segment write task failed: {e}")))?
+        .map_err(|e| self.io_error(e))?;
+        self.unflushed += len;
+        if self.sync
+            && self.unflushed >= LOCAL_FLUSH_BYTES
+            && self.flushing.as_ref().is_none_or(|f| f.is_finished())
+        {
+            self.await_flush().await?;
+            let file = Arc::clone(&file);
+            self.flushing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+            self.unflushed = 0;
+        }
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Wait for the background flush, if any, and report its failure.
+    async fn await_flush(&mut self) -> Result<()> {
+        if let Some(flush) = self.flushing.take() {
+            flush
+                .await
+                .map_err(|e| Error::Internal(format!("segment flush task failed: {e}")))?
+                .map_err(|e| self.io_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Make the file durable (with `sync`) and give it its name.
+    async fn complete(&mut self) -> Result<()> {
+        self.await_flush().await?;
+        let file = self.file.take();
+        let (staging, target, sync) = (self.staging.clone(), self.target.clone(), self.sync);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let file = match file {
+                Some(file) => file,
+                None => Arc::new(create_file(&staging)?),
+            };
+            if sync {
+                file.sync_all()?;
+            }
+            drop(file);
+            std::fs::rename(&staging, &target)?;
+            if sync && let Some(dir) = target.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("segment write task failed: {e}")))?
+        .map_err(|e| self.io_error(e))
+    }
+
+    /// Remove the staging file.
+    async fn abort(&mut self) {
+        if let Some(flush) = self.flushing.take() {
+            let _ = flush.await;
+        }
+        self.file = None;
+        let staging = self.staging.clone();
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(staging)).await;
+    }
+}
+
+/// Create (or truncate) the file at `path`, and its directory if missing.
+fn create_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+    };
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            create()
+        }
+        other => other,
     }
 }
 

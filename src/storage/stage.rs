@@ -46,6 +46,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::error::DataFusionError;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::keys::{self, KeySet};
@@ -117,9 +118,11 @@ impl BulkAppend {
     /// (usage tables skip rows whose `event_id` is stored already or earlier in the statement).
     pub async fn commit(mut self) -> crate::Result<u64> {
         let staging = self.take()?;
-        tokio::spawn(staging.commit())
+        let (done, outcome) = oneshot::channel();
+        tokio::spawn(staging.commit(done));
+        outcome
             .await
-            .map_err(|e| Error::Internal(format!("storage write task failed: {e}")))?
+            .map_err(|_| Error::Internal("storage write task failed".into()))?
     }
 
     /// Give up the statement: delete what was staged.
@@ -301,21 +304,32 @@ impl Staging {
         Ok(())
     }
 
-    async fn commit(mut self) -> Result<u64> {
+    /// Commit and send the outcome on `done` as soon as the rows are durable and visible; work
+    /// that only keeps the writer's state current (merging the statement's keys into the stored
+    /// ones) goes on after, under the writer lock, so the next write waits for it but the client
+    /// does not.
+    async fn commit(mut self, done: oneshot::Sender<Result<u64>>) {
         if self.staged.is_empty() && self.writing.is_none() && self.open.is_none() {
             // Never filled a chunk: an ordinary append through the WAL.
             self.done = true;
             let buffer = std::mem::take(&mut self.buffer);
-            return self.core.append(buffer).await;
+            let _ = done.send(self.core.append(buffer).await);
+            return;
         }
-        let outcome = self.commit_staged().await;
+        let mut done = Some(done);
+        let outcome = self.commit_staged(&mut done).await;
         if outcome.is_err() {
             self.abort().await;
         }
-        outcome
+        if let Some(done) = done {
+            let _ = done.send(outcome);
+        }
     }
 
-    async fn commit_staged(&mut self) -> Result<u64> {
+    async fn commit_staged(
+        &mut self,
+        done: &mut Option<oneshot::Sender<Result<u64>>>,
+    ) -> Result<u64> {
         self.stage().await?;
         self.close().await?;
         let core = Arc::clone(&self.core);
@@ -373,6 +387,9 @@ impl Staging {
             // column, or only NULLs) leaves the bound unknown.
             let bounds: Option<Vec<i64>> = self.staged.iter().map(|m| m.min_ts).collect();
             core.record_append(bounds.and_then(|b| b.into_iter().min()));
+        }
+        if let Some(done) = done.take() {
+            let _ = done.send(Ok(rows));
         }
         if let (Some(seen), Some(stored)) = (self.seen.take(), writer.keys.as_mut()) {
             // Keep the larger set and fold the smaller into it.

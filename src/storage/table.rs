@@ -487,8 +487,9 @@ async fn delete_orphans(backend: &Backend, dir: &Path, manifest: &TableManifest)
             backend.delete(&meta.location).await?;
         }
     }
-    // A segment upload cut short by a crash leaves, on a local disk, a staging file
-    // (`<name>#<n>`) that the store does not list.
+    // A segment write cut short by a crash leaves, on a local disk, a staging file
+    // (`<name>#w`, or `<name>#<n>` from the store's multipart upload) that the store does not
+    // list.
     if let Some(local) = backend.local_path(&data) {
         let entries = match std::fs::read_dir(&local) {
             Ok(entries) => entries,

@@ -463,3 +463,67 @@ async fn change_history_sees_bulk_appends_but_not_file_moves() {
     table.core.truncate().await.expect("truncate");
     assert_eq!(table.changes_since(&committed), Changes::Unknown);
 }
+
+#[tokio::test]
+async fn a_segment_being_written_has_only_its_staging_name_until_finished() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open_staging(dir.path()).await;
+    let table = usage_table(&storage).await;
+    let (backend, table_dir) = (&storage.backend, &table.core.dir);
+    let batch = table
+        .core
+        .prepare_from(vec![rows(&["a", "b", "c"])], 0)
+        .expect("conform")
+        .remove(0);
+    for finish in [true, false] {
+        let id = if finish { 900 } else { 901 };
+        let mut writer = segment::SegmentWriter::new(
+            backend,
+            table_dir,
+            id,
+            Arc::clone(&table.core.schema),
+            true,
+        )
+        .expect("writer");
+        let name = format!("{id:020}.parquet");
+        if finish {
+            // Three rows complete no row group: the bytes come with the footer.
+            let bytes = writer
+                .encode(std::slice::from_ref(&batch), None)
+                .expect("encode");
+            writer.upload(bytes).await.expect("upload");
+        } else {
+            // Bytes of a row group, as far as the file is concerned.
+            writer
+                .upload(bytes::Bytes::from_static(b"PAR1 and a partial row group"))
+                .await
+                .expect("upload");
+            let files = data_files(&storage, &table);
+            assert!(files.contains(&format!("{name}#w")), "{files:?}");
+        }
+        assert!(!data_files(&storage, &table).contains(&name));
+        if finish {
+            let meta = writer.finish(backend, table_dir).await.expect("finish");
+            assert_eq!(meta.rows, 3);
+            let files = data_files(&storage, &table);
+            assert!(files.contains(&name), "{files:?}");
+            assert!(files.contains(&format!("{id:020}.keys")), "{files:?}");
+            assert!(!files.iter().any(|f| f.contains('#')), "{files:?}");
+            let read = segment::read(backend, table_dir, &table.core.schema, &meta)
+                .await
+                .expect("read");
+            assert_eq!(read.num_rows(), 3);
+            let keys = segment::read_keys(backend, table_dir, &table.core.schema, &meta)
+                .await
+                .expect("keys");
+            assert_eq!(keys.len(), 3);
+        } else {
+            writer.abort(backend, table_dir).await;
+            let files = data_files(&storage, &table);
+            assert!(
+                !files.iter().any(|f| f.starts_with(&format!("{id:020}"))),
+                "{files:?}"
+            );
+        }
+    }
+}
