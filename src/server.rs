@@ -8,6 +8,7 @@ pub mod auth;
 pub mod handler;
 pub mod hooks;
 mod portal;
+mod rows;
 pub mod sqlstate;
 pub mod startup;
 

@@ -399,13 +399,18 @@ fn rollback_to_savepoint(sql: &str) -> Option<Statement> {
     }
 }
 
-/// Stop a row stream on cancel or deadline; dropping the inner stream stops the query.
+/// Rows handed on between two checks for cancel and deadline, when they are ready at once.
+const ROWS_PER_CHECK: usize = 1024;
+
+/// Stop a row stream on cancel or deadline; dropping the inner stream stops the query. Rows that
+/// are ready go on in runs of up to [`ROWS_PER_CHECK`] between checks; while the query has no
+/// row ready, the cancel and the deadline are waited for beside it.
 fn guard_rows(
     rows: impl Stream<Item = PgWireResult<DataRow>> + Send + 'static,
     cancel: watch::Receiver<u64>,
     deadline: Option<tokio::time::Instant>,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
-    let rows = Box::pin(rows);
+    let rows = Box::pin(rows.ready_chunks(ROWS_PER_CHECK));
     futures::stream::unfold(Some((rows, cancel)), move |state| async move {
         let (mut rows, mut cancel) = state?;
         let sleep = async {
@@ -418,21 +423,28 @@ fn guard_rows(
             biased;
             changed = cancel.changed() => {
                 if changed.is_ok() {
-                    Some((Err(PgWireError::UserError(Box::new(sqlstate::error(
+                    Some((vec![Err(PgWireError::UserError(Box::new(sqlstate::error(
                         sqlstate::QUERY_CANCELED,
                         "canceling statement due to user request",
-                    )))), None))
+                    ))))], None))
                 } else {
                     let next = rows.next().await?;
-                    Some((next.map_err(sqlstate::map_pgwire), Some((rows, cancel))))
+                    Some((next, Some((rows, cancel))))
                 }
             }
-            _ = sleep => Some((Err(timeout_error()), None)),
+            _ = sleep => Some((vec![Err(timeout_error())], None)),
             next = rows.next() => {
                 let next = next?;
-                Some((next.map_err(sqlstate::map_pgwire), Some((rows, cancel))))
+                Some((next, Some((rows, cancel))))
             }
         }
+    })
+    .flat_map(|chunk| {
+        futures::stream::iter(
+            chunk
+                .into_iter()
+                .map(|row| row.map_err(sqlstate::map_pgwire)),
+        )
     })
 }
 

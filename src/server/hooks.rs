@@ -65,7 +65,7 @@ pub(crate) async fn respond(
             Ok(Response::Execution(tag))
         }
         Output::Rows(df) => Ok(Response::Query(
-            arrow_pg::datatypes::df::encode_dataframe(df, format, Some(options)).await?,
+            super::rows::dataframe_response(df, format, options).await?,
         )),
         Output::Batches(schema, batches) => Ok(Response::Query(encode_batches(
             schema, batches, format, options,
@@ -84,9 +84,13 @@ fn encode_batches(
         format,
         Some(options),
     )?);
-    let rows: Vec<_> = batches
-        .into_iter()
-        .flat_map(|b| arrow_pg::datatypes::encode_recordbatch(Arc::clone(&fields), b))
-        .collect();
+    let mut rows = Vec::new();
+    for batch in &batches {
+        rows.extend(
+            super::rows::encode_batch(&fields, batch)?
+                .into_iter()
+                .map(Ok),
+        );
+    }
     Ok(QueryResponse::new(fields, futures::stream::iter(rows)))
 }

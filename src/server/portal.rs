@@ -26,15 +26,14 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::Parser;
+use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
-use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use futures::{StreamExt, stream};
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{QueryResponse, Response};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::data::DataRow;
 use pgwire::messages::response::TransactionStatus;
 use pgwire::types::format::FormatOptions;
 
@@ -345,16 +344,7 @@ where
         format,
         Some(options),
     )?);
-    let row_fields = Arc::clone(&fields);
-    let rows = batches
-        .map(move |batch: datafusion::error::Result<RecordBatch>| {
-            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
-                Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
-                Err(e) => Box::new(std::iter::once(Err(api_error(e)))),
-            };
-            stream::iter(rows)
-        })
-        .flatten();
+    let rows = super::rows::stream_rows(Arc::clone(&fields), batches);
     Ok(Response::Query(QueryResponse::new(fields, rows)))
 }
 

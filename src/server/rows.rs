@@ -1,0 +1,777 @@
+//! Record batches to `DataRow` messages: the path every result row takes to the client.
+//!
+//! A batch is encoded a row at a time into one buffer that its rows then share. Each column is
+//! looked at once per batch: the common types in the format the client asked for (integers,
+//! booleans, text, numeric in both formats; floats, timestamps and dates in binary) are written
+//! directly from the Arrow arrays, everything else value by value through `arrow-pg`, so both give
+//! the bytes `arrow-pg` would. Numerics are written from their 128-bit value, so all 38 digits go
+//! out exactly.
+//!
+//! It owns the encoding of result values. It must not plan or run queries.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, GenericStringArray, PrimitiveArray,
+    RecordBatch, StringViewArray,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Field, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
+};
+use datafusion::dataframe::DataFrame;
+use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
+use datafusion_postgres::arrow_pg::encoder::{Encoder, encode_value};
+use futures::{Stream, StreamExt, stream};
+use pgwire::api::Type;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::types::ToSqlText;
+use pgwire::types::format::FormatOptions;
+use postgres_types::{IsNull, ToSql};
+
+use super::sqlstate;
+
+/// Microseconds from 1970-01-01 to 2000-01-01, the epoch of Postgres' binary timestamps.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Days from 1970-01-01 to 2000-01-01, the epoch of Postgres' binary dates.
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// Run `df` and answer with its rows in `format`.
+pub(crate) async fn dataframe_response(
+    df: DataFrame,
+    format: &Format,
+    options: Arc<FormatOptions>,
+) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(arrow_schema_to_pg_fields(
+        df.schema().as_arrow(),
+        format,
+        Some(options),
+    )?);
+    let batches = df
+        .execute_stream()
+        .await
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    Ok(QueryResponse::new(
+        Arc::clone(&fields),
+        stream_rows(fields, batches),
+    ))
+}
+
+/// The rows of a stream of batches described by `fields`.
+pub(crate) fn stream_rows(
+    fields: Arc<Vec<FieldInfo>>,
+    batches: impl Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    batches
+        .map(move |batch| {
+            let rows = match batch {
+                Ok(batch) => encode_batch(&fields, &batch),
+                Err(e) => Err(PgWireError::ApiError(Box::new(e))),
+            };
+            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send> = match rows {
+                Ok(rows) => Box::new(rows.into_iter().map(Ok)),
+                Err(e) => Box::new(std::iter::once(Err(e))),
+            };
+            stream::iter(rows)
+        })
+        .flatten()
+}
+
+/// The rows of `batch`, whose columns `fields` describe (names, Postgres types, formats).
+pub(crate) fn encode_batch(
+    fields: &[FieldInfo],
+    batch: &RecordBatch,
+) -> PgWireResult<Vec<DataRow>> {
+    if fields.len() != batch.num_columns() {
+        return Err(PgWireError::ApiError(
+            format!(
+                "result has {} columns but {} were described",
+                batch.num_columns(),
+                fields.len()
+            )
+            .into(),
+        ));
+    }
+    let count = i16::try_from(fields.len())
+        .map_err(|_| PgWireError::ApiError("more than 32767 result columns".into()))?;
+    let schema = batch.schema();
+    let columns: Vec<Column<'_>> = batch
+        .columns()
+        .iter()
+        .zip(schema.fields().iter())
+        .zip(fields)
+        .map(|((array, arrow_field), field)| Column::new(array, arrow_field, field))
+        .collect();
+    let rows = batch.num_rows();
+    // A first guess at the size: 8 bytes of value and a 4-byte length per field.
+    let mut buffer = BytesMut::with_capacity(rows * fields.len() * 12);
+    let mut ends = Vec::with_capacity(rows);
+    for row in 0..rows {
+        for column in &columns {
+            column.write(&mut buffer, row)?;
+        }
+        ends.push(buffer.len());
+    }
+    let mut out = Vec::with_capacity(rows);
+    let mut start = 0;
+    for end in ends {
+        out.push(DataRow::new(buffer.split_to(end - start), count));
+        start = end;
+    }
+    Ok(out)
+}
+
+/// One column of a batch, ready to write its values in the format asked for.
+enum Column<'a> {
+    Bool(&'a BooleanArray, FieldFormat),
+    Int16(&'a PrimitiveArray<Int16Type>, FieldFormat),
+    Int32(&'a PrimitiveArray<Int32Type>, FieldFormat),
+    Int64(&'a PrimitiveArray<Int64Type>, FieldFormat),
+    /// Binary only: Postgres' text form of floats depends on `extra_float_digits`.
+    Float32(&'a PrimitiveArray<Float32Type>),
+    Float64(&'a PrimitiveArray<Float64Type>),
+    /// Text is the same bytes in both formats.
+    Utf8(&'a GenericStringArray<i32>),
+    LargeUtf8(&'a GenericStringArray<i64>),
+    Utf8View(&'a StringViewArray),
+    Decimal(&'a Decimal128Array, u32, FieldFormat),
+    /// Binary only (the text form depends on `DateStyle` and `TimeZone`): the values and how many
+    /// of their unit make a microsecond, or how many microseconds their unit is.
+    Timestamp(PrimitiveArray<Int64Type>, Scale),
+    Date32(&'a PrimitiveArray<Date32Type>),
+    /// Anything else, value by value through `arrow-pg`.
+    Other(&'a ArrayRef, &'a Field, &'a FieldInfo),
+}
+
+/// A timestamp unit relative to microseconds.
+#[derive(Clone, Copy)]
+enum Scale {
+    Multiply(i64),
+    Divide(i64),
+}
+
+impl<'a> Column<'a> {
+    fn new(array: &'a ArrayRef, arrow_field: &'a Field, field: &'a FieldInfo) -> Self {
+        let format = field.format();
+        let binary = format == FieldFormat::Binary;
+        let ty = field.datatype();
+        match (array.data_type(), ty) {
+            (DataType::Boolean, &Type::BOOL) => Column::Bool(array.as_boolean(), format),
+            (DataType::Int16, &Type::INT2) => Column::Int16(array.as_primitive(), format),
+            (DataType::Int32, &Type::INT4) => Column::Int32(array.as_primitive(), format),
+            (DataType::Int64, &Type::INT8) => Column::Int64(array.as_primitive(), format),
+            (DataType::Float32, &Type::FLOAT4) if binary => Column::Float32(array.as_primitive()),
+            (DataType::Float64, &Type::FLOAT8) if binary => Column::Float64(array.as_primitive()),
+            (DataType::Utf8, &Type::TEXT | &Type::VARCHAR) => Column::Utf8(array.as_string()),
+            (DataType::LargeUtf8, &Type::TEXT | &Type::VARCHAR) => {
+                Column::LargeUtf8(array.as_string())
+            }
+            (DataType::Utf8View, &Type::TEXT | &Type::VARCHAR) => {
+                Column::Utf8View(array.as_string_view())
+            }
+            (DataType::Decimal128(_, scale), &Type::NUMERIC) if *scale >= 0 => {
+                Column::Decimal(array.as_primitive(), *scale as u32, format)
+            }
+            (DataType::Timestamp(unit, tz), ty)
+                if binary
+                    && ((tz.is_some() && *ty == Type::TIMESTAMPTZ)
+                        || (tz.is_none() && *ty == Type::TIMESTAMP)) =>
+            {
+                let scale = match unit {
+                    TimeUnit::Second => Scale::Multiply(1_000_000),
+                    TimeUnit::Millisecond => Scale::Multiply(1_000),
+                    TimeUnit::Microsecond => Scale::Multiply(1),
+                    TimeUnit::Nanosecond => Scale::Divide(1_000),
+                };
+                // Every timestamp unit is an i64 underneath.
+                let values = match unit {
+                    TimeUnit::Second => array
+                        .as_primitive::<TimestampSecondType>()
+                        .reinterpret_cast::<Int64Type>(),
+                    TimeUnit::Millisecond => array
+                        .as_primitive::<TimestampMillisecondType>()
+                        .reinterpret_cast::<Int64Type>(),
+                    TimeUnit::Microsecond => array
+                        .as_primitive::<TimestampMicrosecondType>()
+                        .reinterpret_cast::<Int64Type>(),
+                    TimeUnit::Nanosecond => array
+                        .as_primitive::<TimestampNanosecondType>()
+                        .reinterpret_cast::<Int64Type>(),
+                };
+                Column::Timestamp(values, scale)
+            }
+            (DataType::Date32, &Type::DATE) if binary => Column::Date32(array.as_primitive()),
+            _ => Column::Other(array, arrow_field, field),
+        }
+    }
+}
+
+impl Column<'_> {
+    /// Append the value at `row` as one field: its length (-1 for NULL), then its bytes.
+    fn write(&self, out: &mut BytesMut, row: usize) -> PgWireResult<()> {
+        match self {
+            Column::Bool(a, format) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                let v = a.value(row);
+                out.put_i32(1);
+                out.put_u8(match (format, v) {
+                    (FieldFormat::Binary, v) => u8::from(v),
+                    (FieldFormat::Text, true) => b't',
+                    (FieldFormat::Text, false) => b'f',
+                });
+            }
+            Column::Int16(a, format) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                let v = a.value(row);
+                match format {
+                    FieldFormat::Binary => {
+                        out.put_i32(2);
+                        out.put_i16(v);
+                    }
+                    FieldFormat::Text => text(out, itoa::Buffer::new().format(v).as_bytes()),
+                }
+            }
+            Column::Int32(a, format) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                let v = a.value(row);
+                match format {
+                    FieldFormat::Binary => {
+                        out.put_i32(4);
+                        out.put_i32(v);
+                    }
+                    FieldFormat::Text => text(out, itoa::Buffer::new().format(v).as_bytes()),
+                }
+            }
+            Column::Int64(a, format) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                let v = a.value(row);
+                match format {
+                    FieldFormat::Binary => {
+                        out.put_i32(8);
+                        out.put_i64(v);
+                    }
+                    FieldFormat::Text => text(out, itoa::Buffer::new().format(v).as_bytes()),
+                }
+            }
+            Column::Float32(a) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                out.put_i32(4);
+                out.put_f32(a.value(row));
+            }
+            Column::Float64(a) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                out.put_i32(8);
+                out.put_f64(a.value(row));
+            }
+            Column::Utf8(a) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                text(out, a.value(row).as_bytes());
+            }
+            Column::LargeUtf8(a) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                text(out, a.value(row).as_bytes());
+            }
+            Column::Utf8View(a) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                text(out, a.value(row).as_bytes());
+            }
+            Column::Decimal(a, scale, format) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                match format {
+                    FieldFormat::Binary => numeric_binary(out, a.value(row), *scale),
+                    FieldFormat::Text => numeric_text(out, a.value(row), *scale),
+                }
+            }
+            Column::Timestamp(a, scale) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                let value = i128::from(a.value(row));
+                let epoch = i128::from(PG_EPOCH_MICROS);
+                let micros = match *scale {
+                    Scale::Multiply(m) => value * i128::from(m) - epoch,
+                    // Toward zero from 2000-01-01, as chrono (behind `arrow-pg`) truncates.
+                    Scale::Divide(d) => (value - epoch * i128::from(d)) / i128::from(d),
+                };
+                let micros =
+                    i64::try_from(micros).map_err(|_| out_of_range("timestamp out of range"))?;
+                out.put_i32(8);
+                out.put_i64(micros);
+            }
+            Column::Date32(a) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                let days = a
+                    .value(row)
+                    .checked_sub(PG_EPOCH_DAYS)
+                    .ok_or_else(|| out_of_range("date out of range"))?;
+                out.put_i32(4);
+                out.put_i32(days);
+            }
+            Column::Other(array, arrow_field, field) => {
+                encode_value(&mut Fallback { out }, array, row, arrow_field, field)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn out_of_range(message: &str) -> PgWireError {
+    PgWireError::UserError(Box::new(sqlstate::error(sqlstate::OUT_OF_RANGE, message)))
+}
+
+/// A NULL field.
+fn null(out: &mut BytesMut) -> PgWireResult<()> {
+    out.put_i32(-1);
+    Ok(())
+}
+
+/// A field of `bytes`.
+fn text(out: &mut BytesMut, bytes: &[u8]) {
+    out.put_i32(bytes.len() as i32);
+    out.put_slice(bytes);
+}
+
+/// The decimal digits of `|value|`, at least `scale + 1` of them (leading zeros added), in a
+/// buffer that holds the 39 digits of any `i128` plus zeros up to a scale of 38.
+struct Digits {
+    buffer: [u8; 40],
+    len: usize,
+}
+
+impl Digits {
+    fn new(value: i128, scale: u32) -> Self {
+        let abs = value.unsigned_abs();
+        let mut formatter = itoa::Buffer::new();
+        // 64-bit formatting is several times faster than 128-bit; most values fit.
+        let text = match u64::try_from(abs) {
+            Ok(small) => formatter.format(small),
+            Err(_) => formatter.format(abs),
+        }
+        .as_bytes();
+        let len = text.len().max(scale as usize + 1).min(40);
+        let mut buffer = [b'0'; 40];
+        buffer[len - text.len()..len].copy_from_slice(text);
+        Self { buffer, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
+}
+
+/// `value` × 10^-`scale` as Postgres prints a numeric of that scale: every decimal shown.
+fn numeric_text(out: &mut BytesMut, value: i128, scale: u32) {
+    let digits = Digits::new(value, scale);
+    let digits = digits.as_bytes();
+    let point = digits.len() - scale as usize;
+    let len = usize::from(value < 0) + digits.len() + usize::from(scale > 0);
+    out.put_i32(len as i32);
+    if value < 0 {
+        out.put_u8(b'-');
+    }
+    out.put_slice(&digits[..point]);
+    if scale > 0 {
+        out.put_u8(b'.');
+        out.put_slice(&digits[point..]);
+    }
+}
+
+/// `value` × 10^-`scale` in Postgres' binary numeric form: digit count, weight (of the first
+/// base-10,000 digit), sign, display scale, then the base-10,000 digits, without leading or
+/// trailing zero digits.
+fn numeric_binary(out: &mut BytesMut, value: i128, scale: u32) {
+    let digits = Digits::new(value, scale);
+    let digits = digits.as_bytes();
+    let point = digits.len() - scale as usize;
+    // Base-10,000 digits aligned on the decimal point: the integer part padded on the left, the
+    // fraction on the right, to multiples of four decimal digits. 40 decimal digits and the two
+    // paddings make at most 12 of them.
+    let int_pad = (4 - point % 4) % 4;
+    let total = int_pad + digits.len();
+    let mut groups = [0i16; 12];
+    let count = total.div_ceil(4);
+    for (i, group) in groups.iter_mut().take(count).enumerate() {
+        let mut n = 0i16;
+        for position in i * 4..i * 4 + 4 {
+            let digit = position
+                .checked_sub(int_pad)
+                .and_then(|p| digits.get(p))
+                .map_or(0, |d| i16::from(d - b'0'));
+            n = n * 10 + digit;
+        }
+        *group = n;
+    }
+    let groups = &groups[..count];
+    let (groups, weight, sign) = match groups.iter().position(|g| *g != 0) {
+        None => (&groups[..0], 0i16, 0u16),
+        Some(first) => {
+            let last = groups.iter().rposition(|g| *g != 0).unwrap_or(first);
+            let weight = ((int_pad + point) / 4) as i16 - 1 - first as i16;
+            let sign = if value < 0 { 0x4000 } else { 0 };
+            (&groups[first..=last], weight, sign)
+        }
+    };
+    out.put_i32(8 + 2 * groups.len() as i32);
+    out.put_i16(groups.len() as i16);
+    out.put_i16(weight);
+    out.put_u16(sign);
+    out.put_u16(scale as u16);
+    for g in groups {
+        out.put_i16(*g);
+    }
+}
+
+/// `arrow-pg`'s encoder writing one field into our buffer, for the types encoded value by value.
+struct Fallback<'b> {
+    out: &'b mut BytesMut,
+}
+
+impl Encoder for Fallback<'_> {
+    type Item = ();
+
+    fn encode_field<T>(&mut self, value: &T, field: &FieldInfo) -> PgWireResult<()>
+    where
+        T: ToSql + ToSqlText + Sized,
+    {
+        let start = self.out.len();
+        self.out.put_i32(-1);
+        let is_null = match field.format() {
+            FieldFormat::Text => {
+                value.to_sql_text(field.datatype(), self.out, field.format_options())?
+            }
+            FieldFormat::Binary => value.to_sql(field.datatype(), self.out)?,
+        };
+        if let IsNull::No = is_null {
+            let len = (self.out.len() - start - 4) as i32;
+            self.out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    fn take_row(&mut self) -> Self::Item {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{
+        BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array,
+        LargeStringArray, StringArray, StringViewArray, TimestampMicrosecondArray,
+        TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
+    };
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion_postgres::arrow_pg::datatypes::encode_recordbatch;
+    use postgres_types::FromSql;
+    use rust_decimal::Decimal;
+
+    fn fields(schema: &Schema, format: FieldFormat) -> Arc<Vec<FieldInfo>> {
+        let format = match format {
+            FieldFormat::Text => Format::UnifiedText,
+            FieldFormat::Binary => Format::UnifiedBinary,
+        };
+        Arc::new(
+            arrow_schema_to_pg_fields(schema, &format, Some(Arc::new(FormatOptions::default())))
+                .expect("fields"),
+        )
+    }
+
+    /// Each row's bytes from our encoder and from `arrow-pg`'s.
+    fn both(batch: &RecordBatch, format: FieldFormat) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let fields = fields(&batch.schema(), format);
+        let ours = encode_batch(&fields, batch)
+            .expect("ours")
+            .into_iter()
+            .map(|r| {
+                assert_eq!(r.field_count as usize, batch.num_columns());
+                r.data.to_vec()
+            })
+            .collect();
+        let theirs = encode_recordbatch(Arc::clone(&fields), batch.clone())
+            .map(|r| r.expect("arrow-pg").data.to_vec())
+            .collect();
+        (ours, theirs)
+    }
+
+    fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+        RecordBatch::try_from_iter_with_nullable(columns.into_iter().map(|(n, a)| (n, a, true)))
+            .expect("batch")
+    }
+
+    #[test]
+    fn common_types_encode_as_arrow_pg_does_in_both_formats() {
+        let utc: Arc<str> = Arc::from("UTC");
+        let offset: Arc<str> = Arc::from("+05:30");
+        let batch = batch(vec![
+            (
+                "b",
+                Arc::new(BooleanArray::from(vec![
+                    Some(true),
+                    Some(false),
+                    None,
+                    Some(true),
+                ])),
+            ),
+            (
+                "i2",
+                Arc::new(Int16Array::from(vec![
+                    Some(i16::MIN),
+                    Some(0),
+                    None,
+                    Some(-7),
+                ])),
+            ),
+            (
+                "i4",
+                Arc::new(Int32Array::from(vec![
+                    Some(i32::MAX),
+                    None,
+                    Some(-1),
+                    Some(42),
+                ])),
+            ),
+            (
+                "i8",
+                Arc::new(Int64Array::from(vec![
+                    Some(i64::MIN),
+                    Some(i64::MAX),
+                    None,
+                    Some(0),
+                ])),
+            ),
+            (
+                "f4",
+                Arc::new(Float32Array::from(vec![
+                    Some(1.5),
+                    None,
+                    Some(-0.0),
+                    Some(f32::NAN),
+                ])),
+            ),
+            (
+                "f8",
+                Arc::new(Float64Array::from(vec![
+                    Some(0.1),
+                    Some(1e300),
+                    None,
+                    Some(f64::INFINITY),
+                ])),
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![
+                    Some("a,b"),
+                    Some(""),
+                    None,
+                    Some("é \"q\""),
+                ])),
+            ),
+            (
+                "ls",
+                Arc::new(LargeStringArray::from(vec![
+                    None,
+                    Some("x"),
+                    Some("long text value"),
+                    Some(""),
+                ])),
+            ),
+            (
+                "vs",
+                Arc::new(StringViewArray::from(vec![
+                    Some("a string longer than twelve bytes"),
+                    None,
+                    Some("short"),
+                    Some(""),
+                ])),
+            ),
+            (
+                "ts_s",
+                Arc::new(
+                    TimestampSecondArray::from(vec![
+                        Some(0),
+                        Some(-86_400 * 365 * 40),
+                        None,
+                        Some(1_700_000_000),
+                    ])
+                    .with_timezone(Arc::clone(&utc)),
+                ),
+            ),
+            (
+                "ts_ms",
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![
+                        Some(1_700_000_000_123),
+                        None,
+                        Some(-1),
+                        Some(946_684_800_000),
+                    ])
+                    .with_timezone(Arc::clone(&offset)),
+                ),
+            ),
+            (
+                "ts_us",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![
+                        Some(1_700_000_000_123_456),
+                        Some(-1),
+                        None,
+                        Some(0),
+                    ])
+                    .with_timezone(utc),
+                ),
+            ),
+            (
+                "ts_ns",
+                Arc::new(TimestampNanosecondArray::from(vec![
+                    Some(1_700_000_000_123_456_789),
+                    Some(-1_500),
+                    Some(946_684_799_999_999_999),
+                    None,
+                ])),
+            ),
+            (
+                "d",
+                Arc::new(Date32Array::from(vec![
+                    Some(0),
+                    Some(10_957),
+                    None,
+                    Some(-1),
+                ])),
+            ),
+        ]);
+        for format in [FieldFormat::Text, FieldFormat::Binary] {
+            let (ours, theirs) = both(&batch, format);
+            assert_eq!(ours, theirs, "{format:?}");
+        }
+    }
+
+    fn decimals(values: &[Option<i128>], precision: u8, scale: i8) -> RecordBatch {
+        let array = Decimal128Array::from(values.to_vec())
+            .with_precision_and_scale(precision, scale)
+            .expect("decimal");
+        batch(vec![("n", Arc::new(array) as ArrayRef)])
+    }
+
+    /// The decimal a binary numeric field decodes to, with its scale.
+    fn decode(field: &[u8]) -> Option<Decimal> {
+        let len = i32::from_be_bytes(field[..4].try_into().expect("length"));
+        (len >= 0).then(|| Decimal::from_sql(&Type::NUMERIC, &field[4..]).expect("numeric"))
+    }
+
+    #[test]
+    fn numerics_keep_value_and_scale_in_both_formats() {
+        let values = [
+            Some(0),
+            Some(1),
+            Some(-1),
+            Some(10_000),
+            Some(123_456_789),
+            Some(-100_000_000),
+            Some(12_345_678_901_234_123_456),
+            None,
+            Some(99_990_000),
+        ];
+        for scale in [0i8, 1, 3, 4, 6, 9, 12] {
+            let batch = decimals(&values, 38, scale);
+            let (ours, theirs) = both(&batch, FieldFormat::Text);
+            assert_eq!(ours, theirs, "text, scale {scale}");
+            let (ours, theirs) = both(&batch, FieldFormat::Binary);
+            for (o, t) in ours.iter().zip(&theirs) {
+                let (o, t) = (decode(o), decode(t));
+                assert_eq!(o, t, "binary, scale {scale}");
+                // The column's scale, as Postgres sends it (`rust_decimal` drops it for zero).
+                if let Some(o) = o {
+                    assert_eq!(o.scale(), scale as u32, "binary scale {scale}: {o}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn numerics_beyond_28_digits_go_out_exactly() {
+        let max = 10i128.pow(38) - 1;
+        let batch = decimals(&[Some(max), Some(-max), Some(10i128.pow(37))], 38, 12);
+        let fields = fields(&batch.schema(), FieldFormat::Text);
+        let rows = encode_batch(&fields, &batch).expect("text");
+        assert_eq!(
+            &rows[0].data[4..],
+            b"99999999999999999999999999.999999999999"
+        );
+        assert_eq!(
+            &rows[1].data[4..],
+            b"-99999999999999999999999999.999999999999"
+        );
+        assert_eq!(
+            &rows[2].data[4..],
+            b"10000000000000000000000000.000000000000"
+        );
+        let fields = self::fields(&batch.schema(), FieldFormat::Binary);
+        let rows = encode_batch(&fields, &batch).expect("binary");
+        // 10^25: weight 6 (10^24 is the first base-10,000 digit's unit), one digit (10), scale 12.
+        let header: Vec<u8> = [1i16, 6, 0, 12, 10]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        assert_eq!(&rows[2].data[4..], header.as_slice());
+        // 26 integer digits and 12 decimals: 7 + 3 base-10,000 digits, all 9999, negative.
+        let negative = &rows[1].data[4..];
+        assert_eq!(&negative[..8], &[0, 10, 0, 6, 0x40, 0, 0, 12]);
+        assert_eq!(&negative[8..10], &[0, 99]);
+        assert!(negative[10..].chunks(2).all(|d| d == 9999i16.to_be_bytes()));
+    }
+
+    #[test]
+    fn other_types_go_through_arrow_pg() {
+        use datafusion::arrow::array::{ListArray, UInt64Array};
+        use datafusion::arrow::datatypes::Int32Type as I32;
+        let list = ListArray::from_iter_primitive::<I32, _, _>(vec![
+            Some(vec![Some(1), None]),
+            None,
+            Some(vec![]),
+        ]);
+        let batch = batch(vec![
+            ("l", Arc::new(list) as ArrayRef),
+            (
+                "u",
+                Arc::new(UInt64Array::from(vec![Some(u64::MAX), None, Some(3)])),
+            ),
+            (
+                "ts",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![Some(1), None, Some(-1)])
+                        .with_timezone("UTC"),
+                ),
+            ),
+        ]);
+        for format in [FieldFormat::Text, FieldFormat::Binary] {
+            let (ours, theirs) = both(&batch, format);
+            assert_eq!(ours, theirs, "{format:?}");
+        }
+    }
+}
