@@ -3,9 +3,10 @@
 //! A batch is encoded a row at a time into one buffer that its rows then share. Each column is
 //! looked at once per batch: the common types in the format the client asked for (integers,
 //! booleans, text, numeric in both formats; floats, timestamps and dates in binary) are written
-//! directly from the Arrow arrays, everything else value by value through `arrow-pg`, so both give
-//! the bytes `arrow-pg` would. Numerics are written from their 128-bit value, so all 38 digits go
-//! out exactly.
+//! directly from the Arrow arrays, everything else value by value through `arrow-pg`. The direct
+//! path gives the bytes `arrow-pg` gives, except for binary numerics, which are written from their
+//! 128-bit value as Postgres sends them (no trailing zero digits, the column's scale even for
+//! zero), so all 38 digits go out exactly where `arrow-pg` stops at 28.
 //!
 //! It owns the encoding of result values. It must not plan or run queries.
 
