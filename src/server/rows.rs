@@ -232,40 +232,19 @@ impl Column<'_> {
                 if a.is_null(row) {
                     return null(out);
                 }
-                let v = a.value(row);
-                match format {
-                    FieldFormat::Binary => {
-                        out.put_i32(2);
-                        out.put_i16(v);
-                    }
-                    FieldFormat::Text => text(out, itoa::Buffer::new().format(v).as_bytes()),
-                }
+                integer(out, *format, a.value(row).to_be_bytes(), a.value(row));
             }
             Column::Int32(a, format) => {
                 if a.is_null(row) {
                     return null(out);
                 }
-                let v = a.value(row);
-                match format {
-                    FieldFormat::Binary => {
-                        out.put_i32(4);
-                        out.put_i32(v);
-                    }
-                    FieldFormat::Text => text(out, itoa::Buffer::new().format(v).as_bytes()),
-                }
+                integer(out, *format, a.value(row).to_be_bytes(), a.value(row));
             }
             Column::Int64(a, format) => {
                 if a.is_null(row) {
                     return null(out);
                 }
-                let v = a.value(row);
-                match format {
-                    FieldFormat::Binary => {
-                        out.put_i32(8);
-                        out.put_i64(v);
-                    }
-                    FieldFormat::Text => text(out, itoa::Buffer::new().format(v).as_bytes()),
-                }
+                integer(out, *format, a.value(row).to_be_bytes(), a.value(row));
             }
             Column::Float32(a) => {
                 if a.is_null(row) {
@@ -351,6 +330,19 @@ fn out_of_range(message: &str) -> PgWireError {
 fn null(out: &mut BytesMut) -> PgWireResult<()> {
     out.put_i32(-1);
     Ok(())
+}
+
+/// An integer field: its big-endian `bytes` in binary, the decimal digits of `value` in text.
+fn integer<const N: usize>(
+    out: &mut BytesMut,
+    format: FieldFormat,
+    bytes: [u8; N],
+    value: impl itoa::Integer,
+) {
+    match format {
+        FieldFormat::Binary => text(out, &bytes),
+        FieldFormat::Text => text(out, itoa::Buffer::new().format(value).as_bytes()),
+    }
 }
 
 /// A field of `bytes`.
