@@ -767,4 +767,25 @@ mod tests {
             assert_eq!(ours, theirs, "{format:?}");
         }
     }
+
+    #[test]
+    fn a_timestamp_beyond_postgres_range_is_an_out_of_range_error_not_a_null() {
+        let batch = batch(vec![(
+            "ts",
+            Arc::new(TimestampSecondArray::from(vec![Some(0), Some(i64::MAX)]).with_timezone("UTC"))
+                as ArrayRef,
+        )]);
+        let fields = fields(&batch.schema(), FieldFormat::Binary);
+        match encode_batch(&fields, &batch) {
+            Err(PgWireError::UserError(info)) => {
+                assert_eq!(info.code, sqlstate::OUT_OF_RANGE);
+                assert!(
+                    info.message.contains("timestamp out of range"),
+                    "{}",
+                    info.message
+                );
+            }
+            other => panic!("expected an out-of-range error, got {other:?}"),
+        }
+    }
 }
