@@ -423,3 +423,43 @@ async fn usage_segments_compress_only_the_mostly_distinct_text_columns() {
         assert_eq!(compression(name), Compression::UNCOMPRESSED, "{name}");
     }
 }
+
+#[tokio::test]
+async fn usage_segments_keep_statistics_only_where_a_filter_can_skip_row_groups() {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open(dir.path()).await;
+    let table = usage_table(&storage).await;
+    table
+        .append(vec![usage_batch(&[("a", 1, Some(3)), ("b", 2, None)])])
+        .await
+        .expect("append");
+    table.flush().await.expect("flush");
+    let path = dir.path().join(&table.stats().segment_paths[0]);
+    let reader =
+        SerializedFileReader::new(std::fs::File::open(&path).expect("open")).expect("parquet");
+    let group = reader.metadata().row_group(0);
+    let has_statistics = |name: &str| {
+        group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("column {name}"))
+            .statistics()
+            .is_some()
+    };
+    for name in [
+        "ts",
+        "provider",
+        "model",
+        "team",
+        "input_tokens",
+        "requests",
+    ] {
+        assert!(has_statistics(name), "{name} has no statistics");
+    }
+    for name in ["event_id", "prompt_hash", "user_id", "app", "tags"] {
+        assert!(!has_statistics(name), "{name} has statistics");
+    }
+}
