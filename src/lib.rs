@@ -25,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod ingest_errors;
+pub mod live;
 pub mod materialized;
 pub mod ownership;
 pub mod pricing;

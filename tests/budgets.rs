@@ -238,6 +238,75 @@ async fn concurrent_reservations_over_the_wire_never_overspend() {
     assert_eq!(granted, 50);
 }
 
+/// A gateway prepares its cap lookup once and runs it before every call: each run sees the
+/// reservations and budgets as they are then, not as they were at its first run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_cap_lookup_sees_every_change_since_its_last_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(config_for(dir.path()))
+        .await
+        .expect("server");
+    let (client, conn) = tokio_postgres::connect(&server.conn_str(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let budget = |id: &str, amount: &str| {
+        format!(
+            "INSERT INTO finops.budgets (budget_id, scope, scope_value, period, amount, hard_cap) \
+             VALUES ('{id}', 'team', 'search', 'month', {amount}, true)"
+        )
+    };
+    client
+        .batch_execute(&budget("cap-a", "1.00"))
+        .await
+        .expect("budget");
+    let lookup = client
+        .prepare(
+            "SELECT CAST(remaining * 100 AS BIGINT), allowed FROM finops.cap_status \
+             WHERE budget_id = $1",
+        )
+        .await
+        .expect("prepare");
+    let cents = async |id: &str| -> Vec<(i64, bool)> {
+        client
+            .query(&lookup, &[&id])
+            .await
+            .expect("lookup")
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect()
+    };
+    let reserve = async |amount: &str| {
+        client
+            .batch_execute(&format!(
+                "SELECT finops.reserve('team', 'search', {amount})"
+            ))
+            .await
+            .expect("reserve");
+    };
+    assert_eq!(cents("cap-a").await, vec![(100, true)]);
+    assert_eq!(cents("cap-a").await, vec![(100, true)]);
+    reserve("0.25").await;
+    assert_eq!(cents("cap-a").await, vec![(75, true)]);
+    assert_eq!(cents("cap-b").await, vec![]);
+    client
+        .batch_execute(&budget("cap-b", "0.50"))
+        .await
+        .expect("budget");
+    assert_eq!(cents("cap-b").await, vec![(50, true)]);
+    reserve("0.25").await;
+    assert_eq!(cents("cap-a").await, vec![(50, true)]);
+    assert_eq!(cents("cap-b").await, vec![(25, true)]);
+    reserve("0.25").await;
+    assert_eq!(cents("cap-a").await, vec![(25, true)]);
+    assert_eq!(cents("cap-b").await, vec![(0, false)]);
+    client
+        .batch_execute("DELETE FROM finops.budgets WHERE budget_id = 'cap-a'")
+        .await
+        .expect("delete");
+    assert_eq!(cents("cap-a").await, vec![]);
+}
+
 /// A local HTTP receiver: answers each POST with the next status of `statuses` (the last one
 /// repeats) and keeps the bodies.
 struct Receiver {

@@ -26,7 +26,6 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::logical_expr::{Expr, when};
 use datafusion::physical_plan::ExecutionPlan;
@@ -37,6 +36,7 @@ use super::rows::Budget;
 use super::spend::{money_at, spend_between, ts_literal};
 use super::status::load_budgets;
 use crate::error::{Error, Result};
+use crate::live::{LiveExec, LiveRows};
 use crate::schema::{money_type, timestamp_type};
 use crate::storage::AppendObserver;
 
@@ -448,11 +448,30 @@ impl TableProvider for CapTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batch = self.caps.batch(Utc::now())?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            cap_schema(),
-            projection.cloned(),
-        )?)
+        let rows = Arc::new(CapRows {
+            caps: Arc::clone(&self.caps),
+        });
+        LiveExec::new_arc(rows, &cap_schema(), projection)
+    }
+}
+
+/// The rows of `finops.cap_status`, computed each time a plan reading it runs.
+struct CapRows {
+    caps: Arc<Caps>,
+}
+
+impl std::fmt::Debug for CapRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl LiveRows for CapRows {
+    fn name(&self) -> &str {
+        "finops.cap_status"
+    }
+
+    fn rows(&self) -> datafusion::error::Result<RecordBatch> {
+        Ok(self.caps.batch(Utc::now())?)
     }
 }

@@ -8,8 +8,9 @@
 //! hundred functions) and optimizes it again; a portal's plan likewise. For the short queries
 //! gateways and dashboards repeat (a cap lookup, a reservation, `SELECT 1`) that overhead was
 //! most of a call. Here a prepared statement is also analyzed and optimized only once per
-//! connection ([`PlanCache`]), and a one-row projection without `FROM` is evaluated without a
-//! physical plan. This module owns only plain queries (and, for portals, fully typed
+//! connection ([`PlanCache`]), one that reads only live tables is physically planned once per
+//! parameter values, and a one-row projection without `FROM` is evaluated without a physical
+//! plan. This module owns only plain queries (and, for portals, fully typed
 //! parameters); everything else (commands, statements a hook answers, parameters whose type the
 //! service infers from casts, anything in a failed transaction block) is left to the service,
 //! unchanged.
@@ -19,10 +20,11 @@ use std::sync::{Arc, Weak};
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::Schema;
-use datafusion::common::DFSchemaRef;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchemaRef, ParamValues, ScalarValue};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
-use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::Parser;
@@ -184,13 +186,38 @@ where
                 }
             }
         };
+        let key = physical_key(values.as_ref());
+        if let Some(physical) = key
+            .as_ref()
+            .and_then(|key| plans.physical(&portal.statement, planning.generation(), key))
+        {
+            let physical = reset_plan_states(physical).map_err(api_error)?;
+            return send(
+                planning,
+                client,
+                Rows::Plan(physical),
+                plan.schema(),
+                format(portal),
+            );
+        }
         let optimized = match &values {
             Some(values) => optimized
                 .replace_params_with_values(values)
                 .map_err(api_error)?,
             None => optimized,
         };
-        run(planning, client, &optimized, plan.schema(), format(portal)).await
+        let rows = plan_rows(state, &optimized).await.map_err(api_error)?;
+        if let (Rows::Plan(physical), Some(key)) = (&rows, key)
+            && crate::live::reusable(physical)
+        {
+            plans.insert_physical(
+                &portal.statement,
+                planning.generation(),
+                key,
+                Arc::clone(physical),
+            );
+        }
+        send(planning, client, rows, plan.schema(), format(portal))
     }
     .await;
     session.keep_state(planning);
@@ -240,8 +267,23 @@ fn optimize_once(
     )?))
 }
 
+/// The parameter values a kept physical plan was made with (none for a statement without
+/// parameters), or `None` for named parameters, whose plans are not kept.
+fn physical_key(values: Option<&ParamValues>) -> Option<Vec<ScalarValue>> {
+    match values {
+        None => Some(Vec::new()),
+        Some(ParamValues::List(values)) => Some(values.iter().map(|v| v.value.clone()).collect()),
+        Some(ParamValues::Map(_)) => None,
+    }
+}
+
 /// The optimized plans of one connection's prepared statements, each valid while its statement
 /// exists and the session's settings are the ones it was optimized with.
+///
+/// A statement whose physical plan reads only live tables ([`crate::live::reusable`]: a point
+/// query on `finops.cap_status`, which is what a gateway asks before every call) also keeps that
+/// plan for each of its last few parameter values, and runs it again (its state reset) instead
+/// of planning anew: such a plan reads current rows whenever it runs.
 #[derive(Default)]
 pub struct PlanCache {
     entries: std::sync::Mutex<Vec<CachedPlan>>,
@@ -253,10 +295,15 @@ struct CachedPlan {
     statement: Weak<StoredStatement<PortalStatement>>,
     generation: u64,
     plan: LogicalPlan,
+    /// Physical plans by parameter values, most recent last.
+    physical: Vec<(Vec<ScalarValue>, Arc<dyn ExecutionPlan>)>,
 }
 
 /// Entries past this many (live statements) drop the oldest.
 const PLAN_CACHE_ENTRIES: usize = 64;
+
+/// Physical plans kept per statement (for its most recent parameter values).
+const PHYSICAL_PLANS_PER_STATEMENT: usize = 16;
 
 impl PlanCache {
     fn get(
@@ -293,7 +340,46 @@ impl PlanCache {
             statement: Arc::downgrade(statement),
             generation,
             plan: plan.clone(),
+            physical: Vec::new(),
         });
+    }
+
+    fn physical(
+        &self,
+        statement: &Arc<StoredStatement<PortalStatement>>,
+        generation: u64,
+        key: &[ScalarValue],
+    ) -> Option<Arc<dyn ExecutionPlan>> {
+        let entries = crate::lock(&self.entries);
+        let entry = entries.iter().find(|e| {
+            e.generation == generation && std::ptr::eq(e.statement.as_ptr(), Arc::as_ptr(statement))
+        })?;
+        entry
+            .physical
+            .iter()
+            .find(|(values, _)| values.as_slice() == key)
+            .map(|(_, plan)| Arc::clone(plan))
+    }
+
+    /// Keep `physical` for `statement`'s `key`, if the statement's optimized plan is kept.
+    fn insert_physical(
+        &self,
+        statement: &Arc<StoredStatement<PortalStatement>>,
+        generation: u64,
+        key: Vec<ScalarValue>,
+        physical: Arc<dyn ExecutionPlan>,
+    ) {
+        let mut entries = crate::lock(&self.entries);
+        let Some(entry) = entries.iter_mut().find(|e| {
+            e.generation == generation && std::ptr::eq(e.statement.as_ptr(), Arc::as_ptr(statement))
+        }) else {
+            return;
+        };
+        entry.physical.retain(|(values, _)| *values != key);
+        if entry.physical.len() >= PHYSICAL_PLANS_PER_STATEMENT {
+            entry.physical.remove(0);
+        }
+        entry.physical.push((key, physical));
     }
 }
 
@@ -312,8 +398,6 @@ where
 }
 
 /// Run the optimized `plan` on `state` and encode its rows, described by `schema`, in `format`.
-/// A plan that computes one row without reading anything (`SELECT 1`, `SELECT
-/// finops.reserve(...)`) is evaluated directly, without a physical plan.
 async fn run<C>(
     planning: &PlanningState,
     client: &C,
@@ -324,19 +408,52 @@ async fn run<C>(
 where
     C: ClientInfo,
 {
-    let state = &planning.state;
-    let batches = match one_row(state, optimized).map_err(api_error)? {
-        Some(batch) => stream::once(async move { Ok(batch) }).boxed(),
-        None => {
-            let physical = state
-                .query_planner()
-                .create_physical_plan(optimized, state)
-                .await
-                .map_err(api_error)?;
-            execute_stream(physical, planning.task_ctx())
-                .map_err(api_error)?
-                .boxed()
-        }
+    let rows = plan_rows(&planning.state, optimized)
+        .await
+        .map_err(api_error)?;
+    send(planning, client, rows, schema, format)
+}
+
+/// How the rows of a query are made.
+enum Rows {
+    /// Computed while planning.
+    One(RecordBatch),
+    /// By running this physical plan.
+    Plan(Arc<dyn ExecutionPlan>),
+}
+
+/// The rows of the optimized `plan`. A plan that computes one row without reading anything
+/// (`SELECT 1`, `SELECT finops.reserve(...)`) is evaluated directly, without a physical plan.
+async fn plan_rows(
+    state: &datafusion::execution::SessionState,
+    optimized: &LogicalPlan,
+) -> datafusion::error::Result<Rows> {
+    if let Some(batch) = one_row(state, optimized)? {
+        return Ok(Rows::One(batch));
+    }
+    let physical = state
+        .query_planner()
+        .create_physical_plan(optimized, state)
+        .await?;
+    Ok(Rows::Plan(physical))
+}
+
+/// Encode `rows`, described by `schema`, in `format`.
+fn send<C>(
+    planning: &PlanningState,
+    client: &C,
+    rows: Rows,
+    schema: &DFSchemaRef,
+    format: &Format,
+) -> PgWireResult<Response>
+where
+    C: ClientInfo,
+{
+    let batches = match rows {
+        Rows::One(batch) => stream::once(async move { Ok(batch) }).boxed(),
+        Rows::Plan(physical) => execute_stream(physical, planning.task_ctx())
+            .map_err(api_error)?
+            .boxed(),
     };
     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
     let fields = Arc::new(arrow_schema_to_pg_fields(
