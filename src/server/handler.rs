@@ -101,8 +101,14 @@ fn open(
     copy: hooks::copy::CopyState,
     savepoints: SavepointState,
 ) -> Result<Connected> {
+    let session = engine.session(identity)?;
+    // The copy of the state the first query plans on, made now (while the client computes its
+    // login proof) rather than when that query arrives.
+    let planning = session.planning_state();
+    planning.task_ctx();
+    session.keep_state(planning);
     Ok(Connected {
-        session: engine.session(identity)?,
+        session,
         copy,
         savepoints,
         service: OnceLock::new(),
