@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -26,8 +26,8 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-    ReplaceChildrenOptions,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties, ReplaceChildrenOptions,
 };
 
 /// The rows of a live table.
@@ -153,6 +153,24 @@ impl ExecutionPlan for LiveExec {
     }
 }
 
+/// `plan` (a [`reusable`] one) without its round-robin repartitions of a single partition: a
+/// live table yields a few rows, and spreading them over the cores costs more than it saves
+/// (tasks and channels set up at every run). The optimizer adds them because a live table has
+/// no row count it could trust.
+pub fn without_round_robin(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        if let Some(repartition) = node.downcast_ref::<RepartitionExec>()
+            && matches!(repartition.partitioning(), Partitioning::RoundRobinBatch(_))
+            && !repartition.preserve_order()
+            && repartition.input().output_partitioning().partition_count() == 1
+        {
+            return Ok(Transformed::yes(Arc::clone(repartition.input())));
+        }
+        Ok(Transformed::no(node))
+    })
+    .data()
+}
+
 /// Whether `plan` may be kept and run again, after
 /// [`reset_plan_states`](datafusion::physical_plan::execution_plan::reset_plan_states), and
 /// still answer with current rows: every table it reads is live and every other node holds no
@@ -235,6 +253,32 @@ mod tests {
                 expected
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_kept_plan_reads_its_one_partition_without_spreading_it() {
+        let live = LiveExec::new_arc(Arc::new(Reads::default()), &schema(), None).expect("scan");
+        let spread = Arc::new(
+            RepartitionExec::try_new(live, Partitioning::RoundRobinBatch(2)).expect("spread"),
+        );
+        let plan: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(positive(spread)));
+        assert!(reusable(&plan));
+        let kept = without_round_robin(plan).expect("rewrite");
+        let mut repartitions = 0;
+        kept.apply(|node| {
+            repartitions += usize::from(node.is::<RepartitionExec>());
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .expect("walk");
+        assert_eq!(repartitions, 0);
+        assert_eq!(
+            kept.children()[0].output_partitioning().partition_count(),
+            1
+        );
+        let batches = collect(kept, Arc::new(TaskContext::default()))
+            .await
+            .expect("run");
+        assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 1);
     }
 
     #[test]

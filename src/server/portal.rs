@@ -206,10 +206,12 @@ where
                 .map_err(api_error)?,
             None => optimized,
         };
-        let rows = plan_rows(state, &optimized).await.map_err(api_error)?;
-        if let (Rows::Plan(physical), Some(key)) = (&rows, key)
+        let mut rows = plan_rows(state, &optimized).await.map_err(api_error)?;
+        if let (Rows::Plan(physical), Some(key)) = (&mut rows, key)
             && crate::live::reusable(physical)
         {
+            *physical =
+                crate::live::without_round_robin(Arc::clone(physical)).map_err(api_error)?;
             plans.insert_physical(
                 &portal.statement,
                 planning.generation(),
