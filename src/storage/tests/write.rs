@@ -387,9 +387,8 @@ async fn scans_split_into_byte_ranges_read_every_row_once() {
     );
 }
 
-#[tokio::test]
-async fn usage_segments_compress_only_the_mostly_distinct_text_columns() {
-    use datafusion::parquet::basic::Compression;
+/// The column chunks of the first row group of a usage segment written from two rows.
+async fn usage_segment_columns() -> Vec<datafusion::parquet::file::metadata::ColumnChunkMetaData> {
     use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -403,15 +402,25 @@ async fn usage_segments_compress_only_the_mostly_distinct_text_columns() {
     let path = dir.path().join(&table.stats().segment_paths[0]);
     let reader =
         SerializedFileReader::new(std::fs::File::open(&path).expect("open")).expect("parquet");
-    let group = reader.metadata().row_group(0);
-    let compression = |name: &str| {
-        group
-            .columns()
-            .iter()
-            .find(|c| c.column_path().string() == name)
-            .unwrap_or_else(|| panic!("column {name}"))
-            .compression()
-    };
+    reader.metadata().row_group(0).columns().to_vec()
+}
+
+fn column<'a>(
+    columns: &'a [datafusion::parquet::file::metadata::ColumnChunkMetaData],
+    name: &str,
+) -> &'a datafusion::parquet::file::metadata::ColumnChunkMetaData {
+    columns
+        .iter()
+        .find(|c| c.column_path().string() == name)
+        .unwrap_or_else(|| panic!("column {name}"))
+}
+
+#[tokio::test]
+async fn usage_segments_compress_only_the_mostly_distinct_text_columns() {
+    use datafusion::parquet::basic::Compression;
+
+    let columns = usage_segment_columns().await;
+    let compression = |name: &str| column(&columns, name).compression();
     for name in ["event_id", "prompt_hash", "user_id", "tags"] {
         assert!(
             matches!(compression(name), Compression::ZSTD(_)),
@@ -426,29 +435,8 @@ async fn usage_segments_compress_only_the_mostly_distinct_text_columns() {
 
 #[tokio::test]
 async fn usage_segments_keep_statistics_only_where_a_filter_can_skip_row_groups() {
-    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let storage = open(dir.path()).await;
-    let table = usage_table(&storage).await;
-    table
-        .append(vec![usage_batch(&[("a", 1, Some(3)), ("b", 2, None)])])
-        .await
-        .expect("append");
-    table.flush().await.expect("flush");
-    let path = dir.path().join(&table.stats().segment_paths[0]);
-    let reader =
-        SerializedFileReader::new(std::fs::File::open(&path).expect("open")).expect("parquet");
-    let group = reader.metadata().row_group(0);
-    let has_statistics = |name: &str| {
-        group
-            .columns()
-            .iter()
-            .find(|c| c.column_path().string() == name)
-            .unwrap_or_else(|| panic!("column {name}"))
-            .statistics()
-            .is_some()
-    };
+    let columns = usage_segment_columns().await;
+    let has_statistics = |name: &str| column(&columns, name).statistics().is_some();
     for name in [
         "ts",
         "provider",
