@@ -14,13 +14,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StructArray};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, StructArray, new_null_array,
+};
+use datafusion::arrow::compute::{self, cast, kernels::cmp};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
-use datafusion::common::{Result as DfResult, exec_err};
+use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
+use datafusion::functions::expr_fn::{named_struct, nullif};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Documentation, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility, lit,
 };
 
 use crate::error::{Error, Result, arrow_error};
@@ -98,6 +103,13 @@ struct Rule {
     team: Option<String>,
     app: Option<String>,
     feature: Option<String>,
+}
+
+/// What of a row a set of rules looks at: its provider, and which of [`MATCH_FIELDS`].
+#[derive(Debug, Default)]
+struct Reads {
+    provider: bool,
+    fields: [bool; 7],
 }
 
 /// The rules, indexed by what they match.
@@ -212,6 +224,19 @@ impl RuleSet {
             index,
             tag_keys,
         })
+    }
+
+    /// What of a row the rules look at.
+    fn reads(&self) -> Reads {
+        let mut reads = Reads::default();
+        for rule in &self.rules {
+            reads.provider |= rule.provider.is_some();
+            match rule.target {
+                Target::Column(i) => reads.fields[i] = true,
+                Target::Tag(_) => reads.fields[6] = true,
+            }
+        }
+        reads
     }
 
     /// Number of rules.
@@ -353,6 +378,64 @@ impl ScalarUDFImpl for AttributeUsageFunc {
         Ok(vec![DataType::Utf8; arg_types.len()])
     }
 
+    /// Narrows the call to what the current rules read, so a scan reads no column no rule
+    /// looks at: without rules the owner is the row's own `team`, `app` and `feature`; with
+    /// rules, a field no rule matches on (and `provider` when no rule names one) is passed as
+    /// NULL. The rules are those of the statement's planning, as for any stable function.
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        if args.len() != 4 + MATCH_FIELDS.len() {
+            return Ok(ExprSimplifyResult::Original(args));
+        }
+        let rules = self.rules.snapshot();
+        if rules.is_empty() {
+            let own = |arg: &Expr| {
+                nullif(
+                    Expr::Cast(Cast::new(Box::new(arg.clone()), DataType::Utf8)),
+                    lit(""),
+                )
+            };
+            return Ok(ExprSimplifyResult::Simplified(named_struct(vec![
+                lit("team"),
+                own(&args[1]),
+                lit("app"),
+                own(&args[2]),
+                lit("feature"),
+                own(&args[3]),
+                lit("rule_id"),
+                lit(ScalarValue::Utf8(None)),
+            ])));
+        }
+        let read = rules.reads();
+        let unread = |(i, arg): (usize, &Expr)| {
+            !matches!(arg, Expr::Literal(v, _) if v.is_null())
+                && match i {
+                    0 => !read.provider,
+                    1..=3 => false,
+                    _ => !read.fields[i - 4],
+                }
+        };
+        if !args.iter().enumerate().any(unread) {
+            return Ok(ExprSimplifyResult::Original(args));
+        }
+        let args = args
+            .iter()
+            .enumerate()
+            .map(|(i, arg)| {
+                if unread((i, arg)) {
+                    lit(ScalarValue::Utf8(None))
+                } else {
+                    arg.clone()
+                }
+            })
+            .collect();
+        Ok(ExprSimplifyResult::Simplified(Expr::ScalarFunction(
+            ScalarFunction::new_udf(
+                Arc::new(ScalarUDF::from(Self::new(self.rules.clone()))),
+                args,
+            ),
+        )))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
         let arrays = args
@@ -369,30 +452,56 @@ impl ScalarUDFImpl for AttributeUsageFunc {
             (a.is_valid(row) && !a.value(row).is_empty()).then(|| a.value(row))
         };
         let rules = self.rules.snapshot();
-        let mut team = Vec::with_capacity(rows);
-        let mut app = Vec::with_capacity(rows);
-        let mut feature = Vec::with_capacity(rows);
-        let mut rule_id = Vec::with_capacity(rows);
-        for row in 0..rows {
-            let own = [value(1, row), value(2, row), value(3, row)];
-            let rule = if rules.is_empty() || own.iter().all(Option::is_some) {
-                None
-            } else {
+        // Which rule fills each row that lacks one of its own values.
+        let mut matched: Vec<(usize, &Rule)> = Vec::new();
+        if !rules.is_empty() {
+            for row in 0..rows {
+                if (1..=3).all(|col| value(col, row).is_some()) {
+                    continue;
+                }
                 let provider = value(0, row).unwrap_or_default();
                 let fields = std::array::from_fn(|i| value(4 + i, row));
-                rules.first_match(provider, &fields)
-            };
-            team.push(own[0].or(rule.and_then(|r| r.team.as_deref())));
-            app.push(own[1].or(rule.and_then(|r| r.app.as_deref())));
-            feature.push(own[2].or(rule.and_then(|r| r.feature.as_deref())));
-            rule_id.push(rule.map(|r| r.rule_id.as_str()));
+                if let Some(rule) = rules.first_match(provider, &fields) {
+                    matched.push((row, rule));
+                }
+            }
         }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(team)),
-            Arc::new(StringArray::from(app)),
-            Arc::new(StringArray::from(feature)),
-            Arc::new(StringArray::from(rule_id)),
-        ];
+        let own = |col: usize| -> DfResult<ArrayRef> {
+            let empty = cmp::eq(text[col], &StringArray::new_scalar(""))?;
+            Ok(compute::nullif(text[col], &empty)?)
+        };
+        let columns: Vec<ArrayRef> = if matched.is_empty() {
+            vec![
+                own(1)?,
+                own(2)?,
+                own(3)?,
+                new_null_array(&DataType::Utf8, rows),
+            ]
+        } else {
+            let filled = |col: usize, set: fn(&Rule) -> Option<&str>| -> ArrayRef {
+                let mut next = matched.iter().peekable();
+                let values: StringArray = (0..rows)
+                    .map(|row| {
+                        let rule = next.next_if(|(r, _)| *r == row).map(|(_, rule)| *rule);
+                        value(col, row).or_else(|| rule.and_then(set))
+                    })
+                    .collect();
+                Arc::new(values)
+            };
+            let mut next = matched.iter().peekable();
+            let rule_id: StringArray = (0..rows)
+                .map(|row| {
+                    next.next_if(|(r, _)| *r == row)
+                        .map(|(_, rule)| rule.rule_id.as_str())
+                })
+                .collect();
+            vec![
+                filled(1, |r| r.team.as_deref()),
+                filled(2, |r| r.app.as_deref()),
+                filled(3, |r| r.feature.as_deref()),
+                Arc::new(rule_id),
+            ]
+        };
         Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
             output_fields(),
             columns,
@@ -439,6 +548,163 @@ mod tests {
         )
         .map_err(arrow_error)?;
         RuleSet::from_batches(&[batch])
+    }
+
+    /// `(team, app, feature, rule_id)` of `attribute_usage` over two rows, and the columns the
+    /// plan's scan reads: row 1 has an empty team, api key `k1` and user `u1`; row 2 its own
+    /// team, app and feature.
+    async fn owners(handle: &RulesHandle) -> (Vec<[Option<String>; 4]>, Vec<String>) {
+        use datafusion::datasource::MemTable;
+        use datafusion::prelude::SessionContext;
+        let names = [
+            "provider",
+            "team",
+            "app",
+            "feature",
+            "project",
+            "api_key_id",
+            "user_id",
+            "environment",
+            "model",
+            "source",
+            "tags",
+        ];
+        let schema = Arc::new(Schema::new(
+            names
+                .iter()
+                .map(|n| Field::new(*n, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
+        let column = |name: &str| -> ArrayRef {
+            let values: [Option<&str>; 2] = match name {
+                "provider" => [Some("openai"), Some("openai")],
+                "team" => [Some(""), Some("ops")],
+                "app" => [None, Some("bot")],
+                "feature" => [None, Some("chat")],
+                "api_key_id" => [Some("k1"), Some("k1")],
+                "user_id" => [Some("u1"), None],
+                _ => [None, None],
+            };
+            Arc::new(StringArray::from(values.to_vec()))
+        };
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            names.iter().map(|n| column(n)).collect(),
+        )
+        .expect("rows");
+        let ctx = SessionContext::new();
+        ctx.register_udf(AttributeUsageFunc::udf(handle.clone()));
+        ctx.register_table(
+            "u",
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("table")),
+        )
+        .expect("registered");
+        let df = ctx
+            .sql(
+                "SELECT o['team'], o['app'], o['feature'], o['rule_id'] FROM (SELECT \
+                 attribute_usage(provider, team, app, feature, project, api_key_id, user_id, \
+                 environment, model, source, tags) AS o FROM u)",
+            )
+            .await
+            .expect("planned");
+        let mut plan = df
+            .clone()
+            .create_physical_plan()
+            .await
+            .expect("physical plan");
+        while let Some(child) = plan.children().first().map(|c| Arc::clone(*c)) {
+            plan = child;
+        }
+        let scanned = plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let batches = df.collect().await.expect("ran");
+        let mut rows = Vec::new();
+        for batch in &batches {
+            let text: Vec<StringArray> = batch
+                .columns()
+                .iter()
+                .map(|c| {
+                    cast(c, &DataType::Utf8)
+                        .expect("text")
+                        .as_string::<i32>()
+                        .clone()
+                })
+                .collect();
+            for row in 0..batch.num_rows() {
+                rows.push(std::array::from_fn(|i| {
+                    text[i]
+                        .is_valid(row)
+                        .then(|| text[i].value(row).to_string())
+                }));
+            }
+        }
+        (rows, scanned)
+    }
+
+    fn owner(values: [Option<&str>; 4]) -> [Option<String>; 4] {
+        values.map(|v| v.map(String::from))
+    }
+
+    #[tokio::test]
+    async fn a_scan_reads_only_the_columns_the_rules_look_at() {
+        let handle = RulesHandle::default();
+        let (rows, plan) = owners(&handle).await;
+        assert_eq!(
+            rows,
+            vec![
+                owner([None, None, None, None]),
+                owner([Some("ops"), Some("bot"), Some("chat"), None]),
+            ]
+        );
+        assert_eq!(plan, ["team", "app", "feature"]);
+
+        handle.replace(
+            rules(&[("by-key", Some(1), None, "api_key_id", "k1", Some("search"))]).expect("rules"),
+        );
+        let (rows, plan) = owners(&handle).await;
+        assert_eq!(
+            rows,
+            vec![
+                owner([Some("search"), None, None, Some("by-key")]),
+                owner([Some("ops"), Some("bot"), Some("chat"), None]),
+            ]
+        );
+        assert_eq!(plan, ["team", "app", "feature", "api_key_id"]);
+
+        handle.replace(
+            rules(&[
+                (
+                    "by-key",
+                    Some(1),
+                    Some("anthropic"),
+                    "api_key_id",
+                    "k1",
+                    Some("search"),
+                ),
+                ("by-user", Some(2), None, "user", "u1", Some("growth")),
+            ])
+            .expect("rules"),
+        );
+        let (rows, plan) = owners(&handle).await;
+        assert_eq!(
+            rows[0],
+            owner([Some("growth"), None, None, Some("by-user")])
+        );
+        assert_eq!(
+            plan,
+            [
+                "provider",
+                "team",
+                "app",
+                "feature",
+                "api_key_id",
+                "user_id"
+            ]
+        );
     }
 
     fn team_of(set: &RuleSet, provider: &str, fields: [Option<&str>; 7]) -> Option<String> {

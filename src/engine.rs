@@ -279,6 +279,7 @@ impl Engine {
             &caps,
         )));
         base.register_udf(crate::budget::NowFunc::udf());
+        base.register_udf(crate::date_trunc::DateTrunc::udf());
         let engine = Arc::new(Engine {
             base,
             config,

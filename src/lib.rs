@@ -20,6 +20,7 @@ pub mod builtin_sql;
 pub mod catalog;
 pub mod config;
 pub mod copy;
+pub mod date_trunc;
 pub mod demo;
 pub mod engine;
 pub mod error;

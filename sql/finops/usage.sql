@@ -58,9 +58,9 @@ FROM (
                            environment, model, source, tags) AS owner
     FROM (
         SELECT *,
-               source IN ('OPENAI_COSTS', 'ANTHROPIC_COSTS', 'AWS_CUR', 'GCP_BILLING',
-                          'AZURE_COSTS', 'FOCUS')
-                   AND reported_cost IS NOT NULL AS billed
+               reported_cost IS NOT NULL
+                   AND source IN ('OPENAI_COSTS', 'ANTHROPIC_COSTS', 'AWS_CUR', 'GCP_BILLING',
+                                  'AZURE_COSTS', 'FOCUS') AS billed
         FROM finops.usage_all
     ) u
 ) priced_usage;
