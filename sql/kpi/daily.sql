@@ -1,7 +1,8 @@
 -- kpi.daily: the daily rollup every other KPI reads. One row per UTC day, provider, model,
 -- team, app and feature. A request is redundant when the same prompt_hash was sent to the same
 -- model earlier the same UTC day; the first occurrence is an aggregate (MIN(ts)) joined back,
--- so each day can be recomputed on its own when new rows arrive.
+-- so each day can be recomputed on its own when new rows arrive. The aggregate is the join's
+-- left side, so its hash table is built from first occurrences rather than from every row.
 CREATE MATERIALIZED VIEW kpi.daily WITH (refresh = 'auto') AS
 WITH first_seen AS (
     SELECT date_trunc('day', ts) AS day,
@@ -31,8 +32,8 @@ SELECT date_trunc('day', u.ts) AS day,
        SUM(CASE WHEN u.ts > f.first_ts THEN u.cost ELSE CAST(0 AS DECIMAL(38, 12)) END)
            AS redundant_cost,
        SUM(CASE WHEN u.priced THEN 0 ELSE u.requests END) AS unpriced_requests
-FROM finops.usage u
-LEFT JOIN first_seen f
+FROM first_seen f
+RIGHT JOIN finops.usage u
        ON f.day = date_trunc('day', u.ts)
       AND f.prompt_hash = u.prompt_hash
       AND f.model = u.model

@@ -49,6 +49,15 @@ pub struct Incremental {
     /// When the scan is joined to an aggregate by the same bucket: the timestamp column of that
     /// aggregate's input, restricted alongside `time_column`, and that input.
     joined: Option<Bucketed>,
+    /// Which side of that join the scan is on.
+    scan_side: Side,
+}
+
+/// A side of a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Left,
+    Right,
 }
 
 /// A timestamp column and the plan it is a column of.
@@ -78,11 +87,11 @@ pub fn analyse(plan: &LogicalPlan) -> Option<Incremental> {
         .enumerate()
         .find_map(|(i, e)| bucket_column(e, input_schema).map(|c| (i, c)))?;
     let bucket = aggregate.group_expr[index].clone();
-    let (input, joined) = if input_is_single_scan(&aggregate.input) {
-        (Arc::clone(&aggregate.input), None)
+    let (input, joined, scan_side) = if input_is_single_scan(&aggregate.input) {
+        (Arc::clone(&aggregate.input), None, Side::Left)
     } else {
-        let (scan, inner) = bucket_join(&aggregate.input, &bucket, &time_column)?;
-        (scan, Some(inner))
+        let (scan, inner, side) = bucket_join(&aggregate.input, &bucket, &time_column)?;
+        (scan, Some(inner), side)
     };
     let time_type = input_schema
         .field_from_column(&time_column)
@@ -105,23 +114,35 @@ pub fn analyse(plan: &LogicalPlan) -> Option<Incremental> {
         bucket_type,
         output_index,
         joined,
+        scan_side,
     })
 }
 
 /// For an aggregate input that joins the scan holding `time_column` to an aggregate grouped by
-/// the same bucket on `bucket`: that scan, and the timestamp column of the inner aggregate's
-/// input with that input. `None` for any other shape.
+/// the same bucket on `bucket`: that scan, the timestamp column of the inner aggregate's input
+/// with that input, and the side of the join the scan is on. Every row of the scan must stay:
+/// an inner join, or an outer join that keeps the scan's side (`scan LEFT JOIN aggregate` or
+/// `aggregate RIGHT JOIN scan`, which builds the join's hash table from the smaller aggregate).
+/// `None` for any other shape.
 fn bucket_join(
     input: &LogicalPlan,
     bucket: &Expr,
     time_column: &Column,
-) -> Option<(Arc<LogicalPlan>, Bucketed)> {
+) -> Option<(Arc<LogicalPlan>, Bucketed, Side)> {
     let LogicalPlan::Join(join) = input else {
         return None;
     };
-    if !matches!(join.join_type, JoinType::Inner | JoinType::Left)
-        || !input_is_single_scan(&join.left)
-        || !join.left.schema().has_column(time_column)
+    let side = match join.join_type {
+        JoinType::Inner | JoinType::Left => Side::Left,
+        JoinType::Right => Side::Right,
+        _ => return None,
+    };
+    let (scan, other) = match side {
+        Side::Left => (&join.left, &join.right),
+        Side::Right => (&join.right, &join.left),
+    };
+    if !input_is_single_scan(scan)
+        || !scan.schema().has_column(time_column)
         || join.filter.as_ref().is_some_and(|f| !expr_safe(f))
         || join.on.iter().any(|(l, r)| !expr_safe(l) || !expr_safe(r))
     {
@@ -138,18 +159,18 @@ fn bucket_join(
             }
         }
     }
-    let right_schema = join.right.schema();
+    let other_schema = other.schema();
     equalities.into_iter().find_map(|(a, b)| {
         let key = match (&a, &b) {
             (e, Expr::Column(c)) | (Expr::Column(c), e)
-                if e == bucket && right_schema.has_column(c) =>
+                if e == bucket && other_schema.has_column(c) =>
             {
                 c.clone()
             }
             _ => return None,
         };
-        let inner_time = inner_bucket(&join.right, key, bucket)?;
-        Some((Arc::clone(&join.left), inner_time))
+        let inner_time = inner_bucket(other, key, bucket)?;
+        Some((Arc::clone(scan), inner_time, side))
     })
 }
 
@@ -431,7 +452,7 @@ impl Incremental {
             Some((column, _)) => Some(self.since_predicate(column, from)?),
             None => None,
         };
-        restrict(plan, &outer, inner.as_ref())
+        restrict(plan, &outer, inner.as_ref(), self.scan_side)
     }
 
     /// `column` is in bucket `from` or later, or NULL; only NULL when `from` is `None`.
@@ -492,17 +513,30 @@ impl Incremental {
 }
 
 /// Put `predicate` between the aggregate and its input; when that input is the bucket join,
-/// put it on the join's scan side instead and `inner` between the joined aggregate and its input.
-fn restrict(plan: &LogicalPlan, predicate: &Expr, inner: Option<&Expr>) -> Result<LogicalPlan> {
+/// put it on the join's scan side (`scan_side`) instead and `inner` between the joined
+/// aggregate and its input.
+fn restrict(
+    plan: &LogicalPlan,
+    predicate: &Expr,
+    inner: Option<&Expr>,
+    scan_side: Side,
+) -> Result<LogicalPlan> {
     if let LogicalPlan::Aggregate(agg) = plan {
         let input = match (agg.input.as_ref(), inner) {
             (LogicalPlan::Join(join), Some(inner)) => {
-                let left = Filter::try_new(predicate.clone(), Arc::clone(&join.left))?;
-                let right = restrict(&join.right, inner, None)?;
-                agg.input.with_new_exprs(
-                    agg.input.expressions(),
-                    vec![LogicalPlan::Filter(left), right],
-                )?
+                let (scan, other) = match scan_side {
+                    Side::Left => (&join.left, &join.right),
+                    Side::Right => (&join.right, &join.left),
+                };
+                let scan =
+                    LogicalPlan::Filter(Filter::try_new(predicate.clone(), Arc::clone(scan))?);
+                let other = restrict(other, inner, None, scan_side)?;
+                let children = match scan_side {
+                    Side::Left => vec![scan, other],
+                    Side::Right => vec![other, scan],
+                };
+                agg.input
+                    .with_new_exprs(agg.input.expressions(), children)?
             }
             _ => LogicalPlan::Filter(Filter::try_new(predicate.clone(), Arc::clone(&agg.input))?),
         };
@@ -516,7 +550,7 @@ fn restrict(plan: &LogicalPlan, predicate: &Expr, inner: Option<&Expr>) -> Resul
     let inputs = plan
         .inputs()
         .into_iter()
-        .map(|i| restrict(i, predicate, inner))
+        .map(|i| restrict(i, predicate, inner, scan_side))
         .collect::<Result<Vec<_>>>()?;
     Ok(plan.with_new_exprs(plan.expressions(), inputs)?)
 }

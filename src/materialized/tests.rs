@@ -524,9 +524,12 @@ async fn incremental_views_match(with_feed: bool) {
             false,
         ),
         // kpi.daily's shape: each row against the first of its team that day.
-        ("v_first", first_seen_view("day"), true),
+        ("v_first", first_seen_view("day", false), true),
+        // The same with the aggregate on the join's build side.
+        ("v_first_right", first_seen_view("day", true), true),
         // Joined to an aggregate of another bucket: a changed hour is not a changed day.
-        ("v_first_hour", first_seen_view("hour"), false),
+        ("v_first_hour", first_seen_view("hour", false), false),
+        ("v_first_hour_right", first_seen_view("hour", true), false),
     ];
     for seed in [7_u64, 42, 2026] {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -590,14 +593,20 @@ async fn incremental_views_match(with_feed: bool) {
     }
 }
 
-/// Rows per team and day, and how many came after the team's first row of the `inner` bucket.
-fn first_seen_view(inner: &str) -> String {
+/// Rows per team and day, and how many came after the team's first row of the `inner` bucket;
+/// written `events LEFT JOIN first_seen`, or `first_seen RIGHT JOIN events` when `right`.
+fn first_seen_view(inner: &str, right: bool) -> String {
+    let join = if right {
+        "first_seen f RIGHT JOIN events e"
+    } else {
+        "events e LEFT JOIN first_seen f"
+    };
     format!(
         "WITH first_seen AS (SELECT date_trunc('{inner}', ts) AS b, team, MIN(ts) AS first_ts \
          FROM events WHERE cost > 3 GROUP BY date_trunc('{inner}', ts), team) \
          SELECT date_trunc('day', e.ts) AS day, e.team, count(*) AS n, \
          SUM(CASE WHEN e.ts > f.first_ts THEN e.cost ELSE 0 END) AS later \
-         FROM events e LEFT JOIN first_seen f \
+         FROM {join} \
          ON f.b = date_trunc('day', e.ts) AND f.team = e.team \
          GROUP BY date_trunc('day', e.ts), e.team"
     )
