@@ -35,21 +35,6 @@ use crate::providers::ProviderTable;
 use crate::storage::DurableTable;
 use crate::usage::UsageAll;
 
-/// Columns `attribute_usage` takes, in order (all in the canonical usage shape).
-const ATTRIBUTION_ARGS: [&str; 11] = [
-    "provider",
-    "team",
-    "app",
-    "feature",
-    "project",
-    "api_key_id",
-    "user_id",
-    "environment",
-    "model",
-    "source",
-    "tags",
-];
-
 fn denied(identity: &Identity, what: impl std::fmt::Display) -> Error {
     Error::PermissionDenied(format!("user \"{}\" may not {what}", identity.user))
 }
@@ -158,7 +143,10 @@ impl AccessRule {
                 t.schema_name() == "finops" && t.name() == crate::schema::USAGE_EVENTS
             });
         if usage {
-            let args = ATTRIBUTION_ARGS.iter().map(|c| column(c)).collect();
+            let args = crate::attribution::ARGUMENTS
+                .iter()
+                .map(|c| column(c))
+                .collect();
             let owner =
                 Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(&self.attribute), args));
             let team = datafusion::functions::core::expr_fn::get_field(owner, "team");

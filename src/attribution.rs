@@ -52,6 +52,21 @@ static RULES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// Columns `attribute_usage` takes, in order (all in the canonical usage shape).
+pub const ARGUMENTS: [&str; 11] = [
+    "provider",
+    "team",
+    "app",
+    "feature",
+    "project",
+    "api_key_id",
+    "user_id",
+    "environment",
+    "model",
+    "source",
+    "tags",
+];
+
 /// The row fields a rule can match, in the order `attribute_usage` takes them after
 /// `provider, team, app, feature`.
 const MATCH_FIELDS: [&str; 7] = [
@@ -556,19 +571,7 @@ mod tests {
     async fn owners(handle: &RulesHandle) -> (Vec<[Option<String>; 4]>, Vec<String>) {
         use datafusion::datasource::MemTable;
         use datafusion::prelude::SessionContext;
-        let names = [
-            "provider",
-            "team",
-            "app",
-            "feature",
-            "project",
-            "api_key_id",
-            "user_id",
-            "environment",
-            "model",
-            "source",
-            "tags",
-        ];
+        let names = ARGUMENTS;
         let schema = Arc::new(Schema::new(
             names
                 .iter()
