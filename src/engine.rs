@@ -246,6 +246,7 @@ impl Engine {
         let state = SessionStateBuilder::new()
             .with_config(session_config)
             .with_default_features()
+            .with_optimizer_rule(Arc::new(crate::utc_time::UtcDateCast))
             .build();
         let base = SessionContext::new_with_state(state);
         crate::providers::register_factories_in(
@@ -279,7 +280,7 @@ impl Engine {
             &caps,
         )));
         base.register_udf(crate::budget::NowFunc::udf());
-        base.register_udf(crate::date_trunc::DateTrunc::udf());
+        base.register_udf(crate::utc_time::DateTrunc::udf());
         let engine = Arc::new(Engine {
             base,
             config,

@@ -20,7 +20,6 @@ pub mod builtin_sql;
 pub mod catalog;
 pub mod config;
 pub mod copy;
-pub mod date_trunc;
 pub mod demo;
 pub mod engine;
 pub mod error;
@@ -38,6 +37,7 @@ pub mod storage;
 pub mod swap;
 pub mod testing;
 pub mod usage;
+pub mod utc_time;
 
 pub use engine::{Engine, Session};
 
