@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DataFusionError, Result as DfResult, ScalarValue};
@@ -126,11 +127,16 @@ impl AccessRule {
         }
     }
 
-    fn teams(&self) -> Vec<Expr> {
+    /// The reader's teams as literals of `data_type`, the type of the column they are
+    /// compared with: this rule runs after type coercion, so it must match types itself.
+    fn teams(&self, data_type: &DataType) -> DfResult<Vec<Expr>> {
         self.identity
             .teams
             .iter()
-            .map(|t| Expr::Literal(ScalarValue::Utf8(Some(t.clone())), None))
+            .map(|t| {
+                let value = ScalarValue::Utf8(Some(t.clone())).cast_to(data_type)?;
+                Ok(Expr::Literal(value, None))
+            })
             .collect()
     }
 
@@ -150,7 +156,8 @@ impl AccessRule {
             let owner =
                 Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(&self.attribute), args));
             let team = datafusion::functions::core::expr_fn::get_field(owner, "team");
-            return Ok(Some(team.in_list(self.teams(), false)));
+            let team_type = crate::attribution::team_type();
+            return Ok(Some(team.in_list(self.teams(&team_type)?, false)));
         }
         if provider.downcast_ref::<ProviderTable>().is_some()
             || provider.downcast_ref::<IngestErrors>().is_some()
@@ -173,19 +180,26 @@ impl AccessRule {
                 ScalarValue::Utf8(Some("team".to_string())),
                 None,
             ));
-            return Ok(Some(
-                team_scope.and(column("scope_value").in_list(self.teams(), false)),
-            ));
+            let value_type = provider
+                .schema()
+                .field_with_name("scope_value")?
+                .data_type()
+                .clone();
+            return Ok(Some(team_scope.and(
+                column("scope_value").in_list(self.teams(&value_type)?, false),
+            )));
         }
         if provider.downcast_ref::<MaterializedTable>().is_some() {
-            if provider.schema().column_with_name("team").is_none() {
+            let schema = provider.schema();
+            let Some((_, team)) = schema.column_with_name("team") else {
                 return Err(denied(
                     &self.identity,
                     format!("read {} (it has no team column to scope)", scan.table_name),
                 )
                 .into());
-            }
-            return Ok(Some(column("team").in_list(self.teams(), false)));
+            };
+            let teams = self.teams(team.data_type())?;
+            return Ok(Some(column("team").in_list(teams, false)));
         }
         Ok(None)
     }

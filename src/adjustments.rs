@@ -261,10 +261,16 @@ impl ScalarUDFImpl for AdjustedCostFunc {
         if arg_types.len() != 4 {
             return exec_err!("{NAME} takes 4 arguments: {SYNTAX}");
         }
+        // Text stays as it comes (a cast of every row's provider and model would cost more
+        // than the lookup, which only runs when an adjustment exists).
+        let text = |t: &DataType| match t {
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => t.clone(),
+            _ => DataType::Utf8,
+        };
         Ok(vec![
             money_type(),
-            DataType::Utf8,
-            DataType::Utf8,
+            text(&arg_types[1]),
+            text(&arg_types[2]),
             timestamp_type(),
         ])
     }

@@ -326,13 +326,19 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-/// The struct `attribute_usage` returns.
+/// The type of the `team` field `attribute_usage` returns.
+pub fn team_type() -> DataType {
+    DataType::Utf8View
+}
+
+/// The struct `attribute_usage` returns: text as `Utf8View`, the type `finops.usage_all` has,
+/// so a row's own values pass through without a copy.
 fn output_fields() -> Fields {
     Fields::from(vec![
-        Field::new("team", DataType::Utf8, true),
-        Field::new("app", DataType::Utf8, true),
-        Field::new("feature", DataType::Utf8, true),
-        Field::new("rule_id", DataType::Utf8, true),
+        Field::new("team", team_type(), true),
+        Field::new("app", DataType::Utf8View, true),
+        Field::new("feature", DataType::Utf8View, true),
+        Field::new("rule_id", DataType::Utf8View, true),
     ])
 }
 
@@ -390,7 +396,14 @@ impl ScalarUDFImpl for AttributeUsageFunc {
         if arg_types.len() != 4 + MATCH_FIELDS.len() {
             return exec_err!("{NAME} takes 11 arguments: {SYNTAX}");
         }
-        Ok(vec![DataType::Utf8; arg_types.len()])
+        // Text stays as it comes (the call is often simplified to the row's own values).
+        Ok(arg_types
+            .iter()
+            .map(|t| match t {
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => t.clone(),
+                _ => DataType::Utf8,
+            })
+            .collect())
     }
 
     /// Narrows the call to what the current rules read, so a scan reads no column no rule
@@ -405,8 +418,8 @@ impl ScalarUDFImpl for AttributeUsageFunc {
         if rules.is_empty() {
             let own = |arg: &Expr| {
                 nullif(
-                    Expr::Cast(Cast::new(Box::new(arg.clone()), DataType::Utf8)),
-                    lit(""),
+                    Expr::Cast(Cast::new(Box::new(arg.clone()), DataType::Utf8View)),
+                    lit(ScalarValue::Utf8View(Some(String::new()))),
                 )
             };
             return Ok(ExprSimplifyResult::Simplified(named_struct(vec![
@@ -417,7 +430,7 @@ impl ScalarUDFImpl for AttributeUsageFunc {
                 lit("feature"),
                 own(&args[3]),
                 lit("rule_id"),
-                lit(ScalarValue::Utf8(None)),
+                lit(ScalarValue::Utf8View(None)),
             ])));
         }
         let read = rules.reads();
@@ -517,6 +530,10 @@ impl ScalarUDFImpl for AttributeUsageFunc {
                 Arc::new(rule_id),
             ]
         };
+        let columns = columns
+            .iter()
+            .map(|c| cast(c, &DataType::Utf8View))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
             output_fields(),
             columns,

@@ -7,8 +7,12 @@
 //! `bills_all`), not usage, so that a request-level feed and the bill for the same requests are
 //! not counted twice — unless a bill is marked `OPTIONS ('source_of_truth' 'true')`, which puts
 //! it in both. Pricing and attribution are SQL on top (`sql/finops/usage.sql`).
+//!
+//! Both have the canonical columns with text as `Utf8View`, the type `finops.usage_events` is
+//! scanned with, so the bulk of the rows reach pricing and grouping without a copy of each
+//! string; a provider table's canonical rows are cast to it.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, LazyLock, Weak};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -22,7 +26,7 @@ use datafusion::physical_plan::union::UnionExec;
 
 use crate::materialized::ChangeFeed;
 use crate::providers::ProviderTable;
-use crate::schema::{USAGE_EVENTS, usage_events_schema};
+use crate::schema::{USAGE_EVENTS, usage_events_schema, view_types};
 use crate::storage::{ChangePosition, Changes, DurableTable, Storage};
 
 pub use crate::providers::BILL_FORMATS;
@@ -32,6 +36,13 @@ pub const USAGE_ALL: &str = "usage_all";
 
 /// Name of the bills union in the `finops` schema.
 pub const BILLS_ALL: &str = "bills_all";
+
+/// The schema of `finops.usage_all` and `finops.bills_all`: the canonical usage columns, text
+/// as `Utf8View`.
+pub fn usage_all_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| view_types(&usage_events_schema()));
+    Arc::clone(&SCHEMA)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Feed {
@@ -106,7 +117,7 @@ impl UsageAll {
 #[async_trait]
 impl TableProvider for UsageAll {
     fn schema(&self) -> SchemaRef {
-        usage_events_schema()
+        usage_all_schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -129,16 +140,15 @@ impl TableProvider for UsageAll {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let mut plans = Vec::new();
-        let canonical = usage_events_schema();
+        let union = usage_all_schema();
         for source in self.sources().await? {
-            if source.schema() == canonical {
+            if source.schema() == union {
                 plans.push(source.scan(state, projection, filters, limit).await?);
                 continue;
             }
-            // `finops.usage_events` is scanned with text as views (see
-            // `schema::view_types`): its rows are cast to the union's `Utf8`, and only
-            // the filters on `ts` (what prunes its segments) are passed down, since the others
-            // are typed for the union.
+            // A provider table's canonical rows have text as `Utf8`: they are cast to the
+            // union's `Utf8View`, and only the filters on `ts` (what prunes a provider's files)
+            // are passed down, since the others are typed for the union.
             let on_ts: Vec<Expr> = filters
                 .iter()
                 .filter(|f| f.column_refs().iter().all(|c| c.name == "ts"))
@@ -146,15 +156,15 @@ impl TableProvider for UsageAll {
                 .collect();
             let plan = source.scan(state, projection, &on_ts, limit).await?;
             let target = match projection {
-                Some(p) => Arc::new(canonical.project(p)?),
-                None => Arc::clone(&canonical),
+                Some(p) => Arc::new(union.project(p)?),
+                None => Arc::clone(&union),
             };
             plans.push(cast_to(plan, &target)?);
         }
         if plans.is_empty() {
             let schema = match projection {
-                Some(p) => Arc::new(usage_events_schema().project(p)?),
-                None => usage_events_schema(),
+                Some(p) => Arc::new(union.project(p)?),
+                None => union,
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
@@ -234,7 +244,7 @@ impl ChangeFeed for UsageChanges {
     }
 }
 
-/// `finops.usage` over just `rows` (in the shape of `finops.usage_all`) instead of every usage
+/// `finops.usage` over just `rows` (the canonical columns) instead of every usage
 /// source: the view's own plan with its scan of `usage_all` replaced, so the rows are priced and
 /// attributed exactly as the view would.
 pub async fn usage_of_rows(
@@ -250,10 +260,13 @@ pub async fn usage_of_rows(
         .get_logical_plan()
         .ok_or_else(|| crate::error::Error::Internal("finops.usage is not a view".into()))?
         .into_owned();
-    let source = provider_as_source(Arc::new(MemTable::try_new(
-        usage_events_schema(),
-        vec![rows],
-    )?));
+    let schema = usage_all_schema();
+    let rows = rows
+        .iter()
+        .map(|batch| crate::schema::cast_batch(batch, &schema))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(datafusion::common::DataFusionError::from)?;
+    let source = provider_as_source(Arc::new(MemTable::try_new(schema, vec![rows])?));
     let plan = plan
         .transform_up(|node| match node {
             LogicalPlan::TableScan(scan) if scan.table_name.table() == USAGE_ALL => {
