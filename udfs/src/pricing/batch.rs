@@ -100,10 +100,21 @@ impl<'a> Strings<'a> for &'a StringViewArray {
     fn is_null_at(&self, i: usize) -> bool {
         self.is_null(i)
     }
+    /// A string of up to 12 bytes lies inside its 16-byte view (after the 4-byte length, zero
+    /// padded), a longer one in a data buffer: either way the words around it are read where
+    /// they are, so a short value is not copied out first.
     #[inline]
     fn bytes(&self, i: usize) -> (&'a [u8], usize, usize) {
-        let value = self.value(i).as_bytes();
-        (value, 0, value.len())
+        let view = self.views()[i];
+        let len = view as u32 as usize;
+        if len <= 12 {
+            let start = i * 16 + 4;
+            (self.views().inner().as_slice(), start, start + len)
+        } else {
+            let buffer = (view >> 64) as u32 as usize;
+            let offset = (view >> 96) as u32 as usize;
+            (self.data_buffers()[buffer].as_slice(), offset, offset + len)
+        }
     }
     #[inline]
     fn text(&self, i: usize) -> &'a str {
@@ -507,16 +518,33 @@ mod tests {
 
     use super::*;
 
+    /// Key ids and the distinct count, the same whether the text is `Utf8`, `Utf8View` or a
+    /// slice of a `Utf8View` array (whose views sit past the buffer's start).
     fn keys_of(providers: Vec<Option<&str>>, models: Vec<Option<&str>>) -> (Vec<u32>, usize) {
-        let p: ArrayRef = Arc::new(StringArray::from(providers));
-        let m: ArrayRef = Arc::new(StringArray::from(models));
-        let (p, m) = (Text::new(&p).expect("text"), Text::new(&m).expect("text"));
-        let n = match &p {
-            Text::Utf8(a) => a.len(),
-            _ => unreachable!(),
+        let n = providers.len();
+        let intern = |p: &ArrayRef, m: &ArrayRef| {
+            let (p, m) = (Text::new(p).expect("text"), Text::new(m).expect("text"));
+            let keys = BatchKeys::intern(&p, &m, n);
+            let pairs: Vec<(String, String)> = keys
+                .keys
+                .iter()
+                .map(|(p, m)| (p.to_string(), m.to_string()))
+                .collect();
+            (keys.rows, pairs)
         };
-        let keys = BatchKeys::intern(&p, &m, n);
-        (keys.rows, keys.keys.len())
+        let utf8 = |v: &[Option<&str>]| -> ArrayRef { Arc::new(StringArray::from(v.to_vec())) };
+        let view = |v: &[Option<&str>]| -> ArrayRef { Arc::new(StringViewArray::from(v.to_vec())) };
+        let sliced = |v: &[Option<&str>]| -> ArrayRef {
+            let mut padded = vec![Some("a leading value longer than twelve bytes")];
+            padded.extend_from_slice(v);
+            Arc::new(StringViewArray::from(padded).slice(1, v.len()))
+        };
+        let expected = intern(&utf8(&providers), &utf8(&models));
+        for make in [view, sliced] {
+            let got = intern(&make(&providers), &make(&models));
+            assert_eq!(got, expected, "views give other keys");
+        }
+        (expected.0, expected.1.len())
     }
 
     #[test]
