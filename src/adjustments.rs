@@ -263,14 +263,10 @@ impl ScalarUDFImpl for AdjustedCostFunc {
         }
         // Text stays as it comes (a cast of every row's provider and model would cost more
         // than the lookup, which only runs when an adjustment exists).
-        let text = |t: &DataType| match t {
-            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => t.clone(),
-            _ => DataType::Utf8,
-        };
         Ok(vec![
             money_type(),
-            text(&arg_types[1]),
-            text(&arg_types[2]),
+            crate::schema::text_as_given(&arg_types[1]),
+            crate::schema::text_as_given(&arg_types[2]),
             timestamp_type(),
         ])
     }

@@ -69,15 +69,7 @@ pub const ARGUMENTS: [&str; 11] = [
 
 /// The row fields a rule can match, in the order `attribute_usage` takes them after
 /// `provider, team, app, feature`.
-const MATCH_FIELDS: [&str; 7] = [
-    "project",
-    "api_key_id",
-    "user_id",
-    "environment",
-    "model",
-    "source",
-    "tags",
-];
+const MATCH_FIELDS: &[&str] = ARGUMENTS.split_at(4).1;
 
 /// What a rule looks at.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -397,13 +389,7 @@ impl ScalarUDFImpl for AttributeUsageFunc {
             return exec_err!("{NAME} takes 11 arguments: {SYNTAX}");
         }
         // Text stays as it comes (the call is often simplified to the row's own values).
-        Ok(arg_types
-            .iter()
-            .map(|t| match t {
-                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => t.clone(),
-                _ => DataType::Utf8,
-            })
-            .collect())
+        Ok(arg_types.iter().map(crate::schema::text_as_given).collect())
     }
 
     /// Narrows the call to what the current rules read, so a scan reads no column no rule

@@ -80,6 +80,15 @@ pub fn view_types(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
+/// The type a function argument is coerced to where it takes text: any text type as it is
+/// (a cast of `Utf8View` to `Utf8` copies every string), anything else `Utf8`.
+pub fn text_as_given(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => data_type.clone(),
+        _ => DataType::Utf8,
+    }
+}
+
 /// `batch` cast column by column to `schema` (same column count; used between the stored and
 /// the scan shape of a table, where only text types differ).
 pub fn cast_batch(
