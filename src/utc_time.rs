@@ -275,25 +275,20 @@ impl OptimizerRule for UtcDateCast {
 }
 
 fn rewrite_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
-    let Expr::Cast(cast) = &expr else {
-        return Ok(Transformed::no(expr));
-    };
-    if cast.field.data_type() != &DataType::Date32 {
-        return Ok(Transformed::no(expr));
+    match expr {
+        Expr::Cast(cast)
+            if cast.field.data_type() == &DataType::Date32
+                && cast
+                    .expr
+                    .get_type(schema as &dyn ExprSchema)
+                    .is_ok_and(|t| without_utc(&t).is_some()) =>
+        {
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(utc_date(), vec![*cast.expr]),
+            )))
+        }
+        other => Ok(Transformed::no(other)),
     }
-    let utc = match cast.expr.get_type(schema as &dyn ExprSchema) {
-        Ok(DataType::Timestamp(_, Some(tz))) => is_utc(&tz),
-        _ => false,
-    };
-    if !utc {
-        return Ok(Transformed::no(expr));
-    }
-    let Expr::Cast(cast) = expr else {
-        unreachable!("matched above")
-    };
-    Ok(Transformed::yes(Expr::ScalarFunction(
-        ScalarFunction::new_udf(utc_date(), vec![*cast.expr]),
-    )))
 }
 
 #[cfg(test)]
@@ -493,5 +488,30 @@ mod tests {
         let (plan, rows) = plan_and_rows(&with_rule, zoned).await;
         assert!(!plan.contains("utc_date"), "{plan}");
         assert_eq!(rows, plan_and_rows(&without, zoned).await.1);
+    }
+
+    #[test]
+    fn utc_date_refuses_seconds_beyond_any_calendar() {
+        let array: ArrayRef = Arc::new(
+            datafusion::arrow::array::TimestampSecondArray::from(vec![Some(i64::MAX)])
+                .with_timezone("UTC"),
+        );
+        let args = ScalarFunctionArgs {
+            args: vec![ColumnarValue::Array(Arc::clone(&array))],
+            arg_fields: vec![Arc::new(Field::new("ts", array.data_type().clone(), true))],
+            number_rows: 1,
+            return_field: Arc::new(Field::new("d", DataType::Date32, true)),
+            config_options: Arc::new(ConfigOptions::default()),
+        };
+        let err = UtcDate::default()
+            .invoke_with_args(args)
+            .expect_err("out of range");
+        assert!(
+            err.to_string().contains(&format!(
+                "timestamp {} is out of range for a date",
+                i64::MAX
+            )),
+            "{err}"
+        );
     }
 }
