@@ -30,7 +30,7 @@ impl<'a> BatchKeys<'a> {
     pub fn intern(provider: &Text<'a>, model: &Text<'a>, n: usize) -> Self {
         match (provider, model) {
             (Text::Utf8(p), Text::Utf8(m)) => intern_rows(*p, *m, n),
-            (Text::View(p), Text::View(m)) => intern_rows(*p, *m, n),
+            (Text::View(p), Text::View(m)) => intern_views(p, m, n),
             (Text::Large(p), Text::Large(m)) => intern_rows(*p, *m, n),
             (p, m) => intern_rows(p, m, n),
         }
@@ -154,35 +154,104 @@ fn intern_rows<'a, P: Strings<'a>, M: Strings<'a>>(
         if nulls && (provider.is_null_at(i) || model.is_null_at(i)) {
             continue;
         }
-        let (p, m) = (provider.bytes(i), model.bytes(i));
-        let (p, m) = (
-            ProviderSample::of(p.0, p.1, p.2),
-            ModelSample::of(m.0, m.1, m.2),
-        );
-        let (words, lengths) = front_key(&p, &m);
-        let slot = &mut front[front_index(&words, lengths)];
-        if slot.holds(&words, lengths) {
+        *row = key_of_row(&mut table, &mut front, &provider, &model, i);
+    }
+    table.into_keys(rows)
+}
+
+/// [`intern_rows`] of views, behind one more cache keyed by the two 16-byte views themselves.
+/// Within one array equal views are equal strings (a view is the length and either the whole
+/// string or the buffer and offset of its bytes), and the Parquet reader gives every row of a
+/// dictionary-encoded column the view of its dictionary entry: a batch repeats a few views,
+/// so most rows cost two loads, one multiply and one compare, and read no string bytes.
+fn intern_views<'a>(
+    provider: &'a StringViewArray,
+    model: &'a StringViewArray,
+    n: usize,
+) -> BatchKeys<'a> {
+    let mut table = KeyTable::new();
+    let mut rows = vec![NO_KEY; n];
+    let mut front = vec![FrontSlot::EMPTY; FRONT_SLOTS];
+    let mut seen = vec![ViewSlot::EMPTY; VIEW_SLOTS];
+    let nulls = provider.null_count() > 0 || model.null_count() > 0;
+    let (provider_views, model_views) = (&provider.views()[..n], &model.views()[..n]);
+    for (i, row) in rows.iter_mut().enumerate() {
+        if nulls && (provider.is_null(i) || model.is_null(i)) {
+            continue;
+        }
+        let (p, m) = (provider_views[i], model_views[i]);
+        let slot = &mut seen[view_index(p ^ m.rotate_left(61))];
+        if slot.provider == p && slot.model == m {
             *row = slot.id;
             continue;
         }
-        let id = match table.find(&p, &m) {
-            Some(id) => id,
-            None => insert_row(&mut table, &provider, &model, i),
+        let id = key_of_row(&mut table, &mut front, &provider, &model, i);
+        *slot = ViewSlot {
+            provider: p,
+            model: m,
+            id,
         };
-        // Only pairs the words hold in full: equal words are then equal strings.
-        if p.len <= 16 && m.len <= 40 {
-            *slot = FrontSlot { words, lengths, id };
-        }
         *row = id;
     }
-    BatchKeys {
-        keys: table
-            .keys
-            .into_iter()
-            .map(|k| (k.provider, k.model))
-            .collect(),
-        rows,
+    table.into_keys(rows)
+}
+
+/// Key id of row `i`, whose provider and model are not NULL: from the front cache when it
+/// holds the pair, else from the table (adding the pair when new).
+#[inline(always)]
+fn key_of_row<'a, P: Strings<'a>, M: Strings<'a>>(
+    table: &mut KeyTable<'a>,
+    front: &mut [FrontSlot],
+    provider: &P,
+    model: &M,
+    i: usize,
+) -> u32 {
+    let (p, m) = (provider.bytes(i), model.bytes(i));
+    let (p, m) = (
+        ProviderSample::of(p.0, p.1, p.2),
+        ModelSample::of(m.0, m.1, m.2),
+    );
+    let (words, lengths) = front_key(&p, &m);
+    let slot = &mut front[front_index(&words, lengths)];
+    if slot.holds(&words, lengths) {
+        return slot.id;
     }
+    let id = match table.find(&p, &m) {
+        Some(id) => id,
+        None => insert_row(table, provider, model, i),
+    };
+    // Only pairs the words hold in full: equal words are then equal strings.
+    if p.len <= 16 && m.len <= 40 {
+        *slot = FrontSlot { words, lengths, id };
+    }
+    id
+}
+
+/// Slots of the view cache of [`intern_views`] and [`map_views`].
+const VIEW_SLOTS: usize = 256;
+
+/// One slot of the view cache: a pair of views and the id of their strings.
+#[derive(Clone, Copy)]
+struct ViewSlot {
+    provider: u128,
+    model: u128,
+    id: u32,
+}
+
+impl ViewSlot {
+    /// No row has this view: its length would put the string in buffer number `u32::MAX`.
+    const EMPTY: ViewSlot = ViewSlot {
+        provider: u128::MAX,
+        model: u128::MAX,
+        id: NO_KEY,
+    };
+}
+
+/// View-cache slot of a view (or a fold of two): one multiply over its two halves.
+#[inline(always)]
+fn view_index(view: u128) -> usize {
+    let folded = (view as u64) ^ ((view >> 64) as u64).rotate_left(29);
+    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % VIEW_SLOTS
 }
 
 /// Slots of the direct-mapped cache in front of the [`KeyTable`].
@@ -276,8 +345,39 @@ pub(crate) fn map_short<T: Copy>(
     match text {
         Text::Utf8(a) => map_rows(*a, n, parse),
         Text::Large(a) => map_rows(*a, n, parse),
-        Text::View(a) => map_rows(*a, n, parse),
+        Text::View(a) => map_views(a, n, parse),
     }
+}
+
+/// [`map_rows`] of views: equal views are equal strings, so the cache is keyed by the view
+/// alone; a value of up to 12 bytes is its view, and a dictionary-encoded column repeats the
+/// views of its entries.
+fn map_views<T: Copy>(
+    strings: &StringViewArray,
+    n: usize,
+    parse: impl Fn(&str) -> T,
+) -> Vec<Option<T>> {
+    let mut cache: Vec<Option<(u128, T)>> = vec![None; VIEW_SLOTS];
+    let nulls = strings.null_count() > 0;
+    let views = &strings.views()[..n];
+    views
+        .iter()
+        .enumerate()
+        .map(|(i, &view)| {
+            if nulls && strings.is_null(i) {
+                return None;
+            }
+            let slot = &mut cache[view_index(view)];
+            match slot {
+                Some((seen, value)) if *seen == view => Some(*value),
+                _ => {
+                    let value = parse(strings.value(i));
+                    *slot = Some((view, value));
+                    Some(value)
+                }
+            }
+        })
+        .collect()
 }
 
 fn map_rows<'a, T: Copy>(
@@ -480,6 +580,20 @@ impl<'a> KeyTable<'a> {
     }
 }
 
+impl<'a> KeyTable<'a> {
+    /// The batch's keys, with `rows` the key id of each row.
+    fn into_keys(self, rows: Vec<u32>) -> BatchKeys<'a> {
+        BatchKeys {
+            keys: self
+                .keys
+                .into_iter()
+                .map(|k| (k.provider, k.model))
+                .collect(),
+            rows,
+        }
+    }
+}
+
 /// The bucket value of key `id` with `hash`.
 fn bucket(hash: u64, id: u32) -> u64 {
     (hash >> 32 << 32) | u64::from(id)
@@ -514,9 +628,42 @@ fn mix(a: u64, b: u64) -> u64 {
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::ArrayRef;
+    use std::collections::HashMap;
+
+    use datafusion::arrow::array::{ArrayRef, StringViewBuilder};
+    use datafusion::arrow::buffer::Buffer;
 
     use super::*;
+
+    /// A view array whose long values sit twice in one data block, rows pointing at either
+    /// copy: equal views (as Parquet gives the rows of a dictionary page) and equal strings
+    /// under different views (as a plain page gives) in the same array.
+    fn shared_views(values: &[Option<&str>]) -> ArrayRef {
+        let mut block = Vec::new();
+        let mut at = HashMap::new();
+        for value in values.iter().flatten() {
+            at.entry(*value).or_insert_with(|| {
+                let start = block.len();
+                block.extend_from_slice(value.as_bytes());
+                block.extend_from_slice(value.as_bytes());
+                start
+            });
+        }
+        let mut builder = StringViewBuilder::new();
+        let id = builder.append_block(Buffer::from_vec(block));
+        for (i, value) in values.iter().enumerate() {
+            match value {
+                None => builder.append_null(),
+                Some(value) => {
+                    let start = at[value] + (i / 3 % 2) * value.len();
+                    builder
+                        .try_append_view(id, start as u32, value.len() as u32)
+                        .expect("view in block");
+                }
+            }
+        }
+        Arc::new(builder.finish())
+    }
 
     /// Key ids and the distinct count, the same whether the text is `Utf8`, `Utf8View` or a
     /// slice of a `Utf8View` array (whose views sit past the buffer's start).
@@ -540,7 +687,7 @@ mod tests {
             Arc::new(StringViewArray::from(padded).slice(1, v.len()))
         };
         let expected = intern(&utf8(&providers), &utf8(&models));
-        for make in [view, sliced] {
+        for make in [view, sliced, shared_views] {
             let got = intern(&make(&providers), &make(&models));
             assert_eq!(got, expected, "views give other keys");
         }
@@ -585,6 +732,20 @@ mod tests {
         for i in 0..5000 {
             assert_eq!(rows[i], i as u32);
             assert_eq!(rows[9999 - i], i as u32);
+        }
+    }
+
+    #[test]
+    fn one_model_under_more_providers_than_cache_slots_keeps_the_pairs_apart() {
+        // More pairs than view-cache slots, so pairs sharing the model's view share slots.
+        let providers: Vec<String> = (0..2 * VIEW_SLOTS).map(|i| format!("p{i}")).collect();
+        let mut all: Vec<Option<&str>> = providers.iter().map(|p| Some(p.as_str())).collect();
+        all.extend(all.clone());
+        let models = vec![Some("claude-3-5-sonnet-20241022"); all.len()];
+        let (rows, distinct) = keys_of(all, models);
+        assert_eq!(distinct, 2 * VIEW_SLOTS);
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(*row as usize, i % (2 * VIEW_SLOTS), "row {i}");
         }
     }
 
@@ -635,17 +796,21 @@ mod tests {
                 _ => Some(format!("{}", i % 50)),
             })
             .collect();
-        let array: ArrayRef = Arc::new(StringArray::from(
-            values.iter().map(Option::as_deref).collect::<Vec<_>>(),
-        ));
-        let text = Text::new(&array).expect("text");
+        let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
         // A different number per distinct text, so a value mapped to another's result shows.
         let state = std::hash::RandomState::new();
         let id = |s: &str| std::hash::BuildHasher::hash_one(&state, s);
-        let got = map_short(&text, values.len(), id);
-        for (value, got) in values.iter().zip(got) {
-            let expected = value.as_deref().map(id);
-            assert_eq!(got, expected, "{value:?}");
+        let arrays: [ArrayRef; 3] = [
+            Arc::new(StringArray::from(values.clone())),
+            Arc::new(StringViewArray::from(values.clone())),
+            shared_views(&values),
+        ];
+        for array in &arrays {
+            let text = Text::new(array).expect("text");
+            let got = map_short(&text, values.len(), id);
+            for (value, got) in values.iter().zip(got) {
+                assert_eq!(got, value.map(id), "{value:?} in {}", array.data_type());
+            }
         }
     }
 }
