@@ -15,9 +15,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringArray, StructArray, new_null_array,
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, StringViewArray, StringViewBuilder,
+    StructArray, new_null_array,
 };
-use datafusion::arrow::compute::{self, cast, kernels::cmp};
+use datafusion::arrow::compute::{self, cast, kernels::cmp, kernels::zip::zip};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
 use datafusion::functions::expr_fn::{named_struct, nullif};
@@ -450,27 +451,38 @@ impl ScalarUDFImpl for AttributeUsageFunc {
         )))
     }
 
+    /// Reads the arguments as views in place (a scan's text already is): a row's own values
+    /// are kept as they are, and only the rows that lack one are matched against the rules.
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
+        // `None` for a NULL argument (simplification passes the fields no rule reads as NULL).
         let arrays = args
             .args
             .iter()
-            .map(|a| {
-                let array = a.to_array(rows)?;
-                Ok(cast(&array, &DataType::Utf8)?)
+            .map(|a| match a {
+                ColumnarValue::Scalar(v) if v.is_null() => Ok(None),
+                a => Ok(Some(cast(&a.to_array(rows)?, &DataType::Utf8View)?)),
             })
-            .collect::<DfResult<Vec<ArrayRef>>>()?;
-        let text: Vec<&StringArray> = arrays.iter().map(|a| a.as_string::<i32>()).collect();
-        let value = |col: usize, row: usize| -> Option<&str> {
-            let a = text[col];
-            (a.is_valid(row) && !a.value(row).is_empty()).then(|| a.value(row))
+            .collect::<DfResult<Vec<Option<ArrayRef>>>>()?;
+        let text: Vec<Option<&StringViewArray>> = arrays
+            .iter()
+            .map(|a| a.as_ref().map(|a| a.as_string_view()))
+            .collect();
+        // A view's low 32 bits are the string's length: an empty value is a NULL one.
+        let present = |col: usize, row: usize| {
+            text[col].is_some_and(|a| a.is_valid(row) && a.views()[row] as u32 != 0)
+        };
+        let value = |col: usize, row: usize| {
+            text[col]
+                .filter(|_| present(col, row))
+                .map(|a| a.value(row))
         };
         let rules = self.rules.snapshot();
         // Which rule fills each row that lacks one of its own values.
         let mut matched: Vec<(usize, &Rule)> = Vec::new();
         if !rules.is_empty() {
             for row in 0..rows {
-                if (1..=3).all(|col| value(col, row).is_some()) {
+                if (1..=3).all(|col| present(col, row)) {
                     continue;
                 }
                 let provider = value(0, row).unwrap_or_default();
@@ -480,46 +492,44 @@ impl ScalarUDFImpl for AttributeUsageFunc {
                 }
             }
         }
-        let own = |col: usize| -> DfResult<ArrayRef> {
-            let empty = cmp::eq(text[col], &StringArray::new_scalar(""))?;
-            Ok(compute::nullif(text[col], &empty)?)
-        };
-        let columns: Vec<ArrayRef> = if matched.is_empty() {
-            vec![
-                own(1)?,
-                own(2)?,
-                own(3)?,
-                new_null_array(&DataType::Utf8, rows),
-            ]
-        } else {
-            let filled = |col: usize, set: fn(&Rule) -> Option<&str>| -> ArrayRef {
-                let mut next = matched.iter().peekable();
-                let values: StringArray = (0..rows)
-                    .map(|row| {
-                        let rule = next.next_if(|(r, _)| *r == row).map(|(_, rule)| *rule);
-                        value(col, row).or_else(|| rule.and_then(set))
-                    })
-                    .collect();
-                Arc::new(values)
-            };
+        // What the matched rules set, NULL in every other row.
+        let from_rules = |set: fn(&Rule) -> Option<&str>| -> StringViewArray {
+            let mut values = StringViewBuilder::with_capacity(rows);
             let mut next = matched.iter().peekable();
-            let rule_id: StringArray = (0..rows)
-                .map(|row| {
-                    next.next_if(|(r, _)| *r == row)
-                        .map(|(_, rule)| rule.rule_id.as_str())
-                })
-                .collect();
-            vec![
-                filled(1, |r| r.team.as_deref()),
-                filled(2, |r| r.app.as_deref()),
-                filled(3, |r| r.feature.as_deref()),
-                Arc::new(rule_id),
-            ]
+            for row in 0..rows {
+                match next.next_if(|(r, _)| *r == row) {
+                    Some((_, rule)) => values.append_option(set(rule)),
+                    None => values.append_null(),
+                }
+            }
+            values.finish()
         };
-        let columns = columns
-            .iter()
-            .map(|c| cast(c, &DataType::Utf8View))
-            .collect::<Result<Vec<_>, _>>()?;
+        // The row's own value ('' read as NULL), else the matched rule's.
+        let filled = |col: usize, set: fn(&Rule) -> Option<&str>| -> DfResult<ArrayRef> {
+            let own = match text[col] {
+                Some(own) => {
+                    let empty = cmp::eq(own, &StringViewArray::new_scalar(""))?;
+                    compute::nullif(own, &empty)?
+                }
+                None => new_null_array(&DataType::Utf8View, rows),
+            };
+            if matched.is_empty() {
+                return Ok(own);
+            }
+            let missing = compute::is_null(&own)?;
+            Ok(zip(&missing, &from_rules(set), &own)?)
+        };
+        let rule_id: ArrayRef = if matched.is_empty() {
+            new_null_array(&DataType::Utf8View, rows)
+        } else {
+            Arc::new(from_rules(|r| Some(r.rule_id.as_str())))
+        };
+        let columns = vec![
+            filled(1, |r| r.team.as_deref())?,
+            filled(2, |r| r.app.as_deref())?,
+            filled(3, |r| r.feature.as_deref())?,
+            rule_id,
+        ];
         Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
             output_fields(),
             columns,
@@ -571,14 +581,26 @@ mod tests {
     /// `(team, app, feature, rule_id)` of `attribute_usage` over two rows, and the columns the
     /// plan's scan reads: row 1 has an empty team, api key `k1` and user `u1`; row 2 its own
     /// team, app and feature.
+    /// Owners of the two test rows and the columns the scan reads; the rows are the same
+    /// whether the table's text is `Utf8` or `Utf8View` (which must then be all it reads).
     async fn owners(handle: &RulesHandle) -> (Vec<[Option<String>; 4]>, Vec<String>) {
+        let utf8 = owners_of(handle, DataType::Utf8).await;
+        let view = owners_of(handle, DataType::Utf8View).await;
+        assert_eq!(utf8, view, "Utf8 and Utf8View give other owners");
+        utf8
+    }
+
+    async fn owners_of(
+        handle: &RulesHandle,
+        text: DataType,
+    ) -> (Vec<[Option<String>; 4]>, Vec<String>) {
         use datafusion::datasource::MemTable;
         use datafusion::prelude::SessionContext;
         let names = ARGUMENTS;
         let schema = Arc::new(Schema::new(
             names
                 .iter()
-                .map(|n| Field::new(*n, DataType::Utf8, true))
+                .map(|n| Field::new(*n, text.clone(), true))
                 .collect::<Vec<_>>(),
         ));
         let column = |name: &str| -> ArrayRef {
@@ -591,7 +613,7 @@ mod tests {
                 "user_id" => [Some("u1"), None],
                 _ => [None, None],
             };
-            Arc::new(StringArray::from(values.to_vec()))
+            cast(&StringArray::from(values.to_vec()), &text).expect("text")
         };
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
@@ -711,6 +733,65 @@ mod tests {
                 "user_id"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn rules_fill_only_what_a_row_lacks_in_short_and_long_text() {
+        let handle = RulesHandle::default();
+        handle.replace(
+            rules(&[("by-key", Some(1), None, "api_key_id", "k1", Some("search"))]).expect("rules"),
+        );
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_udf(AttributeUsageFunc::udf(handle));
+        let long_app = "an-application-name-longer-than-a-view";
+        let long_team = "a-team-name-longer-than-twelve-bytes";
+        let expected = vec![
+            owner([Some("search"), Some(long_app), None, Some("by-key")]),
+            owner([Some(long_team), None, Some("f"), Some("by-key")]),
+            owner([Some("ops"), Some("bot"), Some("chat"), None]),
+            owner([None, None, None, None]),
+        ];
+        for text in ["Utf8", "Utf8View"] {
+            let sql = format!(
+                "SELECT o['team'], o['app'], o['feature'], o['rule_id'] FROM (SELECT \
+                 attribute_usage(p, t, a, f, NULL, k, NULL, NULL, NULL, NULL, NULL) AS o FROM \
+                 (SELECT arrow_cast(column1, '{text}') AS p, arrow_cast(column2, '{text}') AS t, \
+                 arrow_cast(column3, '{text}') AS a, arrow_cast(column4, '{text}') AS f, \
+                 arrow_cast(column5, '{text}') AS k, column6 AS n FROM (VALUES \
+                 ('openai', NULL, '{long_app}', '', 'k1', 1), \
+                 ('openai', '{long_team}', NULL, 'f', 'k1', 2), \
+                 ('openai', 'ops', 'bot', 'chat', 'k1', 3), \
+                 ('openai', NULL, NULL, NULL, 'k2', 4))) ORDER BY n)"
+            );
+            let batches = ctx
+                .sql(&sql)
+                .await
+                .expect("planned")
+                .collect()
+                .await
+                .expect("ran");
+            let mut rows = Vec::new();
+            for batch in &batches {
+                let text: Vec<StringArray> = batch
+                    .columns()
+                    .iter()
+                    .map(|c| {
+                        cast(c, &DataType::Utf8)
+                            .expect("text")
+                            .as_string::<i32>()
+                            .clone()
+                    })
+                    .collect();
+                for row in 0..batch.num_rows() {
+                    rows.push(std::array::from_fn(|i| {
+                        text[i]
+                            .is_valid(row)
+                            .then(|| text[i].value(row).to_string())
+                    }));
+                }
+            }
+            assert_eq!(rows, expected, "{text}");
+        }
     }
 
     fn team_of(set: &RuleSet, provider: &str, fields: [Option<&str>; 7]) -> Option<String> {

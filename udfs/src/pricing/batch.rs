@@ -7,7 +7,9 @@
 //! strings: the words are the whole string up to 40 bytes of model and 16 of provider,
 //! longer ones are compared byte for byte. Two different pairs never share an id. In front
 //! of it sits a small direct-mapped cache holding the words themselves, so most rows cost one
-//! multiply, one load and a compare of words already read.
+//! multiply, one load and a compare of words already read. `Utf8View` arguments (what a scan
+//! gives) have one more cache in front, keyed by the two 16-byte views, which reads no string
+//! bytes at all (see [`intern_views`]).
 
 use datafusion::arrow::array::{Array, LargeStringArray, StringArray, StringViewArray};
 
