@@ -578,11 +578,8 @@ mod tests {
         RuleSet::from_batches(&[batch])
     }
 
-    /// `(team, app, feature, rule_id)` of `attribute_usage` over two rows, and the columns the
-    /// plan's scan reads: row 1 has an empty team, api key `k1` and user `u1`; row 2 its own
-    /// team, app and feature.
-    /// Owners of the two test rows and the columns the scan reads; the rows are the same
-    /// whether the table's text is `Utf8` or `Utf8View` (which must then be all it reads).
+    /// [`owners_of`] the two test rows, which must be the same whether the table's text is
+    /// `Utf8` or `Utf8View`.
     async fn owners(handle: &RulesHandle) -> (Vec<[Option<String>; 4]>, Vec<String>) {
         let utf8 = owners_of(handle, DataType::Utf8).await;
         let view = owners_of(handle, DataType::Utf8View).await;
@@ -590,6 +587,9 @@ mod tests {
         utf8
     }
 
+    /// `(team, app, feature, rule_id)` of `attribute_usage` over two rows, and the columns the
+    /// plan's scan reads: row 1 has an empty team, api key `k1` and user `u1`; row 2 its own
+    /// team, app and feature.
     async fn owners_of(
         handle: &RulesHandle,
         text: DataType,

@@ -546,6 +546,18 @@ impl<'a> KeyTable<'a> {
         }
     }
 
+    /// The batch's keys, with `rows` the key id of each row.
+    fn into_keys(self, rows: Vec<u32>) -> BatchKeys<'a> {
+        BatchKeys {
+            keys: self
+                .keys
+                .into_iter()
+                .map(|k| (k.provider, k.model))
+                .collect(),
+            rows,
+        }
+    }
+
     /// Adds the pair a [`Self::find`] just missed.
     #[cold]
     fn insert(
@@ -582,20 +594,6 @@ impl<'a> KeyTable<'a> {
     }
 }
 
-impl<'a> KeyTable<'a> {
-    /// The batch's keys, with `rows` the key id of each row.
-    fn into_keys(self, rows: Vec<u32>) -> BatchKeys<'a> {
-        BatchKeys {
-            keys: self
-                .keys
-                .into_iter()
-                .map(|k| (k.provider, k.model))
-                .collect(),
-            rows,
-        }
-    }
-}
-
 /// The bucket value of key `id` with `hash`.
 fn bucket(hash: u64, id: u32) -> u64 {
     (hash >> 32 << 32) | u64::from(id)
@@ -628,9 +626,8 @@ fn mix(a: u64, b: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use std::collections::HashMap;
+    use std::sync::Arc;
 
     use datafusion::arrow::array::{ArrayRef, StringViewBuilder};
     use datafusion::arrow::buffer::Buffer;
@@ -667,8 +664,9 @@ mod tests {
         Arc::new(builder.finish())
     }
 
-    /// Key ids and the distinct count, the same whether the text is `Utf8`, `Utf8View` or a
-    /// slice of a `Utf8View` array (whose views sit past the buffer's start).
+    /// Key ids and the distinct count, the same whether the text is `Utf8`, `Utf8View`, a
+    /// slice of a `Utf8View` array (whose views sit past the buffer's start) or views sharing
+    /// their bytes ([`shared_views`]).
     fn keys_of(providers: Vec<Option<&str>>, models: Vec<Option<&str>>) -> (Vec<u32>, usize) {
         let n = providers.len();
         let intern = |p: &ArrayRef, m: &ArrayRef| {
