@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, StringArray, StringViewBuilder, TimestampMicrosecondArray,
+};
+use datafusion::arrow::buffer::Buffer;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF};
@@ -82,6 +85,36 @@ pub fn model_columns(n: usize, seed: u64) -> (ArrayRef, ArrayRef) {
     let providers = StringArray::from_iter_values(picks.iter().map(|p| p.0));
     let models = StringArray::from_iter_values(picks.iter().map(|p| p.1));
     (Arc::new(providers), Arc::new(models))
+}
+
+/// [`model_columns`] as a Parquet scan gives them: `Utf8View` arrays whose rows all carry the
+/// view of their entry in one dictionary block.
+pub fn model_view_columns(n: usize, seed: u64) -> (ArrayRef, ArrayRef) {
+    let mut rng = Lcg(seed);
+    let picks: Vec<usize> = (0..n)
+        .map(|_| rng.below(MODELS.len() as u64) as usize)
+        .collect();
+    let dictionary = |name: fn(&(&'static str, &'static str)) -> &'static str| -> ArrayRef {
+        let mut block = Vec::new();
+        let entries: Vec<(u32, u32)> = MODELS
+            .iter()
+            .map(|m| {
+                let start = block.len() as u32;
+                block.extend_from_slice(name(m).as_bytes());
+                (start, name(m).len() as u32)
+            })
+            .collect();
+        let mut builder = StringViewBuilder::with_capacity(n);
+        let id = builder.append_block(Buffer::from_vec(block));
+        for &pick in &picks {
+            let (start, len) = entries[pick];
+            builder
+                .try_append_view(id, start, len)
+                .expect("view in the block");
+        }
+        Arc::new(builder.finish())
+    };
+    (dictionary(|m| m.0), dictionary(|m| m.1))
 }
 
 /// `n` integers below `bound`.

@@ -1,13 +1,18 @@
-//! `token_cost` benches: 4-argument and full 8-argument calls over ~30 models, and a scalar
-//! provider/model (one model per batch).
+//! `token_cost` benches: 4-argument and full 8-argument calls over ~30 models (the latter also
+//! with provider and model as a Parquet scan gives them), and a scalar provider/model (one model
+//! per batch).
 
 use criterion::Criterion;
 use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::ColumnarValue;
 use std::sync::Arc;
 
-use super::harness::{Lcg, arrays, bench_sizes, int_column, model_columns, ts_column};
+use super::harness::{
+    Lcg, arrays, bench_sizes, int_column, model_columns, model_view_columns, ts_column,
+};
 
 fn tiers(n: usize) -> ArrayRef {
     let mut rng = Lcg(7);
@@ -39,6 +44,19 @@ pub fn bench(c: &mut Criterion) {
             int_column(n, 512, 5),
             ts_column(n, 6),
             tiers(n),
+        ])
+    });
+    bench_sizes(c, "token_cost/8_args_scan_views", "token_cost", |n| {
+        let (p, m) = model_view_columns(n, 1);
+        arrays(vec![
+            p,
+            m,
+            int_column(n, 300_000, 2),
+            int_column(n, 4_000, 3),
+            int_column(n, 1_024, 4),
+            int_column(n, 512, 5),
+            ts_column(n, 6),
+            cast(&tiers(n), &DataType::Utf8View).expect("views"),
         ])
     });
     bench_sizes(c, "token_cost/scalar_model", "token_cost", |n| {
