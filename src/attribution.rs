@@ -649,9 +649,14 @@ mod tests {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let batches = df.collect().await.expect("ran");
+        let rows = owner_rows(&df.collect().await.expect("ran"));
+        (rows, scanned)
+    }
+
+    /// The rows of four text columns (`team`, `app`, `feature`, `rule_id`).
+    fn owner_rows(batches: &[RecordBatch]) -> Vec<[Option<String>; 4]> {
         let mut rows = Vec::new();
-        for batch in &batches {
+        for batch in batches {
             let text: Vec<StringArray> = batch
                 .columns()
                 .iter()
@@ -670,7 +675,7 @@ mod tests {
                 }));
             }
         }
-        (rows, scanned)
+        rows
     }
 
     fn owner(values: [Option<&str>; 4]) -> [Option<String>; 4] {
@@ -763,34 +768,8 @@ mod tests {
                  ('openai', 'ops', 'bot', 'chat', 'k1', 3), \
                  ('openai', NULL, NULL, NULL, 'k2', 4))) ORDER BY n)"
             );
-            let batches = ctx
-                .sql(&sql)
-                .await
-                .expect("planned")
-                .collect()
-                .await
-                .expect("ran");
-            let mut rows = Vec::new();
-            for batch in &batches {
-                let text: Vec<StringArray> = batch
-                    .columns()
-                    .iter()
-                    .map(|c| {
-                        cast(c, &DataType::Utf8)
-                            .expect("text")
-                            .as_string::<i32>()
-                            .clone()
-                    })
-                    .collect();
-                for row in 0..batch.num_rows() {
-                    rows.push(std::array::from_fn(|i| {
-                        text[i]
-                            .is_valid(row)
-                            .then(|| text[i].value(row).to_string())
-                    }));
-                }
-            }
-            assert_eq!(rows, expected, "{text}");
+            let batches = ctx.sql(&sql).await.expect("planned").collect().await;
+            assert_eq!(owner_rows(&batches.expect("ran")), expected, "{text}");
         }
     }
 

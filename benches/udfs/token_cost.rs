@@ -22,6 +22,26 @@ fn tiers(n: usize) -> ArrayRef {
     ))
 }
 
+/// All eight arguments of `n` rows: provider, model, input, output, cached and cache-write
+/// counts, ts and service tier.
+fn eight_args(
+    n: usize,
+    provider: ArrayRef,
+    model: ArrayRef,
+    tiers: ArrayRef,
+) -> Vec<ColumnarValue> {
+    arrays(vec![
+        provider,
+        model,
+        int_column(n, 300_000, 2),
+        int_column(n, 4_000, 3),
+        int_column(n, 1_024, 4),
+        int_column(n, 512, 5),
+        ts_column(n, 6),
+        tiers,
+    ])
+}
+
 /// Registers the `token_cost` benches.
 pub fn bench(c: &mut Criterion) {
     bench_sizes(c, "token_cost/4_args", "token_cost", |n| {
@@ -35,29 +55,12 @@ pub fn bench(c: &mut Criterion) {
     });
     bench_sizes(c, "token_cost/8_args", "token_cost", |n| {
         let (p, m) = model_columns(n, 1);
-        arrays(vec![
-            p,
-            m,
-            int_column(n, 300_000, 2),
-            int_column(n, 4_000, 3),
-            int_column(n, 1_024, 4),
-            int_column(n, 512, 5),
-            ts_column(n, 6),
-            tiers(n),
-        ])
+        eight_args(n, p, m, tiers(n))
     });
     bench_sizes(c, "token_cost/8_args_scan_views", "token_cost", |n| {
         let (p, m) = model_view_columns(n, 1);
-        arrays(vec![
-            p,
-            m,
-            int_column(n, 300_000, 2),
-            int_column(n, 4_000, 3),
-            int_column(n, 1_024, 4),
-            int_column(n, 512, 5),
-            ts_column(n, 6),
-            cast(&tiers(n), &DataType::Utf8View).expect("views"),
-        ])
+        let tiers = cast(&tiers(n), &DataType::Utf8View).expect("views");
+        eight_args(n, p, m, tiers)
     });
     bench_sizes(c, "token_cost/scalar_model", "token_cost", |n| {
         let mut args = vec![
