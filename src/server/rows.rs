@@ -2,8 +2,9 @@
 //!
 //! A batch is encoded a row at a time into one buffer that its rows then share. Each column is
 //! looked at once per batch: the common types in the format the client asked for (integers,
-//! booleans, text, numeric in both formats; floats, timestamps and dates in binary) are written
-//! directly from the Arrow arrays, everything else value by value through `arrow-pg`. The direct
+//! booleans, text, numeric in both formats; floats in binary; timestamps and dates in binary, and
+//! in text in the ISO `DateStyle` when they have no zone or UTC's) are written directly from the
+//! Arrow arrays, everything else value by value through `arrow-pg`. The direct
 //! path gives the bytes `arrow-pg` gives, except for binary numerics, which are written from their
 //! 128-bit value as Postgres sends them (no trailing zero digits, the column's scale even for
 //! zero), so all 38 digits go out exactly where `arrow-pg` stops at 28.
@@ -33,6 +34,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::ToSqlText;
 use pgwire::types::format::FormatOptions;
+use pgwire::types::format::date_style::DateStyle;
 use postgres_types::{IsNull, ToSql};
 
 use super::sqlstate;
@@ -145,6 +147,16 @@ enum Column<'a> {
     /// of their unit make a microsecond, or how many microseconds their unit is.
     Timestamp(PrimitiveArray<Int64Type>, Scale),
     Date32(&'a PrimitiveArray<Date32Type>),
+    /// Text in the ISO `DateStyle`, for a column without zone or in UTC (`zoned`: `+00` after
+    /// each value); a value outside years 1 to 9999 goes through `arrow-pg` (`other`).
+    TimestampText {
+        values: PrimitiveArray<Int64Type>,
+        scale: Scale,
+        zoned: bool,
+        other: Box<Column<'a>>,
+    },
+    /// Text in the ISO `DateStyle`; a value outside years 1 to 9999 goes through `other`.
+    Date32Text(&'a PrimitiveArray<Date32Type>, Box<Column<'a>>),
     /// Anything else, value by value through `arrow-pg`.
     Other(&'a ArrayRef, &'a Field, &'a FieldInfo),
 }
@@ -183,32 +195,71 @@ impl<'a> Column<'a> {
                     && ((tz.is_some() && *ty == Type::TIMESTAMPTZ)
                         || (tz.is_none() && *ty == Type::TIMESTAMP)) =>
             {
-                let scale = match unit {
-                    TimeUnit::Second => Scale::Multiply(1_000_000),
-                    TimeUnit::Millisecond => Scale::Multiply(1_000),
-                    TimeUnit::Microsecond => Scale::Multiply(1),
-                    TimeUnit::Nanosecond => Scale::Divide(1_000),
-                };
-                // Every timestamp unit is an i64 underneath.
-                let values = match unit {
-                    TimeUnit::Second => array
-                        .as_primitive::<TimestampSecondType>()
-                        .reinterpret_cast::<Int64Type>(),
-                    TimeUnit::Millisecond => array
-                        .as_primitive::<TimestampMillisecondType>()
-                        .reinterpret_cast::<Int64Type>(),
-                    TimeUnit::Microsecond => array
-                        .as_primitive::<TimestampMicrosecondType>()
-                        .reinterpret_cast::<Int64Type>(),
-                    TimeUnit::Nanosecond => array
-                        .as_primitive::<TimestampNanosecondType>()
-                        .reinterpret_cast::<Int64Type>(),
-                };
+                let (values, scale) = timestamp_values(array, unit);
                 Column::Timestamp(values, scale)
             }
+            (DataType::Timestamp(unit, tz), ty)
+                if iso_dates(field)
+                    && ((tz.as_deref().is_some_and(is_utc) && *ty == Type::TIMESTAMPTZ)
+                        || (tz.is_none() && *ty == Type::TIMESTAMP)) =>
+            {
+                let (values, scale) = timestamp_values(array, unit);
+                Column::TimestampText {
+                    values,
+                    scale,
+                    zoned: tz.is_some(),
+                    other: Box::new(Column::Other(array, arrow_field, field)),
+                }
+            }
             (DataType::Date32, &Type::DATE) if binary => Column::Date32(array.as_primitive()),
+            (DataType::Date32, &Type::DATE) if iso_dates(field) => Column::Date32Text(
+                array.as_primitive(),
+                Box::new(Column::Other(array, arrow_field, field)),
+            ),
             _ => Column::Other(array, arrow_field, field),
         }
+    }
+}
+
+/// Whether `field` is text whose dates the session's `DateStyle` writes as ISO (`2024-02-29`).
+fn iso_dates(field: &FieldInfo) -> bool {
+    field.format() == FieldFormat::Text
+        && DateStyle::new(&field.format_options().date_style).date_format_str() == "%Y-%m-%d"
+}
+
+/// Zone names whose offset is always zero, written `+00` as `arrow-pg` writes them.
+fn is_utc(zone: &str) -> bool {
+    matches!(zone, "UTC" | "Etc/UTC" | "+00:00")
+}
+
+/// A timestamp array's values as `i64`, and their unit relative to microseconds.
+fn timestamp_values(array: &ArrayRef, unit: &TimeUnit) -> (PrimitiveArray<Int64Type>, Scale) {
+    // Every timestamp unit is an i64 underneath.
+    match unit {
+        TimeUnit::Second => (
+            array
+                .as_primitive::<TimestampSecondType>()
+                .reinterpret_cast::<Int64Type>(),
+            Scale::Multiply(1_000_000),
+        ),
+        TimeUnit::Millisecond => (
+            array
+                .as_primitive::<TimestampMillisecondType>()
+                .reinterpret_cast::<Int64Type>(),
+            Scale::Multiply(1_000),
+        ),
+        TimeUnit::Microsecond => (
+            array
+                .as_primitive::<TimestampMicrosecondType>()
+                .reinterpret_cast::<Int64Type>(),
+            Scale::Multiply(1),
+        ),
+        TimeUnit::Nanosecond => (
+            array
+                .as_primitive::<TimestampNanosecondType>()
+                .reinterpret_cast::<Int64Type>(),
+            Scale::Divide(1_000),
+        ),
     }
 }
 
@@ -314,12 +365,111 @@ impl Column<'_> {
                 out.put_i32(4);
                 out.put_i32(days);
             }
+            Column::TimestampText {
+                values,
+                scale,
+                zoned,
+                other,
+            } => {
+                if values.is_null(row) {
+                    return null(out);
+                }
+                // Down to the microsecond, as chrono's `%.6f` (behind `arrow-pg`) cuts the rest.
+                let micros = match *scale {
+                    Scale::Multiply(m) => values.value(row).checked_mul(m),
+                    Scale::Divide(d) => Some(values.value(row).div_euclid(d)),
+                };
+                let written = micros.is_some_and(|micros| timestamp_text(out, micros, *zoned));
+                if !written {
+                    return other.write(out, row);
+                }
+            }
+            Column::Date32Text(a, other) => {
+                if a.is_null(row) {
+                    return null(out);
+                }
+                let mut buffer = [0u8; 10];
+                if !date_text(&mut buffer, i64::from(a.value(row))) {
+                    return other.write(out, row);
+                }
+                text(out, &buffer);
+            }
             Column::Other(array, arrow_field, field) => {
                 encode_value(&mut Fallback { out }, array, row, arrow_field, field)?;
             }
         }
         Ok(())
     }
+}
+
+/// The proleptic Gregorian `(year, month, day)` of `days` since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Write `value` into `out` as `out.len()` decimal digits, zero-padded.
+fn digits(out: &mut [u8], mut value: u32) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// `YYYY-MM-DD` of `days` since 1970-01-01 into `out`; false outside years 1 to 9999, which
+/// chrono writes differently (a sign, more digits).
+fn date_text(out: &mut [u8; 10], days: i64) -> bool {
+    let (year, month, day) = civil_from_days(days);
+    if !(1..=9999).contains(&year) {
+        return false;
+    }
+    digits(&mut out[0..4], year as u32);
+    out[4] = b'-';
+    digits(&mut out[5..7], month);
+    out[7] = b'-';
+    digits(&mut out[8..10], day);
+    true
+}
+
+/// A field `YYYY-MM-DD HH:MM:SS.ffffff` (then `+00` if `zoned`) of `micros` since 1970-01-01
+/// UTC; false, writing nothing, outside years 1 to 9999.
+fn timestamp_text(out: &mut BytesMut, micros: i64, zoned: bool) -> bool {
+    let seconds = micros.div_euclid(1_000_000);
+    let fraction = micros.rem_euclid(1_000_000) as u32;
+    let of_day = seconds.rem_euclid(86_400) as u32;
+    let mut buffer = [0u8; 29];
+    let (date, rest) = buffer.split_at_mut(10);
+    if !date_text(
+        date.try_into().expect("ten bytes"),
+        seconds.div_euclid(86_400),
+    ) {
+        return false;
+    }
+    rest[0] = b' ';
+    digits(&mut rest[1..3], of_day / 3_600);
+    rest[3] = b':';
+    digits(&mut rest[4..6], of_day / 60 % 60);
+    rest[6] = b':';
+    digits(&mut rest[7..9], of_day % 60);
+    rest[9] = b'.';
+    digits(&mut rest[10..16], fraction);
+    let len = if zoned {
+        rest[16..19].copy_from_slice(b"+00");
+        29
+    } else {
+        26
+    };
+    text(out, &buffer[..len]);
+    true
 }
 
 fn out_of_range(message: &str) -> PgWireError {
@@ -787,5 +937,124 @@ mod tests {
             }
             other => panic!("expected an out-of-range error, got {other:?}"),
         }
+    }
+
+    /// Text timestamps and dates, written directly in the ISO style, are `arrow-pg`'s bytes for
+    /// random values of every unit, around the ends of years 1 and 9999 and beyond them (where
+    /// `arrow-pg` writes them), with and without UTC, and in other zones and styles.
+    #[test]
+    fn text_timestamps_and_dates_are_arrow_pg_bytes() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        // 0001-01-01 and 10000-01-01 in seconds since 1970, and a margin of four days.
+        let (first, past_last) = (-62_135_596_800i64, 253_402_300_800i64);
+        let margin = 4 * 86_400;
+        let mut seconds: Vec<Option<i64>> = vec![None, Some(0), Some(-1), Some(951_782_400)];
+        for edge in [first, past_last] {
+            seconds.extend((-margin..margin).step_by(3_607).map(|d| Some(edge + d)));
+        }
+        seconds
+            .extend((0..2_000).map(|_| Some(rng.random_range(first - margin..past_last + margin))));
+        let fraction =
+            |rng: &mut rand::rngs::StdRng, per_second: i64| rng.random_range(0..per_second);
+        let scaled = |per_second: i64, rng: &mut rand::rngs::StdRng| -> Vec<Option<i64>> {
+            seconds
+                .iter()
+                .map(|s| {
+                    s.and_then(|s| {
+                        s.checked_mul(per_second)?
+                            .checked_add(fraction(rng, per_second))
+                    })
+                })
+                .collect()
+        };
+        let (ms, us) = (scaled(1_000, &mut rng), scaled(1_000_000, &mut rng));
+        // Nanoseconds reach only 1677 to 2262.
+        let ns: Vec<Option<i64>> = (0..seconds.len())
+            .map(|i| (i % 7 != 0).then(|| rng.random::<i64>()))
+            .chain([Some(-1), Some(-1_500), Some(i64::MIN), Some(i64::MAX)])
+            .collect();
+        let days: Vec<Option<i32>> = seconds
+            .iter()
+            .map(|s| s.map(|s| s.div_euclid(86_400) as i32))
+            .chain([
+                Some(i32::MIN),
+                Some(i32::MAX),
+                Some(-719_162),
+                Some(2_932_896),
+            ])
+            .collect();
+        let zones = [
+            None,
+            Some("UTC"),
+            Some("Etc/UTC"),
+            Some("+00:00"),
+            Some("America/New_York"),
+        ];
+        for zone in zones {
+            let zoned = |array: ArrayRef| -> ArrayRef {
+                match zone {
+                    Some(zone) => datafusion::arrow::compute::cast(
+                        &array,
+                        &DataType::Timestamp(
+                            match array.data_type() {
+                                DataType::Timestamp(unit, _) => *unit,
+                                other => panic!("{other}"),
+                            },
+                            Some(zone.into()),
+                        ),
+                    )
+                    .expect("zone"),
+                    None => array,
+                }
+            };
+            for column in [
+                zoned(Arc::new(TimestampSecondArray::from(seconds.clone()))),
+                zoned(Arc::new(TimestampMillisecondArray::from(ms.clone()))),
+                zoned(Arc::new(TimestampMicrosecondArray::from(us.clone()))),
+                zoned(Arc::new(TimestampNanosecondArray::from(ns.clone()))),
+            ] {
+                let batch = batch(vec![("ts", column)]);
+                let (ours, theirs) = both(&batch, FieldFormat::Text);
+                for (row, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                    assert_eq!(
+                        String::from_utf8_lossy(a),
+                        String::from_utf8_lossy(b),
+                        "{zone:?} {:?} row {row}",
+                        batch.column(0).data_type()
+                    );
+                }
+                assert_eq!(ours.len(), theirs.len());
+            }
+        }
+        let dates = batch(vec![("d", Arc::new(Date32Array::from(days)) as ArrayRef)]);
+        let (ours, theirs) = both(&dates, FieldFormat::Text);
+        assert_eq!(ours, theirs);
+
+        // Other date styles go through `arrow-pg` as they are.
+        let mut options = FormatOptions::default();
+        options.date_style = "SQL, DMY".into();
+        let options = Arc::new(options);
+        let batch = batch(vec![
+            (
+                "ts",
+                Arc::new(TimestampSecondArray::from(seconds.clone())) as ArrayRef,
+            ),
+            ("d", dates.column(0).slice(0, seconds.len())),
+        ]);
+        let fields = Arc::new(
+            arrow_schema_to_pg_fields(&batch.schema(), &Format::UnifiedText, Some(options))
+                .expect("fields"),
+        );
+        let ours: Vec<Vec<u8>> = encode_batch(&fields, &batch)
+            .expect("ours")
+            .into_iter()
+            .map(|r| r.data.to_vec())
+            .collect();
+        let theirs: Vec<Vec<u8>> = encode_recordbatch(Arc::clone(&fields), batch.clone())
+            .map(|r| r.expect("arrow-pg").data.to_vec())
+            .collect();
+        assert_eq!(ours, theirs);
+        assert!(String::from_utf8_lossy(&ours[3]).contains("29/02/2000"));
     }
 }
