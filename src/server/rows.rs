@@ -425,9 +425,9 @@ fn digits(out: &mut [u8], mut value: u32) {
     }
 }
 
-/// `YYYY-MM-DD` of `days` since 1970-01-01 into `out`; false outside years 1 to 9999, which
-/// chrono writes differently (a sign, more digits).
-fn date_text(out: &mut [u8; 10], days: i64) -> bool {
+/// `YYYY-MM-DD` of `days` since 1970-01-01 into the first ten bytes of `out`; false outside years
+/// 1 to 9999, which chrono writes differently (a sign, more digits).
+fn date_text(out: &mut [u8], days: i64) -> bool {
     let (year, month, day) = civil_from_days(days);
     if !(1..=9999).contains(&year) {
         return false;
@@ -448,10 +448,7 @@ fn timestamp_text(out: &mut BytesMut, micros: i64, zoned: bool) -> bool {
     let of_day = seconds.rem_euclid(86_400) as u32;
     let mut buffer = [0u8; 29];
     let (date, rest) = buffer.split_at_mut(10);
-    if !date_text(
-        date.try_into().expect("ten bytes"),
-        seconds.div_euclid(86_400),
-    ) {
+    if !date_text(date, seconds.div_euclid(86_400)) {
         return false;
     }
     rest[0] = b' ';
