@@ -9,7 +9,6 @@ pub mod handler;
 pub mod hooks;
 mod portal;
 mod rows;
-mod socket;
 pub mod sqlstate;
 pub mod startup;
 
@@ -166,7 +165,7 @@ impl Server {
             let tls = self.tls.clone();
             let active = Arc::clone(&self.active);
             tokio::spawn(async move {
-                if let Err(e) = socket::process_socket(socket, tls, handlers).await {
+                if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                     log::debug!("connection from {peer} ended: {e}");
                 }
                 active.fetch_sub(1, Ordering::SeqCst);
