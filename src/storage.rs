@@ -66,6 +66,7 @@
 mod backend;
 mod changes;
 mod compaction;
+mod constants;
 mod exec;
 mod keys;
 mod manifest;

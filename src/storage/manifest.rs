@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TableOptions;
 use super::backend::Backend;
+use super::constants::Constants;
 use crate::error::{Error, Result};
 
 /// How many committed versions to keep behind the newest, for post-mortems.
@@ -111,6 +112,10 @@ pub(crate) struct SegmentMeta {
     pub(crate) min_ts: Option<i64>,
     /// Largest `ts`.
     pub(crate) max_ts: Option<i64>,
+    /// Columns holding one value in every row (absent in segments written before they were
+    /// recorded, which are then read as stored).
+    #[serde(default, skip_serializing_if = "Constants::is_empty")]
+    pub(crate) constants: Constants,
 }
 
 /// The object name of `version` under `dir`.

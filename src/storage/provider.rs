@@ -31,6 +31,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 
+use super::constants;
 use super::exec::{StorageWriteExec, WriteOp};
 use super::manifest::SegmentMeta;
 use super::options::{TableKind, TableOptions};
@@ -218,7 +219,13 @@ impl TableProvider for DurableTable {
             .zip(keep)
             .filter(|(_, keep)| *keep)
             .map(|(s, _)| {
-                PartitionedFile::new(segment::data_path(&core.dir, s.id).to_string(), s.bytes)
+                let file =
+                    PartitionedFile::new(segment::data_path(&core.dir, s.id).to_string(), s.bytes);
+                // Constant columns are then read as their value, not decoded.
+                match constants::file_statistics(schema, s.rows, &s.constants) {
+                    Some(statistics) => file.with_statistics(statistics),
+                    None => file,
+                }
             })
             .collect();
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();

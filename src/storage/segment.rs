@@ -25,6 +25,7 @@ use object_store::path::Path;
 use tokio::io::AsyncWriteExt;
 
 use super::backend::Backend;
+use super::constants::{self, ConstantTracker, Constants};
 use super::keys;
 use super::manifest::SegmentMeta;
 use crate::error::{Error, Result};
@@ -195,6 +196,7 @@ pub(crate) struct Encoded {
     rows: u64,
     min_ts: Option<i64>,
     max_ts: Option<i64>,
+    constants: Constants,
 }
 
 /// Encode `batch` as a segment file (and its key index when `with_keys`): the CPU part of
@@ -223,6 +225,7 @@ pub(crate) fn encode(batch: &RecordBatch, with_keys: bool) -> Result<Encoded> {
         rows: batch.num_rows() as u64,
         min_ts,
         max_ts,
+        constants: constants::of_batch(batch),
     })
 }
 
@@ -249,6 +252,7 @@ pub(crate) async fn store(
         bytes,
         min_ts: encoded.min_ts,
         max_ts: encoded.max_ts,
+        constants: encoded.constants,
     })
 }
 
@@ -271,6 +275,7 @@ pub(crate) struct SegmentWriter {
     rows: u64,
     min_ts: Option<i64>,
     max_ts: Option<i64>,
+    constants: ConstantTracker,
 }
 
 impl std::fmt::Debug for SegmentWriter {
@@ -316,6 +321,7 @@ impl SegmentWriter {
             rows: 0,
             min_ts: None,
             max_ts: None,
+            constants: ConstantTracker::default(),
         })
     }
 
@@ -353,6 +359,7 @@ impl SegmentWriter {
                 (a, b) => a.or(b),
             };
             self.max_ts = self.max_ts.max(max);
+            self.constants.observe(batch);
             self.rows += batch.num_rows() as u64;
         }
         Ok(Bytes::from(std::mem::take(self.parquet.inner_mut())))
@@ -428,6 +435,7 @@ impl SegmentWriter {
             bytes: self.parquet.bytes_written() as u64,
             min_ts: self.min_ts,
             max_ts: self.max_ts,
+            constants: std::mem::take(&mut self.constants).finish(),
         })
     }
 
