@@ -552,8 +552,9 @@ fn decode_data_row(data: &[u8], fields: usize) -> Result<Vec<Option<String>>> {
 }
 
 /// Render `batch` as COPY output lines in `options`' format, values as Postgres text.
-pub fn render(batch: &RecordBatch, options: &CopyOptions, out: &mut Vec<u8>) -> Result<()> {
+pub fn render(batch: &RecordBatch, options: &CopyOptions, out: &mut Vec<u8>) -> Result<Vec<usize>> {
     let rows = text_rows(std::slice::from_ref(batch))?;
+    let mut ends = Vec::with_capacity(rows.len());
     for row in rows {
         for (i, value) in row.iter().enumerate() {
             if i > 0 {
@@ -593,8 +594,9 @@ pub fn render(batch: &RecordBatch, options: &CopyOptions, out: &mut Vec<u8>) -> 
             }
         }
         out.push(b'\n');
+        ends.push(out.len());
     }
-    Ok(())
+    Ok(ends)
 }
 
 /// The header line of CSV output.

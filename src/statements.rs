@@ -11,7 +11,7 @@ pub use ddl::{
     restore_views, view_definitions_schema,
 };
 
-pub use rewrite::rewrite;
+pub use rewrite::{cast_parameters, rewrite};
 
 use std::sync::LazyLock;
 

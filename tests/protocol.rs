@@ -98,6 +98,66 @@ async fn typed_parameters_round_trip_in_binary() {
 }
 
 #[tokio::test]
+async fn parameters_keep_the_type_the_client_declares() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    client
+        .batch_execute(
+            "INSERT INTO finops.usage_events (event_id, ts, provider, model, input_tokens, \
+             output_tokens) VALUES ('p-1', '2025-09-01T00:00:00Z', 'openai', 'gpt-4o', 10, 5), \
+             ('p-2', '2025-09-01T00:00:00Z', 'anthropic', 'claude-sonnet-4', 20, 5)",
+        )
+        .await
+        .expect("insert");
+    // A text parameter against a text column (a `Utf8View` column, a `Utf8` parameter).
+    let row = client
+        .query_one(
+            "SELECT count(*), sum(input_tokens) FROM finops.usage_events WHERE provider = $1",
+            &[&"anthropic"],
+        )
+        .await
+        .expect("text parameter against a text column");
+    assert_eq!(row.get::<_, i64>(0), 1);
+    assert_eq!(row.get::<_, i64>(1), 20);
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM finops.usage_events WHERE model LIKE $1 OR provider IN ($2, $3)",
+            &[&"gpt%", &"x", &"anthropic"],
+        )
+        .await
+        .expect("LIKE and IN with text parameters");
+    assert_eq!(row.get::<_, i64>(0), 2);
+
+    // A parameter declared numeric stays numeric where the context alone would make it an
+    // integer (`$1 * 2`), as in Postgres; likewise double precision.
+    let half = Decimal::from_str_exact("0.5").expect("decimal");
+    let statement = client
+        .prepare_typed("SELECT $1 * 2", &[tokio_postgres::types::Type::NUMERIC])
+        .await
+        .expect("prepare numeric");
+    let row = client
+        .query_one(&statement, &[&half])
+        .await
+        .expect("numeric");
+    assert_eq!(
+        row.get::<_, Decimal>(0),
+        Decimal::from_str_exact("1.0").expect("1.0")
+    );
+    let statement = client
+        .prepare_typed(
+            "SELECT sum(input_tokens * $1) FROM finops.usage_events",
+            &[tokio_postgres::types::Type::FLOAT8],
+        )
+        .await
+        .expect("prepare float8");
+    let row = client
+        .query_one(&statement, &[&0.5f64])
+        .await
+        .expect("float8");
+    assert_eq!(row.get::<_, f64>(0), 15.0);
+}
+
+#[tokio::test]
 async fn a_prepared_query_sees_new_rows_and_time_on_every_execute() {
     let (server, _dir) = start().await;
     let client = connect(&server.conn_str()).await;
@@ -548,6 +608,13 @@ async fn copy_in_csv_and_text_then_copy_out() {
     assert_eq!(
         text,
         "id,name,amount\n1,\"a, \"\"b\"\"\",1.50\n2,,2.25\n3,tab\there,\n4,,\n"
+    );
+    // One row per CopyData message, as Postgres sends them (the header goes with the first).
+    assert_eq!(chunks.len(), 4, "{chunks:?}");
+    assert!(
+        chunks[1..]
+            .iter()
+            .all(|c| c.iter().filter(|b| **b == b'\n').count() == 1)
     );
 }
 

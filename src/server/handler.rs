@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{DataType as SqlDataType, ExactNumberInfo, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser as SqlParser;
 use datafusion_postgres::{DfSessionService, Parser, QueryHook};
@@ -703,8 +703,25 @@ impl QueryParser for MappedParser {
                 Err(e) => Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e)))),
             };
         }
+        let declared: Vec<(usize, SqlDataType)> = types
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match t.as_ref()? {
+                t if *t == Type::NUMERIC => {
+                    Some((i + 1, SqlDataType::Numeric(ExactNumberInfo::None)))
+                }
+                t if *t == Type::FLOAT8 => Some((i + 1, SqlDataType::DoublePrecision)),
+                t if *t == Type::FLOAT4 => Some((i + 1, SqlDataType::Real)),
+                _ => None,
+            })
+            .collect();
+        let cast = if declared.is_empty() {
+            None
+        } else {
+            crate::statements::cast_parameters(sql, &declared)
+        };
         self.inner
-            .parse_sql(client, sql, types)
+            .parse_sql(client, cast.as_deref().unwrap_or(sql), types)
             .await
             .map_err(sqlstate::map_pgwire)
     }

@@ -19,7 +19,8 @@ use std::sync::{Arc, Weak};
 
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchemaRef, ParamValues, ScalarValue};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
@@ -154,9 +155,8 @@ where
         let inferred: Vec<_> = inferred.iter().map(Option::as_ref).collect();
         let wire = parser.get_parameter_types(&portal.statement.statement)?;
         let wire: Vec<_> = wire.iter().map(Some).collect();
-        Some(deserialize_parameters_with_server_types(
-            portal, &inferred, &wire,
-        )?)
+        let values = deserialize_parameters_with_server_types(portal, &inferred, &wire)?;
+        Some(text_as_inferred(values, &inferred).map_err(api_error)?)
     };
     let planning = session.planning_state();
     let response = async {
@@ -271,6 +271,32 @@ fn optimize_once(
 
 /// The parameter values a kept physical plan was made with (none for a statement without
 /// parameters), or `None` for named parameters, whose plans are not kept.
+/// `values` with text parameters in the string type their placeholder was inferred as. A text
+/// parameter compared with a text column arrives as `Utf8`, while the column (and so the
+/// placeholder) is `Utf8View`, which the comparison kernels refuse to mix.
+fn text_as_inferred(
+    values: ParamValues,
+    inferred: &[Option<&DataType>],
+) -> datafusion::error::Result<ParamValues> {
+    let ParamValues::List(values) = values else {
+        return Ok(values);
+    };
+    let text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
+    let values = values
+        .into_iter()
+        .zip(inferred.iter().copied().chain(std::iter::repeat(None)))
+        .map(|(param, target)| match target {
+            Some(target) if text(target) && text(&param.value.data_type()) => {
+                let value = param.value.cast_to(target)?;
+                Ok(ScalarAndMetadata::new(value, param.metadata))
+            }
+            _ => Ok(param),
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    Ok(ParamValues::List(values))
+}
+
 fn physical_key(values: Option<&ParamValues>) -> Option<Vec<ScalarValue>> {
     match values {
         None => Some(Vec::new()),

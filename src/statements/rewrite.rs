@@ -6,8 +6,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArguments, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement,
-    TableFactor, Value, VisitMut, VisitorMut,
+    CastKind, DataType, Expr, FunctionArguments, GroupByExpr, OrderByKind, Query, SelectItem,
+    SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -294,9 +294,69 @@ impl VisitorMut for LikeEscape {
     }
 }
 
+/// `$n` → `CAST($n AS type)` for each `(n, type)` of `declared`: the parameters whose type the
+/// client declared where DataFusion's inference from the context could lose their value.
+/// Postgres types a parameter as the client declares it; DataFusion infers `$1` in `$1 * 2` as
+/// an integer, which would turn a `numeric` 0.5 into 0. `None` when `sql` is not one statement
+/// that parses (the planner then reports it as written) or has none of those parameters.
+pub fn cast_parameters(sql: &str, declared: &[(usize, DataType)]) -> Option<String> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let [statement] = statements.as_mut_slice() else {
+        return None;
+    };
+    let mut changed = false;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Value(value) = expr
+            && let Value::Placeholder(name) = &value.value
+            && let Some((_, data_type)) = declared
+                .iter()
+                .find(|(n, _)| name.strip_prefix('$') == Some(n.to_string().as_str()))
+        {
+            *expr = Expr::Cast {
+                kind: CastKind::Cast,
+                expr: Box::new(expr.clone()),
+                data_type: data_type.clone(),
+                array: false,
+                format: None,
+            };
+            changed = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    changed.then(|| statement.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_parameters_are_cast() {
+        use datafusion::sql::sqlparser::ast::ExactNumberInfo;
+
+        let numeric = DataType::Numeric(ExactNumberInfo::None);
+        assert_eq!(
+            cast_parameters("select $1 * 2, $2, $1", &[(1, numeric.clone())]).as_deref(),
+            Some("SELECT CAST($1 AS NUMERIC) * 2, $2, CAST($1 AS NUMERIC)")
+        );
+        assert_eq!(
+            cast_parameters(
+                "select sum(input_tokens * $2) from t where a = $1",
+                &[(2, DataType::DoublePrecision)]
+            )
+            .as_deref(),
+            Some("SELECT sum(input_tokens * CAST($2 AS DOUBLE PRECISION)) FROM t WHERE a = $1")
+        );
+        assert_eq!(cast_parameters("select $1", &[(2, numeric.clone())]), None);
+        assert_eq!(
+            cast_parameters("select from where", &[(1, numeric.clone())]),
+            None
+        );
+        assert_eq!(
+            cast_parameters("select $1; select $1", &[(1, numeric)]),
+            None
+        );
+    }
 
     fn rewritten(sql: &str) -> String {
         let statement = Parser::new(&PostgreSqlDialect {})

@@ -37,4 +37,24 @@ with psycopg.connect(sys.argv[1], autocommit=False) as conn:
         except errors.UndefinedTable:
             pass
         assert conn.execute("SELECT 1").fetchone()[0] == 1
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    # Parameters without casts, as applications write them: text against a text column, and a
+    # numeric that stays numeric where the context alone would make it an integer.
+    teams = conn.execute(
+        "SELECT count(*) FROM finops.usage_events WHERE provider = %s", ("openai",)
+    ).fetchone()[0]
+    assert teams > 0, teams
+    assert conn.execute("SELECT count(*) FROM finops.usage_events WHERE provider IN (%s, %s)",
+                        ("openai", "anthropic")).fetchone()[0] >= teams
+    assert conn.execute("SELECT %s * 2", (decimal.Decimal("0.5"),)).fetchone()[0] == 1
+    # COPY TO: one row per message (psycopg reads rows from messages) and the row count.
+    with conn.cursor() as cur:
+        with cur.copy("COPY (SELECT event_id, input_tokens FROM finops.usage_events "
+                      "ORDER BY event_id LIMIT 2500) TO STDOUT") as copy:
+            rows = list(copy.rows())
+        assert len(rows) == 2500, len(rows)
+        assert cur.rowcount == 2500, cur.rowcount
+        with cur.copy("COPY (SELECT 1 AS a WHERE false) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
+            out = b"".join(bytes(b) for b in copy)
+        assert out == b"a\n", out
 print("psycopg ok")

@@ -153,14 +153,50 @@ impl CopyHook {
         let header = (options.header && options.format == CopyFormat::Csv)
             .then(|| render_header(&schema, &options));
         let batches = df.execute_stream().await?;
-        let rows = batches.map(move |batch| {
-            let batch = batch.map_err(|e| to_pgwire(e.into()))?;
-            let mut out = Vec::new();
-            render(&batch, &options, &mut out).map_err(to_pgwire)?;
-            Ok(CopyData::new(Bytes::from(out)))
+        // One row per CopyData message, as Postgres sends them: clients that read rows take each
+        // message as one, and the command tag counts messages. The CSV header goes out with the
+        // first row, so that the count is of rows (alone when there are none).
+        let header = Arc::new(Mutex::new(header));
+        let pending = Arc::clone(&header);
+        let rows = batches
+            .map(move |batch| {
+                let batch = batch.map_err(|e| to_pgwire(e.into()))?;
+                let mut out = pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .unwrap_or_default();
+                let start = out.len();
+                let ends = render(&batch, &options, &mut out).map_err(to_pgwire)?;
+                if ends.is_empty() {
+                    // A batch without rows: the header (if it was taken) waits for the next.
+                    if start > 0 {
+                        *pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+                    }
+                    return Ok(Vec::new());
+                }
+                let out = Bytes::from(out);
+                let mut from = 0;
+                Ok(ends
+                    .into_iter()
+                    .map(|end| {
+                        let row = out.slice(from..end);
+                        from = end;
+                        Ok(CopyData::new(row))
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .flat_map(|messages: PgWireResult<Vec<PgWireResult<CopyData>>>| {
+                futures::stream::iter(match messages {
+                    Ok(messages) => messages,
+                    Err(e) => vec![Err(e)],
+                })
+            });
+        let header_alone = futures::stream::iter([()]).filter_map(move |()| {
+            let header = header.lock().unwrap_or_else(|e| e.into_inner()).take();
+            async move { header.map(|h| Ok(CopyData::new(Bytes::from(h)))) }
         });
-        let stream =
-            futures::stream::iter(header.map(|h| Ok(CopyData::new(Bytes::from(h))))).chain(rows);
+        let stream = rows.chain(header_alone);
         Ok(Response::CopyOut(CopyResponse::new(0, columns, stream)))
     }
 }
