@@ -8,7 +8,9 @@
 --                  line the billed reported_cost (a bill is already net of discounts)
 --   cost_source    'bill' when cost is the reported cost of a bill that is the source of truth
 --                  (its source is a bill format and it reports a cost), else 'price_book'
---   priced         whether list_cost could be computed (unpriced rows are never a silent 0)
+--   priced         whether list_cost could be computed (unpriced rows are never a silent 0;
+--                  a row with neither input nor output tokens says nothing of its usage and is
+--                  unpriced; one of them missing counts as 0, as on a bill line of one kind)
 --   price_version  the finops.model_prices row that priced it (provider/model/match@valid_from),
 --                  or 'bill:<FORMAT>' for a bill line
 --   team/app/feature  the row's own values, else those of the first matching attribution rule
@@ -51,13 +53,20 @@ FROM (
     SELECT u.*,
            CASE WHEN billed THEN reported_cost
                 ELSE token_cost(provider, model,
-                      COALESCE(input_tokens, 0), COALESCE(output_tokens, 0),
-                      COALESCE(cached_input_tokens, 0), COALESCE(cache_write_tokens, 0),
-                      ts, service_tier) END AS list_cost,
+                      COALESCE(input_tokens, output_tokens * 0),
+                      COALESCE(output_tokens, input_tokens * 0),
+                      COALESCE(cached_input_tokens, 0),
+                      COALESCE(cache_write_tokens, 0) - cache_write_1h,
+                      ts, service_tier, cache_write_1h) END AS list_cost,
            attribute_usage(provider, team, app, feature, project, api_key_id, user_id,
                            environment, model, source, tags) AS owner
     FROM (
         SELECT *,
+               -- 1-hour cache writes (Anthropic), part of cache_write_tokens: the loaders keep
+               -- their count in tags, and they are priced at cache_write_1h.
+               CASE WHEN cache_write_tokens > 0 AND tags LIKE '%"cache_write_1h_tokens"%'
+                    THEN COALESCE(CAST(tag_value(tags, 'cache_write_1h_tokens') AS BIGINT), 0)
+                    ELSE 0 END AS cache_write_1h,
                reported_cost IS NOT NULL
                    AND source IN ('OPENAI_COSTS', 'ANTHROPIC_COSTS', 'AWS_CUR', 'GCP_BILLING',
                                   'AZURE_COSTS', 'FOCUS') AS billed
