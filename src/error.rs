@@ -60,6 +60,13 @@ pub enum Error {
         message: String,
     },
 
+    /// A time outside the range queries compute with (years 1677 to 2262) — SQLSTATE 22008.
+    #[error("{message}")]
+    DatetimeOutOfRange {
+        /// The value, its column and row.
+        message: String,
+    },
+
     /// A NOT NULL column got no value — SQLSTATE 23502.
     #[error("{message}")]
     NotNullViolation {
@@ -167,6 +174,7 @@ impl Error {
             Error::Config(_)
             | Error::InUse(_)
             | Error::InvalidValue { .. }
+            | Error::DatetimeOutOfRange { .. }
             | Error::NotNullViolation { .. }
             | Error::CheckViolation { .. }
             | Error::BadCopyData { .. }

@@ -25,6 +25,8 @@ pub const UNDEFINED_OBJECT: &str = "42704";
 pub const DATATYPE_MISMATCH: &str = "42804";
 /// `22P02` invalid text representation.
 pub const INVALID_TEXT: &str = "22P02";
+/// A date or time out of range.
+pub const DATETIME_OVERFLOW: &str = "22008";
 /// `22P04` bad copy file format.
 pub const BAD_COPY_FORMAT: &str = "22P04";
 /// `22012` division by zero.
@@ -77,6 +79,7 @@ pub fn error_info(e: &Error) -> ErrorInfo {
     let code = match e {
         Error::DataFusion(df) => return datafusion_info(df),
         Error::InvalidValue { .. } => INVALID_TEXT,
+        Error::DatetimeOutOfRange { .. } => DATETIME_OVERFLOW,
         Error::NotNullViolation { .. } => NOT_NULL,
         Error::CheckViolation { .. } => CHECK_VIOLATION,
         Error::BadCopyData { .. } | Error::ProviderData { .. } => BAD_COPY_FORMAT,

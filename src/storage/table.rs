@@ -10,12 +10,12 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::kernels::zip::zip;
 use datafusion::arrow::compute::{
     CastOptions, cast_with_options, filter_record_batch, is_not_null,
 };
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, lit};
@@ -378,6 +378,11 @@ impl TableCore {
                 }
                 columns.push(column);
             }
+            if self.options.kind == TableKind::Usage
+                && let Some(ts) = self.schema.index_of(segment::TS).ok().map(|i| &columns[i])
+            {
+                self.check_time_range(ts, row_offset)?;
+            }
             row_offset += batch.num_rows();
             out.push(
                 RecordBatch::try_new(Arc::clone(&self.schema), columns)
@@ -385,6 +390,34 @@ impl TableCore {
             );
         }
         Ok(out)
+    }
+
+    /// Usage times must lie where every query can compute with them: date and time functions
+    /// work in nanoseconds, whose 64 bits span the years 1677 to 2262, so one row outside would
+    /// fail every later query over its period (weekly and monthly buckets, FOCUS export).
+    fn check_time_range(&self, ts: &ArrayRef, row_offset: usize) -> Result<()> {
+        let Some(values) = ts.as_primitive_opt::<TimestampMicrosecondType>() else {
+            return Ok(());
+        };
+        let (low, high) = (i64::MIN / 1000, i64::MAX / 1000);
+        let Some((row, value)) = values
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| v.filter(|v| *v < low || *v > high).map(|v| (i, v)))
+        else {
+            return Ok(());
+        };
+        let shown = chrono::DateTime::from_timestamp_micros(value)
+            .map_or_else(|| format!("{value} µs"), |t| t.to_rfc3339());
+        Err(Error::DatetimeOutOfRange {
+            message: format!(
+                "timestamp out of range in column \"{}\" of relation \"{}\": {shown} (row {}); \
+                 usage times must lie between 1677-09-22 and 2262-04-11",
+                segment::TS,
+                self.qualified_name(),
+                row_offset + row + 1
+            ),
+        })
     }
 
     /// Fold the WAL's rows into a new segment. Caller holds the writer lock.
