@@ -190,7 +190,7 @@ mod tests {
     fn batch(source: Vec<Option<&str>>, tokens: Vec<Option<i64>>) -> RecordBatch {
         let cost = Decimal128Array::from(vec![None; source.len()])
             .with_precision_and_scale(38, 12)
-            .unwrap();
+            .expect("decimal type");
         RecordBatch::try_new(
             Arc::new(Schema::new(vec![
                 Field::new("source", DataType::Utf8, true),
@@ -203,7 +203,7 @@ mod tests {
                 Arc::new(cost),
             ],
         )
-        .unwrap()
+        .expect("batch")
     }
 
     #[test]
@@ -249,7 +249,7 @@ mod tests {
             ("cost".to_string(), Value::Null),
         ]
         .into();
-        let stats = file_statistics(&schema, 7, &constants).unwrap();
+        let stats = file_statistics(&schema, 7, &constants).expect("constants found");
         assert_eq!(stats.num_rows, Precision::Exact(7));
         let c = &stats.column_statistics;
         assert_eq!(
