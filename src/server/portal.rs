@@ -269,8 +269,6 @@ fn optimize_once(
     )?))
 }
 
-/// The parameter values a kept physical plan was made with (none for a statement without
-/// parameters), or `None` for named parameters, whose plans are not kept.
 /// `values` with text parameters in the string type their placeholder was inferred as. A text
 /// parameter compared with a text column arrives as `Utf8`, while the column (and so the
 /// placeholder) is `Utf8View`, which the comparison kernels refuse to mix.
@@ -297,6 +295,8 @@ fn text_as_inferred(
     Ok(ParamValues::List(values))
 }
 
+/// The parameter values a kept physical plan was made with (none for a statement without
+/// parameters), or `None` for named parameters, whose plans are not kept.
 fn physical_key(values: Option<&ParamValues>) -> Option<Vec<ScalarValue>> {
     match values {
         None => Some(Vec::new()),
