@@ -156,47 +156,44 @@ impl CopyHook {
         // One row per CopyData message, as Postgres sends them: clients that read rows take each
         // message as one, and the command tag counts messages. The CSV header goes out with the
         // first row, so that the count is of rows (alone when there are none).
-        let header = Arc::new(Mutex::new(header));
-        let pending = Arc::clone(&header);
-        let rows = batches
-            .map(move |batch| {
-                let batch = batch.map_err(|e| to_pgwire(e.into()))?;
-                let mut out = pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                    .unwrap_or_default();
-                let start = out.len();
-                let ends = render(&batch, &options, &mut out).map_err(to_pgwire)?;
-                if ends.is_empty() {
-                    // A batch without rows: the header (if it was taken) waits for the next.
-                    if start > 0 {
-                        *pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+        let options = Arc::new(options);
+        let stream = futures::stream::unfold(Some((batches, header)), move |state| {
+            let options = Arc::clone(&options);
+            async move {
+                let (mut batches, mut header) = state?;
+                loop {
+                    let Some(batch) = batches.next().await else {
+                        // No row came: the header alone.
+                        let header = header?;
+                        return Some((vec![Ok(CopyData::new(Bytes::from(header)))], None));
+                    };
+                    let mut out = header.take().unwrap_or_default();
+                    let ends = match batch
+                        .map_err(|e| to_pgwire(e.into()))
+                        .and_then(|b| render(&b, &options, &mut out).map_err(to_pgwire))
+                    {
+                        Ok(ends) => ends,
+                        Err(e) => return Some((vec![Err(e)], None)),
+                    };
+                    if ends.is_empty() {
+                        header = (!out.is_empty()).then_some(out);
+                        continue;
                     }
-                    return Ok(Vec::new());
+                    let out = Bytes::from(out);
+                    let mut from = 0;
+                    let rows = ends
+                        .into_iter()
+                        .map(|end| {
+                            let row = out.slice(from..end);
+                            from = end;
+                            Ok(CopyData::new(row))
+                        })
+                        .collect();
+                    return Some((rows, Some((batches, None))));
                 }
-                let out = Bytes::from(out);
-                let mut from = 0;
-                Ok(ends
-                    .into_iter()
-                    .map(|end| {
-                        let row = out.slice(from..end);
-                        from = end;
-                        Ok(CopyData::new(row))
-                    })
-                    .collect::<Vec<_>>())
-            })
-            .flat_map(|messages: PgWireResult<Vec<PgWireResult<CopyData>>>| {
-                futures::stream::iter(match messages {
-                    Ok(messages) => messages,
-                    Err(e) => vec![Err(e)],
-                })
-            });
-        let header_alone = futures::stream::iter([()]).filter_map(move |()| {
-            let header = header.lock().unwrap_or_else(|e| e.into_inner()).take();
-            async move { header.map(|h| Ok(CopyData::new(Bytes::from(h)))) }
-        });
-        let stream = rows.chain(header_alone);
+            }
+        })
+        .flat_map(futures::stream::iter);
         Ok(Response::CopyOut(CopyResponse::new(0, columns, stream)))
     }
 }
