@@ -177,6 +177,8 @@ pub struct Engine {
     adjustments: crate::adjustments::AdjustmentsHandle,
     caps: Arc<crate::budget::cap::Caps>,
     views: std::sync::OnceLock<Arc<crate::materialized::MaterializedViews>>,
+    /// Where the server runs query plans; started when first needed.
+    executor: std::sync::OnceLock<Arc<crate::executor::Executor>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -247,6 +249,7 @@ impl Engine {
             .with_config(session_config)
             .with_default_features()
             .with_optimizer_rule(Arc::new(crate::utc_time::UtcDateCast))
+            .with_physical_optimizer_rule(Arc::new(crate::executor::YieldAfterJoins))
             .build();
         let base = SessionContext::new_with_state(state);
         crate::providers::register_factories_in(
@@ -290,6 +293,7 @@ impl Engine {
             adjustments,
             caps,
             views: std::sync::OnceLock::new(),
+            executor: std::sync::OnceLock::new(),
         });
         let (checks_schema, checks_name) = crate::budget::checks::CHECKS;
         let first_start = engine.storage.table(checks_schema, checks_name).is_none();
@@ -588,6 +592,28 @@ impl Engine {
         &self.config
     }
 
+    /// The runtime the server runs query plans on (see [`crate::executor`]), one worker per
+    /// core, started on first use.
+    pub fn executor(&self) -> Result<Arc<crate::executor::Executor>> {
+        if let Some(executor) = self.executor.get() {
+            return Ok(Arc::clone(executor));
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let executor = crate::executor::Executor::new(threads)
+            .map_err(|e| Error::io("starting the query runtime", e))?;
+        Ok(Arc::clone(self.executor.get_or_init(|| Arc::new(executor))))
+    }
+
+    /// Run the rows of `df` on the [executor](Engine::executor).
+    pub async fn execute_stream(
+        &self,
+        df: DataFrame,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
+        let ctx = Arc::new(df.task_ctx());
+        let plan = df.create_physical_plan().await?;
+        Ok(self.executor()?.execute(plan, ctx))
+    }
+
     /// A new session for `identity`: its own settings (`SET` never leaks between sessions) and
     /// its own memory pool, over the shared catalog.
     pub fn session(self: &Arc<Self>, identity: Identity) -> Result<Session> {
@@ -668,6 +694,7 @@ struct KeptState {
 pub struct PlanningState {
     /// The state, its clock set to the start of this query.
     pub state: datafusion::execution::SessionState,
+    engine: Arc<Engine>,
     generation: u64,
     task: TaskSlot,
 }
@@ -686,6 +713,14 @@ impl PlanningState {
     /// The task context to run this query's plan in.
     pub fn task_ctx(&self) -> Arc<datafusion::execution::TaskContext> {
         Arc::clone(self.task.get_or_init(|| self.state.task_ctx()))
+    }
+
+    /// Run `plan` on the engine's [executor](Engine::executor), in this state's task context.
+    pub fn execute(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
+        Ok(self.engine.executor()?.execute(plan, self.task_ctx()))
     }
 }
 
@@ -766,6 +801,7 @@ impl Session {
         };
         PlanningState {
             state,
+            engine: Arc::clone(&self.engine),
             generation,
             task,
         }

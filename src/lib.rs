@@ -23,6 +23,7 @@ pub mod copy;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod executor;
 pub mod ingest;
 pub mod ingest_errors;
 pub mod live;

@@ -478,6 +478,39 @@ async fn statement_timeout_stops_a_running_query() {
         .expect("usable after timeout");
 }
 
+/// A cross join that counts 10^12 rows: it never waits for its input, so nothing but the
+/// server's own budget makes it yield.
+const HEAVY: &str = "SELECT count(*) FROM range(0, 1000000) AS a(x), range(0, 1000000) AS b(y)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_queries_leave_the_server_responsive() {
+    let (server, _dir) = start().await;
+    let mut running = Vec::new();
+    // More heavy queries than the machine has cores.
+    let heavy = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+    for _ in 0..heavy {
+        let client = connect(&server.conn_str()).await;
+        let token = client.cancel_token();
+        let query = tokio::spawn(async move { client.simple_query(HEAVY).await.map(|_| ()) });
+        running.push((token, query));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        let client = connect(&server.conn_str()).await;
+        client.simple_query("SELECT 1").await.expect("select 1");
+    })
+    .await;
+    assert!(answered.is_ok(), "a new connection was not served");
+    for (token, query) in running {
+        token.cancel_query(NoTls).await.expect("cancel sent");
+        let result = tokio::time::timeout(Duration::from_secs(10), query)
+            .await
+            .expect("the cancel took effect")
+            .expect("joins");
+        assert_eq!(sqlstate(&result.expect_err("cancelled")), "57014");
+    }
+}
+
 #[tokio::test]
 async fn connections_past_the_limit_get_a_clear_error() {
     let dir = tempfile::tempdir().expect("scratch dir");
@@ -616,6 +649,40 @@ async fn copy_in_csv_and_text_then_copy_out() {
             .iter()
             .all(|c| c.iter().filter(|b| **b == b'\n').count() == 1)
     );
+}
+
+#[tokio::test]
+async fn copy_out_that_fails_on_the_way_ends_with_its_error() {
+    use futures::StreamExt;
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    // Rows go out before the 50,000th fails its cast.
+    let out = client
+        .copy_out(
+            "COPY (SELECT CAST(CASE WHEN v = 50000 THEN 'x' ELSE '1' END AS INT) \
+             FROM range(0, 100000) AS r(v)) TO STDOUT",
+        )
+        .await
+        .expect("copy starts");
+    futures::pin_mut!(out);
+    let mut rows = 0;
+    let error = loop {
+        match out.next().await {
+            Some(Ok(_)) => rows += 1,
+            Some(Err(e)) => break e,
+            None => panic!("the COPY ended without its error after {rows} rows"),
+        }
+    };
+    assert!(rows > 0, "rows were sent before the error");
+    // An ErrorResponse with its SQLSTATE, not a CopyFail.
+    assert!(error.as_db_error().is_some(), "{error}");
+    assert_eq!(sqlstate(&error), "22P02", "{error}");
+    let one: i64 = client
+        .query_one("SELECT 1::bigint", &[])
+        .await
+        .expect("usable after the failed COPY")
+        .get(0);
+    assert_eq!(one, 1);
 }
 
 #[tokio::test]

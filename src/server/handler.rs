@@ -21,8 +21,8 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::query::{send_execution_response, send_ready_for_query};
 use pgwire::api::results::FieldInfo;
-use pgwire::api::results::Response;
 use pgwire::api::results::Tag;
+use pgwire::api::results::{CopyResponse, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers};
@@ -30,7 +30,7 @@ use pgwire::api::{ErrorHandler, PgWireConnectionState, cancel::CancelHandler};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::cancel::CancelRequest;
-use pgwire::messages::data::DataRow;
+use pgwire::messages::copy::{CopyDone, CopyOutResponse};
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
@@ -365,6 +365,14 @@ impl QueryHandler {
                     q.data_rows = Box::pin(guard_rows(rows, cancel.clone(), deadline));
                     Response::Query(q)
                 }
+                Response::CopyOut(mut copy) => {
+                    let data = std::mem::replace(
+                        &mut copy.data_stream,
+                        Box::pin(futures::stream::empty()),
+                    );
+                    copy.data_stream = Box::pin(guard_rows(data, cancel.clone(), deadline));
+                    Response::CopyOut(copy)
+                }
                 Response::Error(info) => match sqlstate::map_pgwire(PgWireError::UserError(info)) {
                     PgWireError::UserError(info) => Response::Error(info),
                     other => Response::Error(Box::new(sqlstate::error(
@@ -408,14 +416,15 @@ fn rollback_to_savepoint(sql: &str) -> Option<Statement> {
 /// Rows handed on between two checks for cancel and deadline, when they are ready at once.
 const ROWS_PER_CHECK: usize = 1024;
 
-/// Stop a row stream on cancel or deadline; dropping the inner stream stops the query. Rows that
-/// are ready go on in runs of up to [`ROWS_PER_CHECK`] between checks; while the query has no
-/// row ready, the cancel and the deadline are waited for beside it.
-fn guard_rows(
-    rows: impl Stream<Item = PgWireResult<DataRow>> + Send + 'static,
+/// Stop a stream of rows (`DataRow`s, or a COPY's `CopyData`) on cancel or deadline; dropping
+/// the inner stream stops the query. Rows that are ready go on in runs of up to
+/// [`ROWS_PER_CHECK`] between checks; while the query has no row ready, the cancel and the
+/// deadline are waited for beside it.
+fn guard_rows<T: Send + 'static>(
+    rows: impl Stream<Item = PgWireResult<T>> + Send + 'static,
     cancel: watch::Receiver<u64>,
     deadline: Option<tokio::time::Instant>,
-) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+) -> impl Stream<Item = PgWireResult<T>> + Send + 'static {
     let rows = Box::pin(rows.ready_chunks(ROWS_PER_CHECK));
     futures::stream::unfold(Some((rows, cancel)), move |state| async move {
         let (mut rows, mut cancel) = state?;
@@ -452,6 +461,57 @@ fn guard_rows(
                 .map(|row| row.map_err(sqlstate::map_pgwire)),
         )
     })
+}
+
+/// An error as the `ErrorResponse` it is sent as, with its SQLSTATE.
+fn error_response(e: PgWireError) -> Response {
+    match sqlstate::map_pgwire(e) {
+        PgWireError::UserError(info) => Response::Error(info),
+        other => Response::Error(Box::new(sqlstate::error(
+            sqlstate::INTERNAL_ERROR,
+            other.to_string(),
+        ))),
+    }
+}
+
+/// Send the messages of a `COPY ... TO STDOUT` now, and answer with what ends it: its command
+/// tag, or the error that stopped it, for the caller to send. Postgres ends a COPY that fails
+/// on the way with an `ErrorResponse`; pgwire would send `CopyFail`, a message only clients send
+/// (psql: "unexpected response from server").
+async fn send_copy_out<C>(client: &mut C, copy: CopyResponse) -> PgWireResult<Response>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let formats = copy.column_formats();
+    let columns = i16::try_from(copy.columns)
+        .map_err(|_| PgWireError::ApiError("COPY of more than 32767 columns".into()))?;
+    let mut data = copy.data_stream;
+    client
+        .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+            copy.format,
+            columns,
+            formats,
+        )))
+        .await?;
+    let mut rows = 0;
+    while let Some(message) = data.next().await {
+        match message {
+            Ok(message) if message.data.is_empty() => {}
+            Ok(message) => {
+                // The binary format's trailer is not a row.
+                if message.data.as_ref() != [0xFF, 0xFF] {
+                    rows += 1;
+                }
+                client.feed(PgWireBackendMessage::CopyData(message)).await?;
+            }
+            Err(e) => return Ok(error_response(e)),
+        }
+    }
+    client
+        .send(PgWireBackendMessage::CopyDone(CopyDone::new()))
+        .await?;
+    Ok(Response::Execution(Tag::new("COPY").with_rows(rows)))
 }
 
 #[async_trait]
@@ -509,85 +569,99 @@ impl SimpleQueryHandler for QueryHandler {
         let connected = self.state.connected()?;
         let session = connected.session.clone();
         let timeout = self.timeout(client);
-        self.guarded(timeout, async move {
-            if let Some(refresh) = crate::statements::refresh_statement(query) {
-                let output = match refresh {
-                    Ok(mv) => crate::statements::materialized_view(&session, mv).await,
-                    Err(e) => Err(e),
-                };
-                return match output {
-                    Ok(output) => hooks::respond(
-                        output,
-                        &Format::UnifiedText,
-                        Arc::new(FormatOptions::from_client_metadata(client.metadata())),
-                    )
-                    .await
-                    .map(|r| vec![r]),
-                    Err(e) => Ok(vec![Response::Error(Box::new(sqlstate::error_info(&e)))]),
-                };
-            }
-            // Statement by statement, so that an error after a success still reports both,
-            // as Postgres does.
-            let statements = match crate::statements::parse(query) {
-                Ok(s) => s,
-                Err(e) => return Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e)))),
-            };
-            let single = statements.len() == 1;
-            let mut responses = Vec::with_capacity(statements.len());
-            for statement in statements {
-                let outcome = match statement {
-                    DFStatement::Statement(s) => {
-                        match portal::run_simple_query(&session, client, &s).await {
-                            Some(result) => result.map(|r| vec![r]),
-                            None => {
-                                // The generic service parses again; a lone statement keeps
-                                // its text.
-                                let text = if single {
-                                    query.to_string()
-                                } else {
-                                    s.to_string()
-                                };
-                                let result = SimpleQueryHandler::do_query(
-                                    connected.service().as_ref(),
-                                    client,
-                                    &text,
-                                )
-                                .await;
-                                // It may have been a `SET` (the service answers some).
-                                session.forget_state();
-                                result
-                            }
-                        }
-                    }
-                    other => match session.execute_df(other).await {
+        // The statements borrow the client only until their responses are made.
+        let reborrowed = &mut *client;
+        let mut responses = self
+            .guarded(timeout, async move {
+                let client = reborrowed;
+                if let Some(refresh) = crate::statements::refresh_statement(query) {
+                    let output = match refresh {
+                        Ok(mv) => crate::statements::materialized_view(&session, mv).await,
+                        Err(e) => Err(e),
+                    };
+                    return match output {
                         Ok(output) => hooks::respond(
+                            &session,
                             output,
                             &Format::UnifiedText,
                             Arc::new(FormatOptions::from_client_metadata(client.metadata())),
                         )
                         .await
                         .map(|r| vec![r]),
-                        Err(e) => Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e)))),
-                    },
-                };
-                match outcome {
-                    Ok(mut r) => responses.append(&mut r),
+                        Err(e) => Ok(vec![Response::Error(Box::new(sqlstate::error_info(&e)))]),
+                    };
+                }
+                // Statement by statement, so that an error after a success still reports both,
+                // as Postgres does.
+                let statements = match crate::statements::parse(query) {
+                    Ok(s) => s,
                     Err(e) => {
-                        let info = match sqlstate::map_pgwire(e) {
-                            PgWireError::UserError(info) => info,
-                            other => Box::new(sqlstate::error(
-                                sqlstate::INTERNAL_ERROR,
-                                other.to_string(),
-                            )),
-                        };
-                        responses.push(Response::Error(info));
-                        break;
+                        return Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e))));
+                    }
+                };
+                let single = statements.len() == 1;
+                let mut responses = Vec::with_capacity(statements.len());
+                for statement in statements {
+                    let outcome = match statement {
+                        DFStatement::Statement(s) => {
+                            match portal::run_simple_query(&session, client, &s).await {
+                                Some(result) => result.map(|r| vec![r]),
+                                None => {
+                                    // The generic service parses again; a lone statement keeps
+                                    // its text.
+                                    let text = if single {
+                                        query.to_string()
+                                    } else {
+                                        s.to_string()
+                                    };
+                                    let result = SimpleQueryHandler::do_query(
+                                        connected.service().as_ref(),
+                                        client,
+                                        &text,
+                                    )
+                                    .await;
+                                    // It may have been a `SET` (the service answers some).
+                                    session.forget_state();
+                                    result
+                                }
+                            }
+                        }
+                        other => match session.execute_df(other).await {
+                            Ok(output) => hooks::respond(
+                                &session,
+                                output,
+                                &Format::UnifiedText,
+                                Arc::new(FormatOptions::from_client_metadata(client.metadata())),
+                            )
+                            .await
+                            .map(|r| vec![r]),
+                            Err(e) => {
+                                Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e))))
+                            }
+                        },
+                    };
+                    match outcome {
+                        Ok(mut r) => responses.append(&mut r),
+                        Err(e) => {
+                            responses.push(error_response(e));
+                            break;
+                        }
                     }
                 }
-            }
-            Ok(responses)
-        })
-        .await
+                Ok(responses)
+            })
+            .await?;
+        // A COPY TO that comes first is sent here, so that an error on its way ends it as in
+        // Postgres; one after other statements' responses is left to pgwire, which sends them
+        // in order.
+        if let Some(Response::CopyOut(_)) = responses.first() {
+            let Response::CopyOut(copy) = responses.remove(0) else {
+                unreachable!("matched above")
+            };
+            let end = send_copy_out(client, copy).await?;
+            responses.insert(0, end);
+        }
+        Ok(responses)
     }
 }
 
@@ -638,8 +712,10 @@ impl ExtendedQueryHandler for QueryHandler {
         let service = connected.service();
         let session = connected.session.clone();
         let timeout = self.timeout(client);
+        let reborrowed = &mut *client;
         let mut responses = self
             .guarded(timeout, async move {
+                let client = reborrowed;
                 if let Some(refresh) =
                     crate::statements::refresh_statement(&portal.statement.statement.0)
                 {
@@ -649,6 +725,7 @@ impl ExtendedQueryHandler for QueryHandler {
                     };
                     return match output {
                         Ok(output) => hooks::respond(
+                            &session,
                             output,
                             &Format::UnifiedText,
                             Arc::new(FormatOptions::from_client_metadata(client.metadata())),
@@ -673,7 +750,11 @@ impl ExtendedQueryHandler for QueryHandler {
                 result
             })
             .await?;
-        Ok(responses.pop().unwrap_or(Response::EmptyQuery))
+        match responses.pop() {
+            Some(Response::CopyOut(copy)) => send_copy_out(client, copy).await,
+            Some(response) => Ok(response),
+            None => Ok(Response::EmptyQuery),
+        }
     }
 }
 

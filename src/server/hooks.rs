@@ -49,8 +49,10 @@ pub(crate) fn to_pgwire(e: Error) -> PgWireError {
     PgWireError::UserError(Box::new(sqlstate::error_info(&e)))
 }
 
-/// Turn an engine [`Output`] into a protocol response.
+/// Turn an engine [`Output`] of `session` into a protocol response (rows run on its engine's
+/// executor).
 pub(crate) async fn respond(
+    session: &Session,
     output: Output,
     format: &Format,
     options: Arc<FormatOptions>,
@@ -65,7 +67,7 @@ pub(crate) async fn respond(
             Ok(Response::Execution(tag))
         }
         Output::Rows(df) => Ok(Response::Query(
-            super::rows::dataframe_response(df, format, options).await?,
+            super::rows::dataframe_response(session.engine(), df, format, options).await?,
         )),
         Output::Batches(schema, batches) => Ok(Response::Query(encode_batches(
             schema, batches, format, options,

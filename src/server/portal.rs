@@ -24,8 +24,8 @@ use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchemaRef, ParamValues, ScalarValue};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
-use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::Parser;
@@ -479,8 +479,9 @@ where
 {
     let batches = match rows {
         Rows::One(batch) => stream::once(async move { Ok(batch) }).boxed(),
-        Rows::Plan(physical) => execute_stream(physical, planning.task_ctx())
-            .map_err(api_error)?
+        Rows::Plan(physical) => planning
+            .execute(physical)
+            .map_err(crate::server::hooks::to_pgwire)?
             .boxed(),
     };
     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));

@@ -38,14 +38,16 @@ use pgwire::types::format::date_style::DateStyle;
 use postgres_types::{IsNull, ToSql};
 
 use super::sqlstate;
+use crate::engine::Engine;
 
 /// Microseconds from 1970-01-01 to 2000-01-01, the epoch of Postgres' binary timestamps.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Days from 1970-01-01 to 2000-01-01, the epoch of Postgres' binary dates.
 const PG_EPOCH_DAYS: i32 = 10_957;
 
-/// Run `df` and answer with its rows in `format`.
+/// Run `df` on `engine`'s executor and answer with its rows in `format`.
 pub(crate) async fn dataframe_response(
+    engine: &Engine,
     df: DataFrame,
     format: &Format,
     options: Arc<FormatOptions>,
@@ -55,10 +57,10 @@ pub(crate) async fn dataframe_response(
         format,
         Some(options),
     )?);
-    let batches = df
-        .execute_stream()
+    let batches = engine
+        .execute_stream(df)
         .await
-        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        .map_err(super::hooks::to_pgwire)?;
     Ok(QueryResponse::new(
         Arc::clone(&fields),
         stream_rows(fields, batches),

@@ -152,7 +152,7 @@ impl CopyHook {
         let columns = schema.fields().len();
         let header = (options.header && options.format == CopyFormat::Csv)
             .then(|| render_header(&schema, &options));
-        let batches = df.execute_stream().await?;
+        let batches = self.session.engine().execute_stream(df).await?;
         // One row per CopyData message, as Postgres sends them: clients that read rows take each
         // message as one, and the command tag counts messages. The CSV header goes out with the
         // first row, so that the count is of rows (alone when there are none).

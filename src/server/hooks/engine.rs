@@ -51,7 +51,9 @@ impl QueryHook for EngineHook {
             None => return None,
         };
         let result = match self.session.execute(statement).await {
-            Ok(output) => respond(output, &Format::UnifiedText, options(client)).await,
+            Ok(output) => {
+                respond(&self.session, output, &Format::UnifiedText, options(client)).await
+            }
             Err(e) => Err(to_pgwire(e)),
         };
         Some(result)
@@ -103,7 +105,9 @@ impl QueryHook for EngineHook {
             None => statements::execute_plan(&self.session, tag, plan.clone(), Some(params)).await,
         };
         let result = match outcome {
-            Ok(output) => respond(output, &Format::UnifiedText, options(client)).await,
+            Ok(output) => {
+                respond(&self.session, output, &Format::UnifiedText, options(client)).await
+            }
             Err(e) => Err(to_pgwire(e)),
         };
         Some(result)

@@ -109,7 +109,7 @@ impl SessionSettingsHook {
                     tag: "SET".into(),
                     rows: None,
                 };
-                respond(done, &Format::UnifiedText, options).await
+                respond(&self.session, done, &Format::UnifiedText, options).await
             }
             Kind::Show(name) => {
                 let value = self
@@ -129,6 +129,7 @@ impl SessionSettingsHook {
                 )
                 .map_err(|e| to_pgwire(datafusion::error::DataFusionError::from(e).into()))?;
                 respond(
+                    &self.session,
                     Output::Batches(schema, vec![batch]),
                     &Format::UnifiedText,
                     options,
@@ -151,6 +152,7 @@ impl SessionSettingsHook {
                 )
                 .map_err(|e| to_pgwire(datafusion::error::DataFusionError::from(e).into()))?;
                 respond(
+                    &self.session,
                     Output::Batches(schema, vec![batch]),
                     &Format::UnifiedText,
                     options,
