@@ -8,6 +8,8 @@
 --                  line the billed reported_cost (a bill is already net of discounts)
 --   cost_source    'bill' when cost is the reported cost of a bill that is the source of truth
 --                  (its source is a bill format and it reports a cost), else 'price_book'
+--                  The long-context tier goes by the input of one request: for a provider's
+--                  usage bucket, the context window it reports or its average request
 --   priced         whether list_cost could be computed (unpriced rows are never a silent 0;
 --                  a row with neither input nor output tokens says nothing of its usage and is
 --                  unpriced; one of them missing counts as 0, as on a bill line of one kind)
@@ -57,7 +59,7 @@ FROM (
                       COALESCE(output_tokens, input_tokens * 0),
                       COALESCE(cached_input_tokens, 0),
                       COALESCE(cache_write_tokens, 0) - cache_write_1h,
-                      ts, service_tier, cache_write_1h) END AS list_cost,
+                      ts, service_tier, cache_write_1h, context_tokens) END AS list_cost,
            attribute_usage(provider, team, app, feature, project, api_key_id, user_id,
                            environment, model, source, tags) AS owner
     FROM (
@@ -67,6 +69,20 @@ FROM (
                CASE WHEN cache_write_tokens > 0 AND tags LIKE '%"cache_write_1h_tokens"%'
                     THEN COALESCE(CAST(tag_value(tags, 'cache_write_1h_tokens') AS BIGINT), 0)
                     ELSE 0 END AS cache_write_1h,
+               -- The input of one request, which picks the long-context tier: a row that
+               -- sums many requests (a provider's usage bucket) is not one long request.
+               -- Anthropic's buckets say which context window their requests had; a bucket
+               -- of Anthropic's usage report that does not (the report counts no requests)
+               -- is standard context; else the average request of a row that counts its
+               -- requests; a single request is its own input (NULL).
+               CASE WHEN tags LIKE '%"context_window"%'
+                         AND lower(tag_value(tags, 'context_window')) = '0-200k' THEN 0
+                    WHEN tags LIKE '%"context_window"%'
+                         AND lower(tag_value(tags, 'context_window')) = '200k-1m'
+                        THEN 9223372036854775807
+                    WHEN source = 'ANTHROPIC_USAGE' THEN 0
+                    WHEN requests > 1 THEN input_tokens / requests
+               END AS context_tokens,
                reported_cost IS NOT NULL
                    AND source IN ('OPENAI_COSTS', 'ANTHROPIC_COSTS', 'AWS_CUR', 'GCP_BILLING',
                                   'AZURE_COSTS', 'FOCUS') AS billed

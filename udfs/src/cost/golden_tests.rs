@@ -31,6 +31,7 @@ fn usage(
         cached,
         cache_write,
         cache_write_1h,
+        context: input,
     }
 }
 

@@ -13,8 +13,8 @@
 //! Price fallbacks, applied once when the book is built ([`RowRates::from_row`]):
 //! - no `cache_read` / `cache_write` price → the input price (no discount is invented);
 //! - no `cache_write_1h` price → the 5-minute `cache_write` price (then the input price);
-//! - long context (`input_tokens > tier_threshold_tokens`): tier prices for the whole
-//!   request; a missing tier output price keeps the standard one, missing tier cache prices
+//! - long context (`context > tier_threshold_tokens`, where `context` is the input of one
+//!   request: `input_tokens` unless the row sums many): tier prices for the whole request; a missing tier output price keeps the standard one, missing tier cache prices
 //!   scale the standard ones by `tier_input / input`;
 //! - `batch` without batch prices → half the standard price; `priority` / `flex` without
 //!   their prices → the standard price. Cache prices follow the input price's ratio
@@ -76,6 +76,10 @@ pub struct TokenUsage {
     pub cache_write: i64,
     /// 1-hour cache-write tokens (subset of `input`).
     pub cache_write_1h: i64,
+    /// The input tokens that decide the long-context tier: `input` for one request; for a
+    /// row that sums many, a request's (their average, or the context-window bucket the
+    /// provider reports).
+    pub context: i64,
 }
 
 /// Effective per-million prices for one (service tier, context length) case, at scale 12.
@@ -268,6 +272,7 @@ pub fn row_cost(rates: &RowRates, usage: &TokenUsage, tier: ServiceTier) -> Opti
         cached,
         cache_write,
         cache_write_1h,
+        context,
     } = *usage;
     // The OR of the counts is negative exactly when one of them is.
     if (input | output | cached | cache_write | cache_write_1h) < 0 {
@@ -280,7 +285,7 @@ pub fn row_cost(rates: &RowRates, usage: &TokenUsage, tier: ServiceTier) -> Opti
         .and_then(|u| u.checked_sub(cache_write))
         .and_then(|u| u.checked_sub(cache_write_1h))
         .filter(|u| *u >= 0)?;
-    let r = &rates.cases[tier as usize][usize::from(input > rates.threshold)];
+    let r = &rates.cases[tier as usize][usize::from(context > rates.threshold)];
     let output_price = match r.output {
         Some(price) => price,
         None if output == 0 => 0,
@@ -391,6 +396,7 @@ mod tests {
                     cached: next(input as u64 / 2 + 1) as i64,
                     cache_write: next(input as u64 / 4 + 1) as i64,
                     cache_write_1h: next(input as u64 / 4 + 1) as i64,
+                    context: input,
                 };
                 for tier in [
                     ServiceTier::Standard,

@@ -1,5 +1,5 @@
 //! `token_cost(provider, model, input, output [, cached [, cache_write [, ts
-//! [, service_tier [, cache_write_1h]]]]])`: cost in USD of one usage row.
+//! [, service_tier [, cache_write_1h [, context]]]]]])`: cost in USD of one usage row.
 
 use std::sync::LazyLock;
 
@@ -21,7 +21,7 @@ use crate::pricing::PriceBookHandle;
 use crate::pricing::batch::{BatchKeys, NO_KEY, map_short};
 
 const NAME: &str = "token_cost";
-const SYNTAX: &str = "token_cost(provider, model, input_tokens, output_tokens [, cached_input_tokens [, cache_write_tokens [, ts [, service_tier [, cache_write_1h_tokens]]]]])";
+const SYNTAX: &str = "token_cost(provider, model, input_tokens, output_tokens [, cached_input_tokens [, cache_write_tokens [, ts [, service_tier [, cache_write_1h_tokens [, context_tokens]]]]]])";
 
 static DOCUMENTATION: LazyLock<Documentation> =
     LazyLock::new(|| {
@@ -33,7 +33,8 @@ static DOCUMENTATION: LazyLock<Documentation> =
          cost = (uncached*input + cached*cache_read + cache_write*cache_write \
          + cache_write_1h*cache_write_1h + output*output) / 1e6 with per-million prices, \
          rounded half away from zero to 12 decimals. Long-context prices apply to the whole \
-         request when input_tokens exceeds the model's tier threshold; service_tier 'batch' \
+         request when its input (context_tokens, default input_tokens) exceeds the model's \
+         tier threshold; service_tier 'batch' \
          uses batch prices (half price where the catalog has none), 'priority' and 'flex' \
          their own prices. NULL (never 0) for an unknown model, NULL or negative token \
          counts, a NULL ts, or cached + cache writes above input.",
@@ -51,6 +52,12 @@ static DOCUMENTATION: LazyLock<Documentation> =
     .with_argument("ts", "Request time; picks the price row valid then (default: now).")
     .with_argument("service_tier", "`standard` (default), `batch`, `priority` or `flex`.")
     .with_argument("cache_write_1h_tokens", "1-hour cache-write tokens (default 0).")
+    .with_argument(
+        "context_tokens",
+        "Input tokens of one request, which pick the long-context tier (default, or NULL: \
+         input_tokens). For a row that sums many requests: their average, or what the \
+         provider's context-window bucket says.",
+    )
     .with_related_udf("model_price")
     .with_related_udf("canonical_model")
     .build()
@@ -100,8 +107,8 @@ impl ScalarUDFImpl for TokenCostFunc {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        check_arity(NAME, SYNTAX, arg_types.len(), 4, 9)?;
-        const ARGS: [&str; 9] = [
+        check_arity(NAME, SYNTAX, arg_types.len(), 4, 10)?;
+        const ARGS: [&str; 10] = [
             "provider",
             "model",
             "input_tokens",
@@ -111,6 +118,7 @@ impl ScalarUDFImpl for TokenCostFunc {
             "ts",
             "service_tier",
             "cache_write_1h_tokens",
+            "context_tokens",
         ];
         arg_types
             .iter()
@@ -252,6 +260,7 @@ fn compute(
     let array = |i: usize| args.get(i).map(|a| a.to_array(n)).transpose();
     let (input, out, cached, cache_write) = (array(2)?, array(3)?, array(4)?, array(5)?);
     let (ts, tier, cache_write_1h) = (array(6)?, array(7)?, array(8)?);
+    let context = array(9)?;
 
     let (provider_array, model_array);
     let keys = match (&args[0], &args[1]) {
@@ -276,6 +285,8 @@ fn compute(
     let (input, out) = (int(&input), int(&out));
     let (cached, cache_write, cache_write_1h) =
         (int(&cached), int(&cache_write), int(&cache_write_1h));
+    // A NULL context is the row's input (not a NULL cost).
+    let context = int(&context);
     let ts = ts
         .as_ref()
         .map(|a| a.as_primitive::<TimestampMicrosecondType>());
@@ -325,12 +336,17 @@ fn compute(
                 .and_then(|w| w.rates)
         };
         let Some(rates) = rates else { continue };
+        let row_input = get(input, i);
         let usage = TokenUsage {
-            input: get(input, i),
+            input: row_input,
             output: get(out, i),
             cached: get(cached, i),
             cache_write: get(cache_write, i),
             cache_write_1h: get(cache_write_1h, i),
+            context: match &context {
+                Some(c) if c.is_valid(i) => c.value(i),
+                _ => row_input,
+            },
         };
         let service_tier = match &tiers {
             Some(t) => t[i].unwrap_or(ServiceTier::Standard),

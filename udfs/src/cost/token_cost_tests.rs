@@ -30,6 +30,7 @@ struct Row {
     ts: Option<i64>,
     tier: Option<String>,
     cache_write_1h: Option<i64>,
+    context: Option<i64>,
 }
 
 /// The cost of one row computed alone, straight from the book (the reference).
@@ -41,6 +42,10 @@ fn expected(book: &PriceBook, row: &Row, arity: usize) -> Option<i128> {
         cached: count(row.cached, 4)?,
         cache_write: count(row.cache_write, 5)?,
         cache_write_1h: count(row.cache_write_1h, 8)?,
+        context: match (row.context, arity > 9) {
+            (Some(context), true) => context,
+            _ => row.input?,
+        },
     };
     let ts = if arity > 6 {
         row.ts?
@@ -88,6 +93,7 @@ fn columns(rows: &[Row], arity: usize, kind: Strings) -> Vec<ColumnarValue> {
         )),
         text(rows.iter().map(|r| r.tier.as_deref()).collect(), kind),
         ints(|r| r.cache_write_1h),
+        ints(|r| r.context),
     ];
     all.into_iter()
         .take(arity)
@@ -121,7 +127,7 @@ fn invoke(book: &PriceBook, args: Vec<ColumnarValue>, n: usize) -> Vec<Option<i1
 
 /// Checks every row of `rows`, as one batch, against [`expected`] at every arity.
 fn check(book: &PriceBook, rows: &[Row]) {
-    for arity in 4..=9 {
+    for arity in 4..=10 {
         for kind in [Strings::Utf8, Strings::Large, Strings::View] {
             let got = invoke(book, columns(rows, arity, kind), rows.len());
             for (i, row) in rows.iter().enumerate() {
@@ -146,6 +152,7 @@ fn usage_row(provider: &str, model: &str, ts: &str, input: i64, output: i64) -> 
         ts: Some(at(ts)),
         tier: Some("standard".into()),
         cache_write_1h: Some(0),
+        context: None,
     }
 }
 
@@ -299,6 +306,7 @@ fn random_batches_over_the_bundled_book_match_row_at_a_time() {
                     tier: maybe(0, &mut rng)
                         .map(|_| tiers[rng.below(tiers.len() as u64) as usize].to_string()),
                     cache_write_1h: maybe(rng.below(input as u64 / 4 + 1) as i64, &mut rng),
+                    context: maybe(rng.below(300_000) as i64, &mut rng),
                 }
             })
             .collect();
@@ -331,4 +339,28 @@ fn scalar_provider_and_model_cost_like_columns() {
     assert_eq!(invoke(&book, args.clone(), rows.len()), vec![None; 3]);
     args[1] = ColumnarValue::Scalar(ScalarValue::Utf8(Some("nope".into())));
     assert_eq!(invoke(&book, args, rows.len()), vec![None; 3]);
+}
+
+#[test]
+fn the_context_of_one_request_picks_the_long_context_tier() {
+    let mut tiered = price("long", None, None, "3", "15");
+    tiered.tier_threshold_tokens = Some(200_000);
+    tiered.tier_input = parse_money("6");
+    tiered.tier_output = parse_money("22.5");
+    let book = PriceBook::from_rows(vec![tiered]).expect("book");
+    // One day of 40 requests of 25,000 input tokens each, summed into one row.
+    let bucket = |context: Option<i64>| Row {
+        context,
+        ..usage_row("acme", "long", "2025-03-01", 1_000_000, 100_000)
+    };
+    let rows = vec![
+        bucket(Some(25_000)),
+        bucket(None),
+        bucket(Some(200_000)),
+        bucket(Some(200_001)),
+    ];
+    let got = invoke(&book, columns(&rows, 10, Strings::Utf8), rows.len());
+    let (standard, long) = (parse_money("4.5"), parse_money("8.25"));
+    assert_eq!(got, vec![standard, long, standard, long]);
+    check(&book, &rows);
 }
