@@ -75,9 +75,10 @@ FROM (
                -- of Anthropic's usage report that does not (the report counts no requests)
                -- is standard context; else the average request of a row that counts its
                -- requests; a single request is its own input (NULL).
-               CASE WHEN tags LIKE '%"context_window"%'
+               -- (tags IS NOT NULL first: most rows have none, and it costs nothing.)
+               CASE WHEN tags IS NOT NULL
                          AND lower(tag_value(tags, 'context_window')) = '0-200k' THEN 0
-                    WHEN tags LIKE '%"context_window"%'
+                    WHEN tags IS NOT NULL
                          AND lower(tag_value(tags, 'context_window')) = '200k-1m'
                         THEN 9223372036854775807
                     WHEN source = 'ANTHROPIC_USAGE' THEN 0
