@@ -178,6 +178,7 @@ pub async fn execute_plan(
         Some(p) => plan.replace_params_with_values(p)?,
         None => plan,
     };
+    let plan = nullable_insert_values(plan)?;
     crate::access::authorize(session.identity(), &plan)?;
     let touches_prices = match &plan {
         LogicalPlan::Dml(dml) => {
@@ -243,6 +244,48 @@ pub async fn execute_plan(
         tag: tag.to_string(),
         rows,
     })
+}
+
+/// The INSERT `plan` with the rows of its `VALUES` nullable. DataFusion plans an INSERT's
+/// `VALUES` with the target columns' nullability, so a NULL written into a NOT NULL column
+/// failed before reaching the table, as an Arrow error about a `columnN` (SQLSTATE 22023). Let
+/// through, the NULL is refused by the table as Postgres refuses it: 23502, naming the column
+/// and the row.
+fn nullable_insert_values(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::DFSchema;
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let LogicalPlan::Dml(mut dml) = plan else {
+        return Ok(plan);
+    };
+    if !matches!(dml.op, WriteOp::Insert(_)) {
+        return Ok(LogicalPlan::Dml(dml));
+    }
+    let input = std::sync::Arc::unwrap_or_clone(dml.input);
+    let input = input.transform_up(|node| match node {
+        LogicalPlan::Values(mut values)
+            if values.schema.fields().iter().any(|f| !f.is_nullable()) =>
+        {
+            let fields: Vec<_> = values
+                .schema
+                .iter()
+                .map(|(qualifier, field)| {
+                    (
+                        qualifier.cloned(),
+                        std::sync::Arc::new(field.as_ref().clone().with_nullable(true)),
+                    )
+                })
+                .collect();
+            values.schema = std::sync::Arc::new(DFSchema::new_with_metadata(
+                fields,
+                values.schema.metadata().clone(),
+            )?);
+            Ok(Transformed::yes(LogicalPlan::Values(values)))
+        }
+        // Above a changed node the schema follows its input.
+        other => other.recompute_schema().map(Transformed::yes),
+    })?;
+    dml.input = std::sync::Arc::new(input.data);
+    Ok(LogicalPlan::Dml(dml))
 }
 
 /// DML on `finops.model_prices`: the price book the statement would leave (INSERT: the rows
