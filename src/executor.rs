@@ -238,15 +238,15 @@ mod tests {
     async fn plan(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
         ctx.sql(sql)
             .await
-            .unwrap()
+            .expect("plans")
             .create_physical_plan()
             .await
-            .unwrap()
+            .expect("physical plan")
     }
 
     #[tokio::test]
     async fn batches_arrive_in_full_from_the_other_runtime() {
-        let executor = Executor::new(2).unwrap();
+        let executor = Executor::new(2).expect("runtime");
         let ctx = context();
         let plan = plan(
             &ctx,
@@ -255,7 +255,7 @@ mod tests {
         .await;
         let batches: Vec<RecordBatch> = executor
             .execute(plan, ctx.task_ctx())
-            .map(|b| b.unwrap())
+            .map(|b| b.expect("batch"))
             .collect()
             .await;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -264,7 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_reach_the_reader() {
-        let executor = Executor::new(1).unwrap();
+        let executor = Executor::new(1).expect("runtime");
         let ctx = context();
         let plan = plan(
             &ctx,
@@ -274,12 +274,12 @@ mod tests {
         .await;
         let results: Vec<Result<RecordBatch>> =
             executor.execute(plan, ctx.task_ctx()).collect().await;
-        assert!(results.last().unwrap().is_err(), "{results:?}");
+        assert!(results.last().expect("a result").is_err(), "{results:?}");
     }
 
     #[tokio::test]
     async fn dropping_the_stream_stops_a_long_query() {
-        let executor = Executor::new(1).unwrap();
+        let executor = Executor::new(1).expect("runtime");
         let ctx = context();
         // About 10^12 rows: it would run for hours.
         let plan = plan(
@@ -295,7 +295,7 @@ mod tests {
         // The only worker is free again once the plan has been aborted at its next yield.
         let freed = executor.handle().spawn(async { 1 });
         let answer = tokio::time::timeout(std::time::Duration::from_secs(10), freed).await;
-        assert_eq!(answer.expect("the worker is still busy").unwrap(), 1);
+        assert_eq!(answer.expect("the worker is still busy").expect("joins"), 1);
     }
 
     #[tokio::test]
