@@ -1,6 +1,7 @@
 //! One connection's handlers: its state (session, cancel signal), and the query handlers that put
 //! our hooks in front of the generic DataFusion query service, map every error to its SQLSTATE,
-//! and stop a running query on cancel or `statement_timeout`.
+//! stop a running query on cancel or `statement_timeout`, and send `COPY ... TO STDOUT` as
+//! Postgres does.
 //!
 //! It must not interpret statements: hooks and the engine do. The one exception is answering a
 //! lone `ROLLBACK TO SAVEPOINT` itself, because pgwire fixes the transaction status a simple
@@ -463,6 +464,18 @@ fn guard_rows<T: Send + 'static>(
     })
 }
 
+/// `output` of `session` as one response, in text.
+async fn respond_text<C: ClientInfo>(
+    session: &Session,
+    output: crate::engine::Output,
+    client: &C,
+) -> PgWireResult<Vec<Response>> {
+    let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+    hooks::respond(session, output, &Format::UnifiedText, options)
+        .await
+        .map(|r| vec![r])
+}
+
 /// An error as the `ErrorResponse` it is sent as, with its SQLSTATE.
 fn error_response(e: PgWireError) -> Response {
     match sqlstate::map_pgwire(e) {
@@ -580,14 +593,7 @@ impl SimpleQueryHandler for QueryHandler {
                         Err(e) => Err(e),
                     };
                     return match output {
-                        Ok(output) => hooks::respond(
-                            &session,
-                            output,
-                            &Format::UnifiedText,
-                            Arc::new(FormatOptions::from_client_metadata(client.metadata())),
-                        )
-                        .await
-                        .map(|r| vec![r]),
+                        Ok(output) => respond_text(&session, output, &*client).await,
                         Err(e) => Ok(vec![Response::Error(Box::new(sqlstate::error_info(&e)))]),
                     };
                 }
@@ -627,14 +633,7 @@ impl SimpleQueryHandler for QueryHandler {
                             }
                         }
                         other => match session.execute_df(other).await {
-                            Ok(output) => hooks::respond(
-                                &session,
-                                output,
-                                &Format::UnifiedText,
-                                Arc::new(FormatOptions::from_client_metadata(client.metadata())),
-                            )
-                            .await
-                            .map(|r| vec![r]),
+                            Ok(output) => respond_text(&session, output, &*client).await,
                             Err(e) => {
                                 Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e))))
                             }
@@ -724,14 +723,7 @@ impl ExtendedQueryHandler for QueryHandler {
                         Err(e) => Err(e),
                     };
                     return match output {
-                        Ok(output) => hooks::respond(
-                            &session,
-                            output,
-                            &Format::UnifiedText,
-                            Arc::new(FormatOptions::from_client_metadata(client.metadata())),
-                        )
-                        .await
-                        .map(|r| vec![r]),
+                        Ok(output) => respond_text(&session, output, &*client).await,
                         Err(e) => Err(PgWireError::UserError(Box::new(sqlstate::error_info(&e)))),
                     };
                 }
