@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::config::ConfigExtension;
+use datafusion::common::config::{ConfigExtension, ExtensionOptions};
 use datafusion::common::extensions_options;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -42,12 +42,59 @@ impl ConfigExtension for FinopsOptions {
     const PREFIX: &'static str = "finops";
 }
 
+/// The Postgres run-time parameters of a connection (`TimeZone`, `DateStyle`, ...), copied into
+/// its session's options so that `current_setting('TimeZone')` in a query reads what `SHOW`
+/// gives. Kept by the server's parameter hook, which owns their values; empty outside a
+/// connection.
+#[derive(Debug, Clone, Default)]
+pub struct PgParameters {
+    values: std::collections::BTreeMap<String, String>,
+}
+
+impl PgParameters {
+    /// The value of `name` (any case), if the connection has it.
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.values.get(&name.to_ascii_lowercase())
+    }
+}
+
+impl ExtensionOptions for PgParameters {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> datafusion::common::Result<()> {
+        self.values
+            .insert(key.to_ascii_lowercase(), value.to_string());
+        Ok(())
+    }
+
+    fn entries(&self) -> Vec<datafusion::common::config::ConfigEntry> {
+        // Listed by the parameter hook with their Postgres names, not as session options.
+        Vec::new()
+    }
+}
+
+impl ConfigExtension for PgParameters {
+    const PREFIX: &'static str = "pg_parameters";
+}
+
 /// Every session option as `(name, value)`, sorted: DataFusion's own and `finops.*`.
 pub fn settings(options: &datafusion::common::config::ConfigOptions) -> Vec<(String, String)> {
-    use datafusion::common::config::ExtensionOptions;
+    // `entries()` ends with every extension's entries under their bare names: `finops.*` are
+    // added below with their prefix.
     let mut entries: Vec<(String, String)> = options
         .entries()
         .into_iter()
+        .filter(|e| e.key.starts_with("datafusion."))
         .map(|e| (e.key, e.value.unwrap_or_default()))
         .collect();
     if let Some(finops) = options.extensions.get::<FinopsOptions>() {
@@ -227,7 +274,8 @@ impl Engine {
             .with_default_catalog_and_schema(DATABASE, "public")
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(true)
-            .with_option_extension(FinopsOptions::default());
+            .with_option_extension(FinopsOptions::default())
+            .with_option_extension(PgParameters::default());
         let mut session_config = session_config;
         {
             let options = session_config.options_mut();
@@ -778,6 +826,58 @@ impl Session {
         drop(state);
         self.forget_state();
         Ok(())
+    }
+
+    /// Put session options (`finops.*`, `datafusion.*`) back to the server's: the one named, or
+    /// all of them (`RESET finops.currency`, `RESET ALL`).
+    pub fn reset_options(&self, name: Option<&str>) -> Result<()> {
+        let base = self.engine.base.state().config_options().as_ref().clone();
+        let mut fresh = base.clone();
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        if let Some(name) = name {
+            let name = name.to_ascii_lowercase();
+            let defaults: std::collections::HashMap<String, String> =
+                settings(&base).into_iter().collect();
+            if !defaults.contains_key(&name) {
+                return Err(Error::InvalidParameter(format!(
+                    "unrecognized configuration parameter \"{name}\""
+                )));
+            }
+            // Every other option keeps what this session set it to.
+            for (key, value) in settings(options) {
+                if key != name && defaults.get(&key) != Some(&value) {
+                    fresh.set(&key, &value)?;
+                }
+            }
+        }
+        // The connection's Postgres parameters are not session options.
+        if let Some(parameters) = options.extensions.get::<PgParameters>() {
+            fresh.extensions.insert(parameters.clone());
+        }
+        *options = fresh;
+        drop(state);
+        self.forget_state();
+        Ok(())
+    }
+
+    /// Keep the connection's Postgres parameters (all of them, with their current values) where
+    /// queries read them (see [`PgParameters`]).
+    pub fn set_pg_parameters(&self, entries: &[(String, String)]) {
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        let values = entries
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+            .collect();
+        state
+            .config_mut()
+            .options_mut()
+            .extensions
+            .insert(PgParameters { values });
+        drop(state);
+        self.forget_state();
     }
 
     /// A copy of this session's state (settings, functions, catalog), to plan and run on.

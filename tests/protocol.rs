@@ -391,6 +391,164 @@ async fn session_settings_do_not_leak_between_connections() {
     assert_eq!(currency(&b).await, "USD");
 }
 
+/// The one value `SHOW` gives (simple protocol), with its column's name.
+async fn show(client: &Client, sql: &str) -> (String, String) {
+    let messages = client.simple_query(sql).await.expect(sql);
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"));
+    (
+        row.columns()[0].name().to_string(),
+        row.get(0).unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn postgres_parameters_set_show_and_reset() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    let other = connect(&server.conn_str()).await;
+    assert_eq!(
+        show(&client, "SHOW timezone").await,
+        ("TimeZone".into(), "UTC".into())
+    );
+    assert_eq!(show(&client, "SHOW TIME ZONE").await.1, "UTC");
+    assert_eq!(show(&client, "SHOW server_version").await.1, "16.6");
+    assert_eq!(
+        show(&client, "SHOW transaction isolation level").await.1,
+        "read committed"
+    );
+
+    for sql in [
+        "SET TIME ZONE 'Europe/Berlin'",
+        "SET datestyle TO ISO, DMY",
+        "SET statement_timeout = '90s'",
+        "SET application_name = 'nightly-report'",
+        "SET myapp.tenant = 'acme'",
+    ] {
+        client.simple_query(sql).await.expect(sql);
+    }
+    assert_eq!(show(&client, "SHOW TimeZone").await.1, "Europe/Berlin");
+    assert_eq!(show(&client, "SHOW DateStyle").await.1, "ISO, DMY");
+    assert_eq!(show(&client, "SHOW statement_timeout").await.1, "90s");
+    assert_eq!(
+        show(&client, "SHOW application_name").await.1,
+        "nightly-report"
+    );
+    assert_eq!(show(&client, "SHOW myapp.tenant").await.1, "acme");
+    // Queries read the same values.
+    let row = client
+        .query_one(
+            "SELECT current_setting('TimeZone'), current_setting('myapp.tenant')",
+            &[],
+        )
+        .await
+        .expect("current_setting");
+    assert_eq!(row.get::<_, String>(0), "Europe/Berlin");
+    assert_eq!(row.get::<_, String>(1), "acme");
+    // Extended protocol: the column is described at Parse.
+    let row = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("extended SHOW");
+    assert_eq!(row.columns()[0].name(), "statement_timeout");
+    assert_eq!(row.get::<_, String>(0), "90s");
+    // Another connection keeps its own.
+    assert_eq!(show(&other, "SHOW TimeZone").await.1, "UTC");
+    assert_eq!(show(&other, "SHOW statement_timeout").await.1, "0");
+
+    client
+        .simple_query("RESET statement_timeout")
+        .await
+        .expect("reset one");
+    assert_eq!(show(&client, "SHOW statement_timeout").await.1, "0");
+    assert_eq!(show(&client, "SHOW TimeZone").await.1, "Europe/Berlin");
+    // Session options are reset by name and by RESET ALL, to the server's values.
+    for sql in [
+        "SET finops.currency = 'EUR'",
+        "SET finops.redundancy_window_hours = 6",
+    ] {
+        client.simple_query(sql).await.expect(sql);
+    }
+    client
+        .simple_query("RESET finops.currency")
+        .await
+        .expect("reset an option");
+    assert_eq!(show(&client, "SHOW finops.currency").await.1, "USD");
+    assert_eq!(
+        show(&client, "SHOW finops.redundancy_window_hours").await.1,
+        "6"
+    );
+    client.simple_query("RESET ALL").await.expect("reset all");
+    assert_eq!(
+        show(&client, "SHOW finops.redundancy_window_hours").await.1,
+        "24"
+    );
+    assert_eq!(show(&client, "SHOW TimeZone").await.1, "UTC");
+    let row = client
+        .query_one("SELECT current_setting('TimeZone')", &[])
+        .await
+        .expect("current_setting after RESET ALL");
+    assert_eq!(row.get::<_, String>(0), "UTC");
+    assert_eq!(show(&client, "SHOW DateStyle").await.1, "ISO, MDY");
+    assert_eq!(show(&client, "SHOW application_name").await.1, "");
+    let gone = client
+        .simple_query("SHOW myapp.tenant")
+        .await
+        .expect_err("custom parameter reset");
+    assert_eq!(sqlstate(&gone), "42704");
+
+    client
+        .simple_query("SET datestyle = 'SQL'")
+        .await
+        .expect("datestyle");
+    client.simple_query("DISCARD ALL").await.expect("discard");
+    assert_eq!(show(&client, "SHOW DateStyle").await.1, "ISO, MDY");
+
+    let refused = [
+        ("SET no_such_parameter = 1", "42704"),
+        ("SHOW no_such_parameter", "42704"),
+        ("RESET no_such_parameter", "42704"),
+        ("RESET finops.no_such_option", "42704"),
+        ("SHOW finops.no_such_option", "42704"),
+        ("SET TIME ZONE 'Mars/Olympus_Mons'", "22023"),
+        ("SET statement_timeout = 'soon'", "22023"),
+        ("SET extra_float_digits = 9", "22023"),
+        ("SET client_encoding = 'LATIN1'", "0A000"),
+        ("SET server_version = '17'", "55P02"),
+        ("SET LOCAL statement_timeout = '1s'", "0A000"),
+    ];
+    for (sql, code) in refused {
+        let simple = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&simple), code, "simple: {sql}");
+        let extended = client.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(sqlstate(&extended), code, "extended: {sql}");
+    }
+    // Nothing refused changed anything.
+    assert_eq!(show(&client, "SHOW TimeZone").await.1, "UTC");
+    assert_eq!(show(&client, "SHOW statement_timeout").await.1, "0");
+    let all = client.simple_query("SHOW ALL").await.expect("show all");
+    let names: Vec<String> = all
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    for name in [
+        "TimeZone",
+        "DateStyle",
+        "statement_timeout",
+        "finops.currency",
+    ] {
+        assert!(names.iter().any(|n| n == name), "SHOW ALL lists {name}");
+    }
+}
+
 #[tokio::test]
 async fn identity_functions_report_the_logged_in_user() {
     let dir = tempfile::tempdir().expect("scratch dir");

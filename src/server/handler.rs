@@ -47,9 +47,6 @@ use crate::server::hooks::savepoint::SavepointState;
 use crate::server::startup::FinopsStartup;
 use crate::server::{Registry, hooks, portal, sqlstate};
 
-/// Client metadata key where `SET statement_timeout` is kept (shared with the SET hook).
-const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
-
 /// Everything one connection owns.
 pub struct ConnectionState {
     engine: Arc<Engine>,
@@ -99,10 +96,12 @@ impl Connected {
 fn open(
     engine: &Arc<Engine>,
     identity: Identity,
+    parameters: &[(String, String)],
     copy: hooks::copy::CopyState,
     savepoints: SavepointState,
 ) -> Result<Connected> {
     let session = engine.session(identity)?;
+    session.set_pg_parameters(parameters);
     // The copy of the state the first query plans on, made now (while the client computes its
     // login proof) rather than when that query arrives.
     let planning = session.planning_state();
@@ -158,12 +157,15 @@ impl ConnectionState {
     /// Start building the session of `identity` on a blocking thread, so that it is ready when
     /// its login succeeds (the client spends that time on its side of SCRAM). A login as
     /// another user, or one that fails, leaves it unused.
-    pub fn prepare(&self, identity: Identity) {
+    /// `parameters` are the Postgres parameters the client sent, with their values.
+    pub fn prepare(&self, identity: Identity, parameters: Vec<(String, String)>) {
         let engine = Arc::clone(&self.engine);
         let copy = Arc::clone(&self.copy);
         let savepoints = Arc::clone(&self.savepoints);
         let user = identity.user.clone();
-        let task = tokio::task::spawn_blocking(move || open(&engine, identity, copy, savepoints));
+        let task = tokio::task::spawn_blocking(move || {
+            open(&engine, identity, &parameters, copy, savepoints)
+        });
         let previous = self
             .prepared
             .lock()
@@ -181,6 +183,7 @@ impl ConnectionState {
     pub async fn connect(
         self: &Arc<Self>,
         identity: Identity,
+        parameters: &[(String, String)],
         pid: i32,
         secret: &SecretKey,
     ) -> Result<()> {
@@ -200,6 +203,7 @@ impl ConnectionState {
                 open(
                     &self.engine,
                     identity,
+                    parameters,
                     Arc::clone(&self.copy),
                     Arc::clone(&self.savepoints),
                 )?
@@ -332,13 +336,9 @@ pub struct QueryHandler {
 
 impl QueryHandler {
     fn timeout<C: ClientInfo>(&self, client: &C) -> Option<Duration> {
-        client
-            .metadata()
-            .get(STATEMENT_TIMEOUT_KEY)
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|ms| *ms > 0)
-            .map(Duration::from_millis)
-            .or_else(|| self.state.default_timeout())
+        // `SET statement_timeout` (0 turns the server's default off), else the default.
+        hooks::parameters::statement_timeout(client.metadata())
+            .unwrap_or_else(|| self.state.default_timeout())
     }
 
     /// Run `work` under the statement timeout, then guard its row streams.

@@ -5,6 +5,7 @@
 
 pub mod copy;
 mod engine;
+pub mod parameters;
 pub mod savepoint;
 mod settings;
 
@@ -14,7 +15,6 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
-use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{QueryResponse, Response, Tag};
@@ -37,7 +37,7 @@ pub fn chain(
         // Next, so that nothing runs inside an aborted transaction block.
         Arc::new(TransactionStatementHook),
         Arc::new(settings::SessionSettingsHook::new(session.clone())),
-        Arc::new(SetShowHook),
+        Arc::new(parameters::ParametersHook::new(session.clone())),
         Arc::new(CursorStatementHook),
         Arc::new(copy::CopyHook::new(session.clone(), copy_state)),
         Arc::new(engine::EngineHook::new(session)),

@@ -120,7 +120,10 @@ impl StartupHandler for FinopsStartup {
                 .get("user")
                 .and_then(|name| self.identity(name))
             {
-                self.state.prepare(identity);
+                let parameters = crate::server::hooks::parameters::connection_values(
+                    &startup.parameters.clone().into_iter().collect(),
+                );
+                self.state.prepare(identity, parameters);
             }
         }
         let was_authenticating = matches!(
@@ -138,8 +141,9 @@ impl StartupHandler for FinopsStartup {
                 return Err(crate::server::auth::login_failed(&user_name));
             };
             let (pid, secret) = client.pid_and_secret_key();
+            let parameters = crate::server::hooks::parameters::connection_values(client.metadata());
             self.state
-                .connect(identity, pid, &secret)
+                .connect(identity, &parameters, pid, &secret)
                 .await
                 .map_err(|e| PgWireError::UserError(Box::new(sqlstate::error_info(&e))))?;
             log::debug!(

@@ -3,7 +3,7 @@
 //! silently accepted.
 //!
 //! Postgres client parameters (`DateStyle`, `search_path`, `statement_timeout`, ...) are left to
-//! the next hook.
+//! the next hook (`parameters`); `SHOW ALL` lists both.
 
 use std::sync::Arc;
 
@@ -19,11 +19,12 @@ use datafusion_postgres::hooks::HookClient;
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
 use pgwire::api::results::Response;
-use pgwire::error::PgWireResult;
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 
 use crate::engine::{Output, Session};
 use crate::server::hooks::{respond, to_pgwire};
+use crate::server::sqlstate;
 
 /// Handles `SET`/`SHOW` of `finops.*` and `datafusion.*`, and `SHOW ALL`.
 #[derive(Debug)]
@@ -58,7 +59,9 @@ fn show_plan(columns: &[&str]) -> LogicalPlan {
     })
 }
 
-fn owned_name(name: &str) -> bool {
+/// Whether `name` is a session option (`finops.*`, `datafusion.*`) rather than a Postgres
+/// parameter.
+pub(super) fn owned_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower.starts_with("finops.") || lower.starts_with("datafusion.")
 }
@@ -97,7 +100,13 @@ impl SessionSettingsHook {
         crate::engine::settings(self.session.context().state().config_options())
     }
 
-    async fn answer(&self, statement: &Statement, kind: Kind) -> PgWireResult<Response> {
+    /// Answer `statement`; `parameters` are the connection's Postgres parameters (for `SHOW ALL`).
+    async fn answer(
+        &self,
+        statement: &Statement,
+        kind: Kind,
+        parameters: Vec<(String, String)>,
+    ) -> PgWireResult<Response> {
         let options = Arc::new(FormatOptions::default());
         match kind {
             Kind::Set => {
@@ -118,8 +127,9 @@ impl SessionSettingsHook {
                     .find(|(k, _)| *k == name)
                     .map(|(_, v)| v)
                     .ok_or_else(|| {
-                        to_pgwire(crate::error::Error::InvalidParameter(format!(
-                            "unrecognized configuration parameter \"{name}\""
+                        PgWireError::UserError(Box::new(sqlstate::error(
+                            sqlstate::UNDEFINED_OBJECT,
+                            format!("unrecognized configuration parameter \"{name}\""),
                         )))
                     })?;
                 let schema = Arc::new(Schema::new(vec![Field::new(&name, DataType::Utf8, true)]));
@@ -138,7 +148,7 @@ impl SessionSettingsHook {
             }
             Kind::ShowAll => {
                 let (names, values): (Vec<String>, Vec<String>) =
-                    self.settings().into_iter().unzip();
+                    parameters.into_iter().chain(self.settings()).unzip();
                 let schema = Arc::new(Schema::new(vec![
                     Field::new("name", DataType::Utf8, true),
                     Field::new("setting", DataType::Utf8, true),
@@ -169,10 +179,11 @@ impl QueryHook for SessionSettingsHook {
         &self,
         statement: &Statement,
         _ctx: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         let kind = classify(statement)?;
-        Some(self.answer(statement, kind).await)
+        let parameters = super::parameters::entries(client.metadata());
+        Some(self.answer(statement, kind, parameters).await)
     }
 
     async fn handle_extended_parse_query(
@@ -194,9 +205,10 @@ impl QueryHook for SessionSettingsHook {
         _plan: &LogicalPlan,
         _params: &ParamValues,
         _ctx: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         let kind = classify(statement)?;
-        Some(self.answer(statement, kind).await)
+        let parameters = super::parameters::entries(client.metadata());
+        Some(self.answer(statement, kind, parameters).await)
     }
 }
