@@ -116,7 +116,15 @@ pub fn register_functions(ctx: &SessionContext) {
             Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
         }),
     ));
-    for name in ["pg_function_is_visible", "pg_type_is_visible"] {
+    for name in [
+        "pg_function_is_visible",
+        "pg_type_is_visible",
+        "pg_operator_is_visible",
+        "pg_opclass_is_visible",
+        "pg_opfamily_is_visible",
+        "pg_collation_is_visible",
+        "pg_conversion_is_visible",
+    ] {
         ctx.register_udf(create_udf(
             name,
             vec![DataType::Int64],
@@ -149,11 +157,33 @@ pub fn register_functions(ctx: &SessionContext) {
         "col_description",
         "shobj_description",
     ] {
-        ctx.register_udf(ScalarUDF::from(NullTextFunc {
+        ctx.register_udf(ScalarUDF::from(NullFunc {
             name,
             signature: Signature::variadic_any(Volatility::Stable),
+            returns: DataType::Utf8,
         }));
     }
+    // Sizes of single relations and databases, which finops-db does not track: NULL (unknown),
+    // shown as an empty Size by psql's `\dt+`, `\l+` and `\dm+`, never a made-up 0.
+    for name in [
+        "pg_table_size",
+        "pg_relation_size",
+        "pg_total_relation_size",
+        "pg_indexes_size",
+        "pg_database_size",
+    ] {
+        ctx.register_udf(ScalarUDF::from(NullFunc {
+            name,
+            signature: Signature::variadic_any(Volatility::Stable),
+            returns: DataType::Int64,
+        }));
+    }
+    // finops-db has no tablespaces of its own: every relation is in the default one.
+    ctx.register_udf(ScalarUDF::from(NullFunc {
+        name: "pg_tablespace_location",
+        signature: Signature::variadic_any(Volatility::Stable),
+        returns: DataType::Utf8,
+    }));
 }
 
 /// Functions whose answer depends on who is logged in.
@@ -253,7 +283,14 @@ impl ScalarUDFImpl for CurrentSettingFunc {
                 continue;
             };
             let lower = name.to_ascii_lowercase();
-            let value = if lower == "timezone" {
+            let connection = args
+                .config_options
+                .extensions
+                .get::<crate::engine::PgParameters>()
+                .and_then(|p| p.get(&lower));
+            let value = if let Some(value) = connection {
+                Some(value.clone())
+            } else if lower == "timezone" {
                 Some(
                     args.config_options
                         .execution
@@ -280,14 +317,15 @@ impl ScalarUDFImpl for CurrentSettingFunc {
     }
 }
 
-/// A catalog function finops-db has no data for: any arguments, NULL text.
+/// A catalog function finops-db has no data for: any arguments, NULL of type `returns`.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct NullTextFunc {
+struct NullFunc {
     name: &'static str,
     signature: Signature,
+    returns: DataType,
 }
 
-impl ScalarUDFImpl for NullTextFunc {
+impl ScalarUDFImpl for NullFunc {
     fn name(&self) -> &str {
         self.name
     }
@@ -297,14 +335,14 @@ impl ScalarUDFImpl for NullTextFunc {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
-        Ok(DataType::Utf8)
+        Ok(self.returns.clone())
     }
 
     fn invoke_with_args(
         &self,
         _args: ScalarFunctionArgs,
     ) -> datafusion::common::Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from(&self.returns)?))
     }
 }
 
