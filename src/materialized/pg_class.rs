@@ -3,8 +3,9 @@
 //!
 //! datafusion-pg-catalog derives `relkind` from `TableType`, which has no kind for materialized
 //! views, so this overlays its `pg_catalog` schema: every table passes through unchanged except
-//! `pg_class` (rewritten on scan) and `pg_matviews` (built from the registry). It must not change
-//! anything else in `pg_catalog`.
+//! `pg_class` (rewritten on scan), `pg_matviews` (built from the registry) and `pg_views` (the
+//! catalog crate's is empty; this one lists the plain views with their definitions, which
+//! `pg_get_viewdef` reads). It must not change anything else in `pg_catalog`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -30,6 +31,7 @@ pub fn register_pg_catalog_overlay(
     catalog: &str,
     views: &Arc<MaterializedViews>,
 ) -> Result<()> {
+    let catalog_name = catalog;
     let catalog = ctx
         .catalog(catalog)
         .ok_or_else(|| Error::Internal(format!("catalog {catalog} missing")))?;
@@ -41,6 +43,7 @@ pub fn register_pg_catalog_overlay(
     }
     let overlay = PgCatalogOverlay {
         inner,
+        catalog: catalog_name.to_string(),
         views: Arc::downgrade(views),
     };
     catalog.register_schema("pg_catalog", Arc::new(overlay))?;
@@ -50,6 +53,8 @@ pub fn register_pg_catalog_overlay(
 #[derive(Debug)]
 struct PgCatalogOverlay {
     inner: Arc<dyn SchemaProvider>,
+    /// The database whose views `pg_views` lists.
+    catalog: String,
     views: Weak<MaterializedViews>,
 }
 
@@ -72,6 +77,11 @@ impl SchemaProvider for PgCatalogOverlay {
             }
             ("pg_matviews", Some(matviews)) => Some(Arc::new(PgMatviews {
                 schema: matviews.schema(),
+                views: self.views.clone(),
+            })),
+            ("pg_views", Some(pg_views)) => Some(Arc::new(PgViews {
+                schema: pg_views.schema(),
+                catalog: self.catalog.clone(),
                 views: self.views.clone(),
             })),
             (_, table) => table,
@@ -227,6 +237,115 @@ impl TableProvider for PgMatviews {
                 "hasindexes" => flag(false),
                 "ispopulated" => flag(true),
                 _ => datafusion::arrow::array::new_null_array(field.data_type(), infos.len()),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        let table = MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
+
+/// `pg_views`: one row per view of the database that is not a materialized view, with the query
+/// that defines it, as the session sees the catalog.
+#[derive(Debug)]
+struct PgViews {
+    schema: SchemaRef,
+    catalog: String,
+    views: Weak<MaterializedViews>,
+}
+
+/// The query of a view's definition, which DataFusion keeps as the whole `CREATE VIEW` statement.
+fn view_query(definition: &str) -> String {
+    use datafusion::sql::sqlparser::ast::Statement;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    match Parser::parse_sql(&PostgreSqlDialect {}, definition).as_deref() {
+        Ok([Statement::CreateView(create)]) => create.query.to_string(),
+        _ => definition.to_string(),
+    }
+}
+
+#[async_trait]
+impl TableProvider for PgViews {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let materialized: HashSet<String> = self
+            .views
+            .upgrade()
+            .map(|v| v.names())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        // (schema, view, definition)
+        let mut rows: Vec<(String, String, Option<String>)> = Vec::new();
+        let catalog = state
+            .as_any()
+            .downcast_ref::<datafusion::execution::SessionState>()
+            .and_then(|state| state.catalog_list().catalog(&self.catalog));
+        if let Some(catalog) = catalog {
+            let mut schemas = catalog.schema_names();
+            schemas.sort();
+            for schema_name in schemas {
+                if schema_name == "pg_catalog" || schema_name == "information_schema" {
+                    continue;
+                }
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                let mut tables = schema.table_names();
+                tables.sort();
+                for table_name in tables {
+                    if materialized.contains(&format!("{schema_name}.{table_name}")) {
+                        continue;
+                    }
+                    if let Some(table) = schema.table(&table_name).await?
+                        && table.table_type() == TableType::View
+                    {
+                        let definition = table.get_table_definition().map(view_query);
+                        rows.push((schema_name.clone(), table_name, definition));
+                    }
+                }
+            }
+        }
+        let columns: Vec<ArrayRef> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|field| -> ArrayRef {
+                match field.name().as_str() {
+                    "schemaname" => Arc::new(
+                        rows.iter()
+                            .map(|r| Some(r.0.as_str()))
+                            .collect::<StringArray>(),
+                    ),
+                    "viewname" => Arc::new(
+                        rows.iter()
+                            .map(|r| Some(r.1.as_str()))
+                            .collect::<StringArray>(),
+                    ),
+                    "viewowner" => Arc::new(
+                        rows.iter()
+                            .map(|_| Some(crate::config::DEFAULT_USER))
+                            .collect::<StringArray>(),
+                    ),
+                    "definition" => {
+                        Arc::new(rows.iter().map(|r| r.2.as_deref()).collect::<StringArray>())
+                    }
+                    _ => datafusion::arrow::array::new_null_array(field.data_type(), rows.len()),
+                }
             })
             .collect();
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;

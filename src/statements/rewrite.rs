@@ -6,8 +6,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    CastKind, DataType, Expr, FunctionArguments, GroupByExpr, OrderByKind, Query, SelectItem,
-    SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
+    CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
+    visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -23,11 +24,19 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let _ = rewritten.visit(&mut scalars);
     let mut ordinals = OrderByOrdinal { changed: false };
     let _ = rewritten.visit(&mut ordinals);
+    let mut viewdefs = ViewDefinition { changed: false };
+    let _ = rewritten.visit(&mut viewdefs);
     let mut options = RelOptions { changed: false };
-    if rewritten.to_string().contains("pg_catalog.pg_class") {
+    let text = rewritten.to_string();
+    if text.contains("pg_catalog.pg_class") || text.contains("pg_catalog.pg_namespace") {
         let _ = rewritten.visit(&mut options);
     }
-    (arrays.changed || escapes.changed || scalars.changed || ordinals.changed || options.changed)
+    (arrays.changed
+        || escapes.changed
+        || scalars.changed
+        || ordinals.changed
+        || viewdefs.changed
+        || options.changed)
         .then_some(rewritten)
 }
 
@@ -77,8 +86,59 @@ impl VisitorMut for OrderByOrdinal {
     }
 }
 
-/// `c.reloptions` of `pg_catalog.pg_class`, which the catalog does not have: finops-db tables
-/// have no storage parameters, so it is NULL (psql's `\d+` reads it).
+/// `pg_get_viewdef(oid [, pretty])` → the view's definition looked up by its `pg_class` oid in
+/// `pg_views` and `pg_matviews` (NULL for a relation that is not a view). psql's `\d+` of a
+/// view or materialized view sends it; the catalog crate has no such function, and the
+/// definitions are only known to the catalog tables.
+struct ViewDefinition {
+    changed: bool,
+}
+
+impl VisitorMut for ViewDefinition {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        let Expr::Function(function) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let name = function.name.to_string().to_ascii_lowercase();
+        if name != "pg_get_viewdef" && name != "pg_catalog.pg_get_viewdef" {
+            return ControlFlow::Continue(());
+        }
+        let FunctionArguments::List(list) = &function.args else {
+            return ControlFlow::Continue(());
+        };
+        let (Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(oid))), 1..=2) =
+            (list.args.first(), list.args.len())
+        else {
+            return ControlFlow::Continue(());
+        };
+        let lookup = format!(
+            "(SELECT max(viewdef_d.definition) FROM pg_catalog.pg_class viewdef_c \
+             JOIN pg_catalog.pg_namespace viewdef_n ON viewdef_n.oid = viewdef_c.relnamespace \
+             JOIN (SELECT schemaname, viewname AS relname, definition FROM pg_catalog.pg_views \
+                   UNION ALL \
+                   SELECT schemaname, matviewname, definition FROM pg_catalog.pg_matviews) viewdef_d \
+               ON viewdef_d.schemaname = viewdef_n.nspname \
+              AND viewdef_d.relname = viewdef_c.relname \
+             WHERE viewdef_c.oid = {oid})"
+        );
+        if let Ok(subquery) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&lookup)
+            .and_then(|mut p| p.parse_expr())
+        {
+            *expr = subquery;
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `c.reloptions` and `c.relacl` of `pg_catalog.pg_class`, which the catalog does not have, and
+/// `n.nspacl` of `pg_namespace`, which it has as always-NULL text: finops-db tables have no
+/// storage parameters and no access lists beyond the defaults (who sees what is decided by
+/// roles, see the README), so each is a NULL `text[]` (psql's `\d+`, `\dn+` and `\dp` read them
+/// as arrays).
 struct RelOptions {
     changed: bool,
 }
@@ -88,9 +148,11 @@ impl VisitorMut for RelOptions {
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
         if let Expr::CompoundIdentifier(parts) = expr
-            && parts
-                .last()
-                .is_some_and(|p| p.value.eq_ignore_ascii_case("reloptions"))
+            && parts.last().is_some_and(|p| {
+                ["reloptions", "relacl", "nspacl"]
+                    .iter()
+                    .any(|name| p.value.eq_ignore_ascii_case(name))
+            })
             && let Ok(null) = Parser::new(&PostgreSqlDialect {})
                 .try_with_sql("CAST(NULL AS TEXT[])")
                 .and_then(|mut p| p.parse_expr())
