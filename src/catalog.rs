@@ -178,6 +178,13 @@ pub fn register_functions(ctx: &SessionContext) {
             returns: DataType::Int64,
         }));
     }
+    // finops-db takes no advisory locks, so there are none to release; connection pools
+    // (asyncpg) call this when a connection is given back. Postgres returns `void`; this NULL.
+    ctx.register_udf(ScalarUDF::from(NullFunc {
+        name: "pg_advisory_unlock_all",
+        signature: Signature::exact(vec![], Volatility::Volatile),
+        returns: DataType::Utf8,
+    }));
     // finops-db has no tablespaces of its own: every relation is in the default one.
     ctx.register_udf(ScalarUDF::from(NullFunc {
         name: "pg_tablespace_location",

@@ -549,6 +549,39 @@ async fn postgres_parameters_set_show_and_reset() {
     }
 }
 
+/// What a connection pool sends when a connection is given back (asyncpg's reset query, one
+/// simple-query message) succeeds and leaves the session at its defaults; `LISTEN` and `NOTIFY`,
+/// which would never deliver anything here, are refused.
+#[tokio::test]
+async fn pool_reset_query_succeeds_and_notifications_are_refused() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    client
+        .simple_query("SET finops.currency = 'EUR'; SET application_name = 'worker'")
+        .await
+        .expect("set");
+    client
+        .batch_execute("SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;")
+        .await
+        .expect("pool reset query");
+    assert_eq!(show(&client, "SHOW finops.currency").await.1, "USD");
+    assert_eq!(show(&client, "SHOW application_name").await.1, "");
+    client
+        .execute("UNLISTEN jobs", &[])
+        .await
+        .expect("unlisten");
+    for sql in ["LISTEN jobs", "NOTIFY jobs, 'x'"] {
+        let e = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), "0A000", "{sql}: {e}");
+    }
+    // The connection is still usable.
+    let row = client
+        .query_one("SELECT 1::bigint", &[])
+        .await
+        .expect("select");
+    assert_eq!(row.get::<_, i64>(0), 1);
+}
+
 #[tokio::test]
 async fn identity_functions_report_the_logged_in_user() {
     let dir = tempfile::tempdir().expect("scratch dir");

@@ -5,6 +5,7 @@
 
 pub mod copy;
 mod engine;
+mod notify;
 pub mod parameters;
 pub mod savepoint;
 mod settings;
@@ -38,6 +39,7 @@ pub fn chain(
         Arc::new(TransactionStatementHook),
         Arc::new(settings::SessionSettingsHook::new(session.clone())),
         Arc::new(parameters::ParametersHook::new(session.clone())),
+        Arc::new(notify::NotifyHook),
         Arc::new(CursorStatementHook),
         Arc::new(copy::CopyHook::new(session.clone(), copy_state)),
         Arc::new(engine::EngineHook::new(session)),

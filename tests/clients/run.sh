@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the built server with the demo data set (as the README's run command does) on a free
 # loopback port and a scratch data directory, and runs psql meta-commands, KPI queries and a
-# psycopg session against it. Usage: run.sh path/to/finops-db
+# psycopg and an asyncpg session against it. Usage: run.sh path/to/finops-db
 set -euo pipefail
 bin="$1"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -45,6 +45,13 @@ psql_error() { # psql_error <expected SQLSTATE> <sql>
 check "psql \\d+" psql_has "Storage" -c '\d+ finops.owners'
 check "psql \\dT" psql_has "List of data types" -c '\dT'
 check "psql \\dm" psql_has "daily" -c '\dm'
+check "psql \\dt+" psql_has "owners" -c '\dt+ finops.*'
+check "psql \\l+" psql_has "Size" -c '\l+'
+check "psql \\dm+" psql_has "daily" -c '\dm+'
+check "psql \\dn+" psql_has "providers" -c '\dn+'
+check "psql \\d+ view" psql_has "View definition:" -c '\d+ kpi.daily'
+check "SET TIME ZONE" psql_has "Europe/Berlin" -c "SET TIME ZONE 'Europe/Berlin'" -c 'SHOW timezone'
+check "RESET ALL" psql_has "ISO, MDY" -c 'SET DateStyle = SQL' -c 'RESET ALL' -c 'SHOW DateStyle'
 check "kpi.summary" psql_has "cost_per_request" -c 'SELECT kpi, value FROM kpi.summary'
 check "kpi.daily by team" psql_has "(12 rows)" -c "SELECT team, sum(cost) FROM kpi.daily WHERE day >= now() - INTERVAL '30 days' AND team IS NOT NULL GROUP BY team"
 check "unpriced usage" psql_has "acme-internal-llm-v2" -c 'SELECT model, requests FROM finops.unpriced_usage'
@@ -54,5 +61,6 @@ check "REFRESH" psql_has "REFRESH MATERIALIZED VIEW" -c 'REFRESH MATERIALIZED VI
 check "psql SQLSTATE 42P01" psql_error 42P01 'SELECT * FROM nope'
 check "psql SQLSTATE 42601" psql_error 42601 'SELEC 1' 
 check "psycopg" python3 "$here/psycopg_check.py" "host=127.0.0.1 port=$port user=finops password=finops dbname=finops"
+check "asyncpg" python3 "$here/asyncpg_check.py" 127.0.0.1 "$port"
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
