@@ -137,8 +137,8 @@ impl VisitorMut for ViewDefinition {
 /// `c.reloptions` and `c.relacl` of `pg_catalog.pg_class`, which the catalog does not have, and
 /// `n.nspacl` of `pg_namespace`, which it has as always-NULL text: finops-db tables have no
 /// storage parameters and no access lists beyond the defaults (who sees what is decided by
-/// roles, see the README), so each is a NULL `text[]` (psql's `\d+`, `\dn+` and `\dp` read them
-/// as arrays).
+/// roles, see the README), so each is a NULL `text[]` (psql's `\d+` and `\dn+` read them as
+/// arrays).
 struct RelOptions {
     changed: bool,
 }
