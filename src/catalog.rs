@@ -178,6 +178,23 @@ pub fn register_functions(ctx: &SessionContext) {
             returns: DataType::Int64,
         }));
     }
+    ctx.register_udf(create_udf(
+        SQL_TYPE_NAME,
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let Some(types) = arrays[0].as_any().downcast_ref::<StringArray>() else {
+                return exec_err!("{SQL_TYPE_NAME} expects text");
+            };
+            let out: StringArray = types
+                .iter()
+                .map(|t| t.map(|t| t.parse::<DataType>().map_or(t, |t| sql_type_name(&t))))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+        }),
+    ));
     // finops-db takes no advisory locks, so there are none to release; connection pools
     // (asyncpg) call this when a connection is given back. Postgres returns `void`; this NULL.
     ctx.register_udf(ScalarUDF::from(NullFunc {
@@ -197,6 +214,47 @@ pub fn register_functions(ctx: &SessionContext) {
 pub fn register_session_functions(ctx: &SessionContext, identity: &Identity) {
     for name in ["current_user", "session_user", "current_role", "user"] {
         ctx.register_udf(constant_text(name, identity.user.clone()));
+    }
+}
+
+/// The function that turns an Arrow type name (as DataFusion's `information_schema.columns`
+/// gives it) into the SQL name Postgres gives there; used by the statement rewrite of
+/// `information_schema.columns`.
+pub const SQL_TYPE_NAME: &str = "information_schema_data_type";
+
+/// The name Postgres' `information_schema.columns.data_type` uses for a column of type `t`: what
+/// BI tools match on (Grafana offers `timestamp with time zone` and numeric columns as time
+/// columns).
+fn sql_type_name(t: &DataType) -> &'static str {
+    match t {
+        DataType::Boolean => "boolean",
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint",
+        DataType::Int32 | DataType::UInt16 => "integer",
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint",
+        DataType::Float16 | DataType::Float32 => "real",
+        DataType::Float64 => "double precision",
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => "numeric",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => "bytea",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Time32(_) | DataType::Time64(_) => "time without time zone",
+        DataType::Timestamp(_, Some(_)) => "timestamp with time zone",
+        DataType::Timestamp(_, None) => "timestamp without time zone",
+        DataType::Interval(_) | DataType::Duration(_) => "interval",
+        DataType::List(_)
+        | DataType::LargeList(_)
+        | DataType::ListView(_)
+        | DataType::LargeListView(_)
+        | DataType::FixedSizeList(..) => "ARRAY",
+        DataType::Dictionary(_, value) => sql_type_name(value),
+        DataType::Null => "unknown",
+        _ => "USER-DEFINED",
     }
 }
 
@@ -388,6 +446,7 @@ impl ScalarUDFImpl for PgTypeofFunc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::datatypes::{Field, TimeUnit};
 
     #[test]
     fn size_pretty_matches_postgres() {
@@ -395,6 +454,33 @@ mod tests {
         assert_eq!(size_pretty(10239), "10239 bytes");
         assert_eq!(size_pretty(10240), "10 kB");
         assert_eq!(size_pretty(1 << 30), "1024 MB");
+    }
+
+    #[test]
+    fn sql_type_names_are_postgres_information_schema_names() {
+        for (arrow, sql) in [
+            (DataType::Int64, "bigint"),
+            (DataType::Utf8View, "text"),
+            (DataType::Decimal128(38, 10), "numeric"),
+            (DataType::Float64, "double precision"),
+            (
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                "timestamp with time zone",
+            ),
+            (
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                "timestamp without time zone",
+            ),
+            (DataType::Date32, "date"),
+            (
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                "ARRAY",
+            ),
+        ] {
+            // Through the text DataFusion's information_schema holds, as the function reads it.
+            let parsed: DataType = arrow.to_string().parse().expect("arrow type name parses");
+            assert_eq!(sql_type_name(&parsed), sql, "{arrow}");
+        }
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let _ = rewritten.visit(&mut ordinals);
     let mut viewdefs = ViewDefinition { changed: false };
     let _ = rewritten.visit(&mut viewdefs);
+    let mut columns = InformationSchemaColumns { changed: false };
+    let _ = rewritten.visit(&mut columns);
     let mut options = RelOptions { changed: false };
     let text = rewritten.to_string();
     if text.contains("pg_catalog.pg_class") || text.contains("pg_catalog.pg_namespace") {
@@ -36,6 +38,7 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
         || scalars.changed
         || ordinals.changed
         || viewdefs.changed
+        || columns.changed
         || options.changed)
         .then_some(rewritten)
 }
@@ -128,6 +131,78 @@ impl VisitorMut for ViewDefinition {
             .and_then(|mut p| p.parse_expr())
         {
             *expr = subquery;
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `information_schema.columns` → the same rows with `data_type` named as Postgres names it
+/// (`bigint`, `text`, `numeric`, `timestamp with time zone`, `ARRAY`) instead of DataFusion's
+/// Arrow type names (`Int64`, `Utf8View`, `Decimal128(38, 10)`, `Timestamp(µs, "UTC")`): BI tools
+/// pick columns by these names (Grafana's time columns, for one).
+struct InformationSchemaColumns {
+    changed: bool,
+}
+
+/// The columns of DataFusion's `information_schema.columns`, in order.
+const INFORMATION_SCHEMA_COLUMNS: [&str; 15] = [
+    "table_catalog",
+    "table_schema",
+    "table_name",
+    "column_name",
+    "ordinal_position",
+    "column_default",
+    "is_nullable",
+    "data_type",
+    "character_maximum_length",
+    "character_octet_length",
+    "numeric_precision",
+    "numeric_precision_radix",
+    "numeric_scale",
+    "datetime_precision",
+    "interval_type",
+];
+
+impl VisitorMut for InformationSchemaColumns {
+    type Break = ();
+
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<Self::Break> {
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        let qualified = name.to_string().replace('"', "").to_ascii_lowercase();
+        if qualified != "information_schema.columns"
+            && !qualified.ends_with(".information_schema.columns")
+        {
+            return ControlFlow::Continue(());
+        }
+        let projection: Vec<String> = INFORMATION_SCHEMA_COLUMNS
+            .iter()
+            .map(|column| match *column {
+                "data_type" => format!("{}(data_type) AS data_type", crate::catalog::SQL_TYPE_NAME),
+                other => other.to_string(),
+            })
+            .collect();
+        let alias = alias
+            .as_ref()
+            .map_or_else(|| "columns".to_string(), ToString::to_string);
+        let sql = format!(
+            "SELECT 1 FROM (SELECT {} FROM {name}) {alias}",
+            projection.join(", ")
+        );
+        if let Ok(mut statements) = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
+            && let Some(Statement::Query(query)) = statements.pop()
+            && let SetExpr::Select(select) = *query.body
+            && let Some(from) = select.from.into_iter().next()
+        {
+            *factor = from.relation;
             self.changed = true;
         }
         ControlFlow::Continue(())
