@@ -2,8 +2,9 @@
 --   SELECT value FROM kpi.summary WHERE kpi = 'cost_per_request';
 -- `dimension` is `app/feature` for cost_per_feature (feature names repeat across apps; NULL for
 -- spend with neither) and NULL for the other KPIs. Ratios cover the last 30 days; spend covers
--- this and the previous calendar week and month (UTC, to date). `value` is a double for ratios
--- and spend alike, `unit` says what it counts.
+-- this and the previous calendar week and month (UTC, to date). `value` is numeric for ratios
+-- and spend alike: money is summed exactly, and every value is given to 12 decimal places;
+-- `unit` says what it counts.
 -- The scalar KPIs come from one row of totals unpivoted against the list of names, so a filter
 -- on `kpi` selects names and never empties the aggregate's input.
 CREATE VIEW kpi.summary AS
@@ -16,24 +17,24 @@ WITH totals AS (
                     THEN input_tokens + output_tokens ELSE 0 END) AS tokens_30d,
            SUM(CASE WHEN day >= date_trunc('day', now()) - INTERVAL '30 days'
                     THEN redundant_requests ELSE 0 END) AS redundant_requests_30d,
-           CAST(SUM(CASE WHEN day >= date_trunc('day', now()) - INTERVAL '30 days'
-                         THEN cost END) AS DOUBLE PRECISION) AS cost_30d,
-           CAST(SUM(CASE WHEN day >= date_trunc('day', now()) - INTERVAL '30 days'
-                         THEN redundant_cost END) AS DOUBLE PRECISION) AS redundant_cost_30d,
-           CAST(SUM(CASE WHEN day >= date_trunc('week', now())
-                         THEN cost END) AS DOUBLE PRECISION) AS cost_this_week,
-           CAST(SUM(CASE WHEN day >= date_trunc('week', now()) - INTERVAL '7 days'
-                          AND day < date_trunc('week', now())
-                         THEN cost END) AS DOUBLE PRECISION) AS cost_previous_week,
-           CAST(SUM(CASE WHEN day >= date_trunc('month', now())
-                         THEN cost END) AS DOUBLE PRECISION) AS cost_this_month,
-           CAST(SUM(CASE WHEN day >= date_trunc('month', date_trunc('month', now()) - INTERVAL '1 day')
-                          AND day < date_trunc('month', now())
-                         THEN cost END) AS DOUBLE PRECISION) AS cost_previous_month
+           SUM(CASE WHEN day >= date_trunc('day', now()) - INTERVAL '30 days'
+                    THEN cost END) AS cost_30d,
+           SUM(CASE WHEN day >= date_trunc('day', now()) - INTERVAL '30 days'
+                    THEN redundant_cost END) AS redundant_cost_30d,
+           SUM(CASE WHEN day >= date_trunc('week', now())
+                    THEN cost END) AS cost_this_week,
+           SUM(CASE WHEN day >= date_trunc('week', now()) - INTERVAL '7 days'
+                     AND day < date_trunc('week', now())
+                    THEN cost END) AS cost_previous_week,
+           SUM(CASE WHEN day >= date_trunc('month', now())
+                    THEN cost END) AS cost_this_month,
+           SUM(CASE WHEN day >= date_trunc('month', date_trunc('month', now()) - INTERVAL '1 day')
+                     AND day < date_trunc('month', now())
+                    THEN cost END) AS cost_previous_month
     FROM kpi.daily
 ),
 users AS (
-    SELECT CAST(SUM(cost) AS DOUBLE PRECISION) AS user_cost_30d,
+    SELECT SUM(cost) AS user_cost_30d,
            COUNT(DISTINCT user_id) AS users_30d
     FROM finops.usage
     WHERE ts >= date_trunc('day', now()) - INTERVAL '30 days'
@@ -56,22 +57,22 @@ names AS (
 SELECT n.kpi,
        CAST(NULL AS VARCHAR) AS dimension,
        n.period,
-       CASE n.kpi || '/' || n.period
+       CAST(CASE n.kpi || '/' || n.period
            WHEN 'cost_per_request/last_30_days' THEN t.cost_30d / NULLIF(t.requests_30d, 0)
            WHEN 'tokens_per_request/last_30_days'
-               THEN CAST(t.tokens_30d AS DOUBLE PRECISION) / NULLIF(t.requests_30d, 0)
+               THEN CAST(t.tokens_30d AS DECIMAL(38, 12)) / NULLIF(t.requests_30d, 0)
            WHEN 'cost_per_user/last_30_days' THEN u.user_cost_30d / NULLIF(u.users_30d, 0)
            WHEN 'redundant_requests_pct/last_30_days'
-               THEN 100.0 * CAST(t.redundant_requests_30d AS DOUBLE PRECISION)
+               THEN 100 * CAST(t.redundant_requests_30d AS DECIMAL(38, 12))
                     / NULLIF(t.requests_30d, 0)
            WHEN 'redundant_cost/last_30_days' THEN t.redundant_cost_30d
            WHEN 'error_rate_pct/last_30_days'
-               THEN 100.0 * CAST(t.errors_30d AS DOUBLE PRECISION) / NULLIF(t.requests_30d, 0)
+               THEN 100 * CAST(t.errors_30d AS DECIMAL(38, 12)) / NULLIF(t.requests_30d, 0)
            WHEN 'weekly_spend/this_week' THEN COALESCE(t.cost_this_week, 0)
            WHEN 'weekly_spend/previous_week' THEN COALESCE(t.cost_previous_week, 0)
            WHEN 'monthly_spend/this_month' THEN COALESCE(t.cost_this_month, 0)
            WHEN 'monthly_spend/previous_month' THEN COALESCE(t.cost_previous_month, 0)
-       END AS value,
+       END AS DECIMAL(38, 12)) AS value,
        n.unit
 FROM names n
 CROSS JOIN totals t
@@ -80,7 +81,7 @@ UNION ALL
 SELECT 'cost_per_feature',
        NULLIF(concat_ws('/', app, feature), ''),
        'last_30_days',
-       CAST(SUM(cost) AS DOUBLE PRECISION),
+       SUM(cost),
        'USD'
 FROM kpi.daily
 WHERE day >= date_trunc('day', now()) - INTERVAL '30 days'
