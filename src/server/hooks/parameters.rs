@@ -39,6 +39,7 @@ use pgwire::messages::startup::ParameterStatus;
 
 use crate::catalog::PG_VERSION;
 use crate::engine::Session;
+use crate::server::hooks::settings::owned_name;
 use crate::server::hooks::to_pgwire;
 use crate::server::sqlstate;
 
@@ -285,16 +286,12 @@ fn request(statement: &Statement) -> Option<Request> {
     }
 }
 
-/// Names of session options (`SET` and `SHOW` of them are answered by the hook before this).
-fn engine_option(name: &str) -> bool {
-    super::settings::owned_name(name)
-}
-
 fn user_error(code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(sqlstate::error(code, message)))
 }
 
-fn unknown(name: &str) -> PgWireError {
+/// 42704 for a parameter or session option nobody knows.
+pub(super) fn unknown(name: &str) -> PgWireError {
     user_error(
         sqlstate::UNDEFINED_OBJECT,
         format!("unrecognized configuration parameter \"{name}\""),
@@ -490,7 +487,7 @@ pub fn connection_values(metadata: &HashMap<String, String>) -> Vec<(String, Str
     values.extend(
         metadata
             .iter()
-            .filter(|(k, _)| k.contains('.') && !engine_option(k) && lookup(k).is_none())
+            .filter(|(k, _)| k.contains('.') && !owned_name(k) && lookup(k).is_none())
             .map(|(k, v)| (k.clone(), v.clone())),
     );
     values
@@ -504,7 +501,7 @@ fn set(
     value: Option<String>,
 ) -> PgWireResult<Option<ParameterStatus>> {
     let Some(parameter) = lookup(name) else {
-        if engine_option(name) {
+        if owned_name(name) {
             // Only RESET comes here: the session-option hook answers SET.
             let known = crate::engine::settings(session.context().state().config_options())
                 .iter()
@@ -568,8 +565,7 @@ fn reset_all(session: &Session, client: &mut dyn HookClient) -> PgWireResult<Vec
         .map(key)
         .collect();
     client.metadata_mut().retain(|k, _| {
-        !keys.iter().any(|key| k.eq_ignore_ascii_case(key))
-            && (!k.contains('.') || engine_option(k))
+        !keys.iter().any(|key| k.eq_ignore_ascii_case(key)) && (!k.contains('.') || owned_name(k))
     });
     Ok(PARAMETERS
         .iter()
@@ -585,7 +581,7 @@ fn show(metadata: &HashMap<String, String>, name: &str) -> PgWireResult<(String,
         return Ok((parameter.name.to_string(), current(metadata, parameter)));
     }
     if name.contains('.')
-        && !engine_option(name)
+        && !owned_name(name)
         && let Some(value) = metadata.get(&name.to_ascii_lowercase())
     {
         return Ok((name.to_string(), value.clone()));

@@ -19,12 +19,11 @@ use datafusion_postgres::hooks::HookClient;
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
 use pgwire::api::results::Response;
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 use pgwire::types::format::FormatOptions;
 
 use crate::engine::{Output, Session};
 use crate::server::hooks::{respond, to_pgwire};
-use crate::server::sqlstate;
 
 /// Handles `SET`/`SHOW` of `finops.*` and `datafusion.*`, and `SHOW ALL`.
 #[derive(Debug)]
@@ -126,12 +125,7 @@ impl SessionSettingsHook {
                     .into_iter()
                     .find(|(k, _)| *k == name)
                     .map(|(_, v)| v)
-                    .ok_or_else(|| {
-                        PgWireError::UserError(Box::new(sqlstate::error(
-                            sqlstate::UNDEFINED_OBJECT,
-                            format!("unrecognized configuration parameter \"{name}\""),
-                        )))
-                    })?;
+                    .ok_or_else(|| super::parameters::unknown(&name))?;
                 let schema = Arc::new(Schema::new(vec![Field::new(&name, DataType::Utf8, true)]));
                 let batch = RecordBatch::try_new(
                     Arc::clone(&schema),
