@@ -1,5 +1,6 @@
 -- kpi.monthly: spend per calendar month (UTC) and team, with the change against the team's
--- previous month. Percent changes are NULL when the previous month had no spend.
+-- previous calendar month (not the previous month that had spend). With no spend in the previous
+-- month, previous_cost and the percent changes are NULL and cost_change is the whole cost.
 CREATE VIEW kpi.monthly AS
 WITH months AS (
     SELECT date_trunc('month', day) AS month_start,
@@ -14,11 +15,14 @@ WITH months AS (
     FROM kpi.daily
     GROUP BY date_trunc('month', day), team
 ),
-trend AS (
-    SELECT months.*,
-           LAG(cost) OVER (PARTITION BY team ORDER BY month_start) AS previous_cost,
-           LAG(requests) OVER (PARTITION BY team ORDER BY month_start) AS previous_requests
-    FROM months
+previous AS (
+    SELECT cur.*,
+           prev.cost AS previous_cost,
+           prev.requests AS previous_requests
+    FROM months cur
+    LEFT JOIN months prev
+           ON (prev.team IS NOT DISTINCT FROM cur.team)
+          AND prev.month_start = cur.month_start - INTERVAL '1 month'
 )
 SELECT month_start,
        team,
@@ -30,9 +34,9 @@ SELECT month_start,
        list_cost,
        redundant_cost,
        previous_cost,
-       cost - previous_cost AS cost_change,
+       cost - COALESCE(previous_cost, CAST(0 AS DECIMAL(38, 12))) AS cost_change,
        100.0 * CAST(cost - previous_cost AS DOUBLE PRECISION)
            / NULLIF(CAST(previous_cost AS DOUBLE PRECISION), 0) AS cost_change_pct,
        100.0 * CAST(requests - previous_requests AS DOUBLE PRECISION)
            / NULLIF(previous_requests, 0) AS requests_change_pct
-FROM trend;
+FROM previous;

@@ -1,5 +1,6 @@
 -- kpi.weekly: spend per ISO week (Monday, UTC) and team, with the change against the team's
--- previous week. Percent changes are NULL when the previous week had no spend.
+-- previous calendar week (not the previous week that had spend). With no spend in the previous
+-- week, previous_cost and the percent changes are NULL and cost_change is the whole cost.
 CREATE VIEW kpi.weekly AS
 WITH weeks AS (
     SELECT date_trunc('week', day) AS week_start,
@@ -14,11 +15,14 @@ WITH weeks AS (
     FROM kpi.daily
     GROUP BY date_trunc('week', day), team
 ),
-trend AS (
-    SELECT weeks.*,
-           LAG(cost) OVER (PARTITION BY team ORDER BY week_start) AS previous_cost,
-           LAG(requests) OVER (PARTITION BY team ORDER BY week_start) AS previous_requests
-    FROM weeks
+previous AS (
+    SELECT cur.*,
+           prev.cost AS previous_cost,
+           prev.requests AS previous_requests
+    FROM weeks cur
+    LEFT JOIN weeks prev
+           ON (prev.team IS NOT DISTINCT FROM cur.team)
+          AND prev.week_start = cur.week_start - INTERVAL '7 days'
 )
 SELECT week_start,
        team,
@@ -30,9 +34,9 @@ SELECT week_start,
        list_cost,
        redundant_cost,
        previous_cost,
-       cost - previous_cost AS cost_change,
+       cost - COALESCE(previous_cost, CAST(0 AS DECIMAL(38, 12))) AS cost_change,
        100.0 * CAST(cost - previous_cost AS DOUBLE PRECISION)
            / NULLIF(CAST(previous_cost AS DOUBLE PRECISION), 0) AS cost_change_pct,
        100.0 * CAST(requests - previous_requests AS DOUBLE PRECISION)
            / NULLIF(previous_requests, 0) AS requests_change_pct
-FROM trend;
+FROM previous;
