@@ -1,7 +1,8 @@
 -- kpi.model_fit: simple tasks on expensive models. A request is simple when it succeeded with
 -- at most 1,000 input and 100 output tokens; expensive when model_tier() says frontier. Each
 -- group shows what the same tokens would have cost on cheaper_alternative(), the cheapest
--- model one tier down from the same provider, and the savings.
+-- model one tier down from the same provider, and the savings. Cache token counts a row does not
+-- report are 0, as finops.usage prices them.
 CREATE VIEW kpi.model_fit AS
 WITH simple AS (
     SELECT team,
@@ -13,8 +14,8 @@ WITH simple AS (
            requests,
            input_tokens,
            output_tokens,
-           cached_input_tokens,
-           cache_write_tokens,
+           COALESCE(cached_input_tokens, 0) AS cached_input_tokens,
+           COALESCE(cache_write_tokens, 0) AS cache_write_tokens,
            ts,
            service_tier,
            cost

@@ -1,7 +1,8 @@
 -- kpi.provider_compare: the last 30 days of priced usage re-priced on a comparable model of
 -- every other provider (same model_tier(), one representative model per provider and tier,
 -- listed below), by provider, model and alternative. Cache reads and writes keep their token
--- counts on the alternative; negative savings mean the alternative is dearer.
+-- counts on the alternative (a count a row does not report is 0, as finops.usage prices it);
+-- negative savings mean the alternative is dearer.
 CREATE VIEW kpi.provider_compare AS
 WITH peers AS (
     SELECT * FROM (VALUES
@@ -26,10 +27,10 @@ used AS (
            model,
            model_tier(provider, model) AS tier,
            requests,
-           input_tokens,
-           output_tokens,
-           cached_input_tokens,
-           cache_write_tokens,
+           COALESCE(input_tokens, 0) AS input_tokens,
+           COALESCE(output_tokens, 0) AS output_tokens,
+           COALESCE(cached_input_tokens, 0) AS cached_input_tokens,
+           COALESCE(cache_write_tokens, 0) AS cache_write_tokens,
            ts,
            service_tier,
            cost
