@@ -508,7 +508,8 @@ fn invalid_value(field: &datafusion::arrow::datatypes::Field, value: &str, line:
     }
 }
 
-/// Render batches as the text a Postgres client receives (NULL as `None`).
+/// Render batches as the text a Postgres client receives (NULL as `None`), through the same
+/// encoder as the server's result rows.
 pub fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String>>>> {
     let Some(first) = batches.first() else {
         return Ok(Vec::new());
@@ -519,8 +520,9 @@ pub fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String>>>> {
     );
     let mut rows = Vec::new();
     for batch in batches {
-        for row in arrow_pg::datatypes::encode_recordbatch(Arc::clone(&fields), batch.clone()) {
-            let row = row.map_err(|e| Error::Internal(e.to_string()))?;
+        let encoded = crate::server::rows::encode_batch(&fields, batch)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        for row in encoded {
             rows.push(decode_data_row(&row.data, row.field_count as usize)?);
         }
     }

@@ -5,10 +5,11 @@
 //! DataFusion's planner or storage.
 
 pub mod auth;
+mod float_text;
 pub mod handler;
 pub mod hooks;
 mod portal;
-mod rows;
+pub(crate) mod rows;
 pub mod sqlstate;
 pub mod startup;
 

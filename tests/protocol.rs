@@ -55,6 +55,39 @@ async fn simple_and_extended_queries_agree() {
     assert_eq!(row.get::<_, i64>("answer"), 42);
 }
 
+/// The first value of the first row of `sql`'s simple-query answer.
+async fn first_text(client: &Client, sql: &str) -> Option<String> {
+    let messages = client.simple_query(sql).await.expect(sql);
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn float_text_follows_extra_float_digits() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    let sql = "SELECT CAST(2 AS DOUBLE PRECISION) / 3";
+    assert_eq!(
+        first_text(&client, sql).await.as_deref(),
+        Some("0.6666666666666666")
+    );
+    client
+        .simple_query("SET extra_float_digits = 0")
+        .await
+        .expect("set");
+    assert_eq!(
+        first_text(&client, sql).await.as_deref(),
+        Some("0.666666666666667")
+    );
+    client
+        .simple_query("SET extra_float_digits = -10")
+        .await
+        .expect("set");
+    assert_eq!(first_text(&client, sql).await.as_deref(), Some("0.66667"));
+}
+
 #[tokio::test]
 async fn typed_parameters_round_trip_in_binary() {
     let (server, _dir) = start().await;

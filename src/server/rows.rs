@@ -2,12 +2,13 @@
 //!
 //! A batch is encoded a row at a time into one buffer that its rows then share. Each column is
 //! looked at once per batch: the common types in the format the client asked for (integers,
-//! booleans, text, numeric in both formats; floats in binary; timestamps and dates in binary, and
-//! in text in the ISO `DateStyle` when they have no zone or UTC's) are written directly from the
-//! Arrow arrays, everything else value by value through `arrow-pg`. The direct
-//! path gives the bytes `arrow-pg` gives, except for binary numerics, which are written from their
-//! 128-bit value as Postgres sends them (no trailing zero digits, the column's scale even for
-//! zero), so all 38 digits go out exactly where `arrow-pg` stops at 28.
+//! booleans, text, numeric and floats in both formats; timestamps and dates in binary, and in
+//! text in the ISO `DateStyle` when they have no zone or UTC's) are written directly from the
+//! Arrow arrays, everything else value by value through `arrow-pg`. The direct path gives the
+//! bytes `arrow-pg` gives, except for binary numerics, which are written from their 128-bit value
+//! as Postgres sends them (no trailing zero digits, the column's scale even for zero), so all 38
+//! digits go out exactly where `arrow-pg` stops at 28, and text floats, which are written as
+//! Postgres writes them (`Infinity`, `1e+20`, `200`; see `float_text`).
 //!
 //! It owns the encoding of result values. It must not plan or run queries.
 
@@ -37,6 +38,7 @@ use pgwire::types::format::FormatOptions;
 use pgwire::types::format::date_style::DateStyle;
 use postgres_types::{IsNull, ToSql};
 
+use super::float_text::{float4_text, float8_text};
 use super::sqlstate;
 use crate::engine::Engine;
 
@@ -137,9 +139,8 @@ enum Column<'a> {
     Int16(&'a PrimitiveArray<Int16Type>, FieldFormat),
     Int32(&'a PrimitiveArray<Int32Type>, FieldFormat),
     Int64(&'a PrimitiveArray<Int64Type>, FieldFormat),
-    /// Binary only: Postgres' text form of floats depends on `extra_float_digits`.
-    Float32(&'a PrimitiveArray<Float32Type>),
-    Float64(&'a PrimitiveArray<Float64Type>),
+    Float32(&'a PrimitiveArray<Float32Type>, FloatFormat),
+    Float64(&'a PrimitiveArray<Float64Type>, FloatFormat),
     /// Text is the same bytes in both formats.
     Utf8(&'a GenericStringArray<i32>),
     LargeUtf8(&'a GenericStringArray<i64>),
@@ -163,6 +164,24 @@ enum Column<'a> {
     Other(&'a ArrayRef, &'a Field, &'a FieldInfo),
 }
 
+/// How a float column goes out: binary, or text with the session's `extra_float_digits`.
+#[derive(Clone, Copy)]
+enum FloatFormat {
+    Binary,
+    Text(i32),
+}
+
+impl FloatFormat {
+    fn of(field: &FieldInfo) -> Self {
+        match field.format() {
+            FieldFormat::Binary => FloatFormat::Binary,
+            FieldFormat::Text => {
+                FloatFormat::Text(i32::from(field.format_options().extra_float_digits))
+            }
+        }
+    }
+}
+
 /// A timestamp unit relative to microseconds.
 #[derive(Clone, Copy)]
 enum Scale {
@@ -180,8 +199,12 @@ impl<'a> Column<'a> {
             (DataType::Int16, &Type::INT2) => Column::Int16(array.as_primitive(), format),
             (DataType::Int32, &Type::INT4) => Column::Int32(array.as_primitive(), format),
             (DataType::Int64, &Type::INT8) => Column::Int64(array.as_primitive(), format),
-            (DataType::Float32, &Type::FLOAT4) if binary => Column::Float32(array.as_primitive()),
-            (DataType::Float64, &Type::FLOAT8) if binary => Column::Float64(array.as_primitive()),
+            (DataType::Float32, &Type::FLOAT4) => {
+                Column::Float32(array.as_primitive(), FloatFormat::of(field))
+            }
+            (DataType::Float64, &Type::FLOAT8) => {
+                Column::Float64(array.as_primitive(), FloatFormat::of(field))
+            }
             (DataType::Utf8, &Type::TEXT | &Type::VARCHAR) => Column::Utf8(array.as_string()),
             (DataType::LargeUtf8, &Type::TEXT | &Type::VARCHAR) => {
                 Column::LargeUtf8(array.as_string())
@@ -299,19 +322,33 @@ impl Column<'_> {
                 }
                 integer(out, *format, a.value(row).to_be_bytes(), a.value(row));
             }
-            Column::Float32(a) => {
+            Column::Float32(a, format) => {
                 if a.is_null(row) {
                     return null(out);
                 }
-                out.put_i32(4);
-                out.put_f32(a.value(row));
+                match format {
+                    FloatFormat::Binary => {
+                        out.put_i32(4);
+                        out.put_f32(a.value(row));
+                    }
+                    FloatFormat::Text(extra) => {
+                        text(out, float4_text(a.value(row), *extra).as_bytes());
+                    }
+                }
             }
-            Column::Float64(a) => {
+            Column::Float64(a, format) => {
                 if a.is_null(row) {
                     return null(out);
                 }
-                out.put_i32(8);
-                out.put_f64(a.value(row));
+                match format {
+                    FloatFormat::Binary => {
+                        out.put_i32(8);
+                        out.put_f64(a.value(row));
+                    }
+                    FloatFormat::Text(extra) => {
+                        text(out, float8_text(a.value(row), *extra).as_bytes());
+                    }
+                }
             }
             Column::Utf8(a) => {
                 if a.is_null(row) {
@@ -708,24 +745,6 @@ mod tests {
                 ])),
             ),
             (
-                "f4",
-                Arc::new(Float32Array::from(vec![
-                    Some(1.5),
-                    None,
-                    Some(-0.0),
-                    Some(f32::NAN),
-                ])),
-            ),
-            (
-                "f8",
-                Arc::new(Float64Array::from(vec![
-                    Some(0.1),
-                    Some(1e300),
-                    None,
-                    Some(f64::INFINITY),
-                ])),
-            ),
-            (
                 "s",
                 Arc::new(StringArray::from(vec![
                     Some("a,b"),
@@ -811,6 +830,44 @@ mod tests {
             let (ours, theirs) = both(&batch, format);
             assert_eq!(ours, theirs, "{format:?}");
         }
+    }
+
+    #[test]
+    fn floats_go_out_as_postgres_writes_them() {
+        let batch = batch(vec![
+            (
+                "f4",
+                Arc::new(Float32Array::from(vec![
+                    Some(1.5),
+                    None,
+                    Some(-0.0),
+                    Some(f32::NAN),
+                ])) as ArrayRef,
+            ),
+            (
+                "f8",
+                Arc::new(Float64Array::from(vec![
+                    Some(200.0),
+                    Some(1e300),
+                    None,
+                    Some(f64::INFINITY),
+                ])),
+            ),
+        ]);
+        let (ours, theirs) = both(&batch, FieldFormat::Binary);
+        assert_eq!(ours, theirs);
+        let text = crate::copy::text_rows(std::slice::from_ref(&batch)).expect("text");
+        let expected = [
+            [Some("1.5"), Some("200")],
+            [None, Some("1e+300")],
+            [Some("-0"), None],
+            [Some("NaN"), Some("Infinity")],
+        ];
+        for (row, want) in text.iter().zip(expected) {
+            let got: Vec<Option<&str>> = row.iter().map(Option::as_deref).collect();
+            assert_eq!(got, want);
+        }
+        assert_eq!(text.len(), 4);
     }
 
     fn decimals(values: &[Option<i128>], precision: u8, scale: i8) -> RecordBatch {
