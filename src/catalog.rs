@@ -20,6 +20,10 @@ use crate::config::{Config, DATABASE, Role};
 use crate::engine::Identity;
 use crate::error::{Error, Result};
 
+mod functions;
+
+pub use functions::register_function_catalog;
+
 /// Schemas that exist from the first start.
 pub const SCHEMAS: [&str; 3] = ["finops", "providers", "kpi"];
 
@@ -147,12 +151,13 @@ pub fn register_functions(ctx: &SessionContext) {
         Volatility::Stable,
         Arc::new(|_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
     ));
-    // Descriptions and function signatures: finops-db keeps none, so they are NULL, which
-    // psql and BI tools display as empty.
+    // Descriptions and function signatures: NULL (shown empty by psql and BI tools), except
+    // for the FinOps functions, which `register_function_catalog` describes.
     for name in [
         "pg_get_function_result",
         "pg_get_function_arguments",
         "pg_get_function_identity_arguments",
+        "pg_get_function_sqlbody",
         "obj_description",
         "col_description",
         "shobj_description",

@@ -332,6 +332,7 @@ impl Engine {
         )));
         base.register_udf(crate::budget::NowFunc::udf());
         base.register_udf(crate::utc_time::DateTrunc::udf());
+        catalog::register_function_catalog(&base, DATABASE)?;
         let engine = Arc::new(Engine {
             base,
             config,

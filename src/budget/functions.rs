@@ -4,14 +4,15 @@
 //!
 //! Owns argument handling; the cap arithmetic is in `cap.rs`.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type};
 use datafusion::common::{exec_err, plan_err};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility, create_udf,
 };
 
 use super::cap::Caps;
@@ -52,6 +53,25 @@ pub fn tag_value_udf() -> ScalarUDF {
         }),
     )
 }
+
+static RESERVE_DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        finops_udfs::FINOPS_SECTION,
+        "Reserve `amount` USD for a request of the scope: true, and the amount booked, only \
+         if it fits every capped budget of that scope and every capped org budget (a scope \
+         without a cap is always granted); false, and nothing booked, otherwise. NULL for a \
+         NULL scope or amount.",
+        "finops.reserve(scope, scope_value, amount)",
+    )
+    .with_sql_example("SELECT finops.reserve('team', 'search', 0.05);\n-- true")
+    .with_argument(
+        "scope",
+        "Budget scope: `team`, `app`, `feature`, `user`, `provider`, ...",
+    )
+    .with_argument("scope_value", "The scope's value, such as the team's name.")
+    .with_argument("amount", "USD to reserve (numeric).")
+    .build()
+});
 
 /// `finops.reserve(scope, scope_value, amount) -> boolean`. The Postgres-compatible parser
 /// drops schema qualifiers from function names, so it resolves as `reserve`.
@@ -99,6 +119,10 @@ impl ScalarUDFImpl for ReserveFunc {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&RESERVE_DOCUMENTATION)
     }
 
     fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {

@@ -36,7 +36,8 @@ check "psql \\dt" psql_has "usage_t" -c 'CREATE TABLE usage_t (team TEXT, cost N
 check "psql \\d"  psql_has "numeric" -c 'CREATE TABLE d_t (team TEXT, cost NUMERIC(20,6))' -c '\d d_t'
 check "psql \\dv" psql_has "spend_v" -c 'CREATE VIEW spend_v AS SELECT 1 AS a' -c '\dv'
 check "psql \\du" psql_has "finops" -c '\du'
-check "psql \\df" psql_has "List of functions" -c '\df'
+check "psql \\df" psql_has "token_cost" -c '\df'
+check "psql \\df+" psql_has "Cost in USD" -c '\df+ token_cost'
 check "psql \\x"  psql_has "answer | 42" -c '\x' -c 'SELECT 42 AS answer'
 psql_error() { # psql_error <expected SQLSTATE> <sql>
   local out; out="$(psql -X -v VERBOSITY=verbose -c "$2" 2>&1)" && { echo "no error: $out"; return 1; }
