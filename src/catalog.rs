@@ -5,13 +5,17 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray};
-use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::MemorySchemaProvider;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::catalog::{MemorySchemaProvider, Session, TableProvider};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
 };
+use datafusion::physical_plan::collect;
 use datafusion::prelude::SessionContext;
 
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role as PgRole};
@@ -96,6 +100,42 @@ pub fn register_schemas(ctx: &SessionContext) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every row of `table`, a small catalog table read in full.
+pub(crate) async fn scan_all(
+    table: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+) -> datafusion::error::Result<Vec<RecordBatch>> {
+    let plan = table.scan(state, None, &[], None).await?;
+    collect(plan, state.task_ctx()).await
+}
+
+/// The oid and name of every schema `pg_namespace` lists (none without the table).
+pub(crate) async fn schema_oids(
+    pg_namespace: Option<&Arc<dyn TableProvider>>,
+    state: &dyn Session,
+) -> datafusion::error::Result<Vec<(i64, String)>> {
+    let mut out = Vec::new();
+    let Some(pg_namespace) = pg_namespace else {
+        return Ok(out);
+    };
+    for batch in scan_all(pg_namespace, state).await? {
+        let (Some(oid), Some(name)) =
+            (batch.column_by_name("oid"), batch.column_by_name("nspname"))
+        else {
+            continue;
+        };
+        let oid = cast(oid, &DataType::Int64)?;
+        let name = cast(name, &DataType::Utf8)?;
+        let (oid, name) = (oid.as_primitive::<Int64Type>(), name.as_string::<i32>());
+        for i in 0..batch.num_rows() {
+            if oid.is_valid(i) && name.is_valid(i) {
+                out.push((oid.value(i), name.value(i).to_string()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Functions shared by every session.

@@ -26,7 +26,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
 use crate::error::{Error, Result};
@@ -175,8 +175,7 @@ impl std::hash::Hash for FunctionText {
 
 impl FunctionText {
     fn text(&self, oid: i64) -> Option<String> {
-        let index = usize::try_from(oid.checked_sub(FIRST_OID)?).ok()?;
-        let function = self.functions.get(index)?;
+        let function = self.functions.iter().find(|f| f.oid == oid)?;
         match self.kind {
             Text::Result => function.result.map(|(name, _)| name.to_string()),
             Text::Arguments => Some(function.arguments.clone()),
@@ -279,39 +278,7 @@ struct PgProc {
     functions: Arc<[Function]>,
 }
 
-async fn scan_all(
-    table: &Arc<dyn TableProvider>,
-    state: &dyn Session,
-) -> DfResult<Vec<RecordBatch>> {
-    let plan = table.scan(state, None, &[], None).await?;
-    collect(plan, state.task_ctx()).await
-}
-
 impl PgProc {
-    /// The oids of the schemas the functions are in, by name.
-    async fn namespaces(&self, state: &dyn Session) -> DfResult<BTreeMap<String, i64>> {
-        let mut out = BTreeMap::new();
-        let Some(pg_namespace) = &self.pg_namespace else {
-            return Ok(out);
-        };
-        for batch in scan_all(pg_namespace, state).await? {
-            let (Some(oid), Some(name)) =
-                (batch.column_by_name("oid"), batch.column_by_name("nspname"))
-            else {
-                continue;
-            };
-            let oid = cast(oid, &DataType::Int64)?;
-            let name = cast(name, &DataType::Utf8)?;
-            let (oid, name) = (oid.as_primitive::<Int64Type>(), name.as_string::<i32>());
-            for i in 0..batch.num_rows() {
-                if oid.is_valid(i) && name.is_valid(i) {
-                    out.insert(name.value(i).to_string(), oid.value(i));
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// The FinOps functions as a batch of `pg_proc`'s schema: each value is written as text
     /// and cast to its column's type.
     fn rows(&self, namespaces: &BTreeMap<String, i64>) -> DfResult<RecordBatch> {
@@ -437,12 +404,16 @@ impl TableProvider for PgProc {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut batches = scan_all(&self.pg_proc, state)
+        let mut batches = super::scan_all(&self.pg_proc, state)
             .await?
             .into_iter()
             .map(|b| acl_as_array(b, &self.schema))
             .collect::<DfResult<Vec<_>>>()?;
-        let namespaces = self.namespaces(state).await?;
+        let namespaces = super::schema_oids(self.pg_namespace.as_ref(), state)
+            .await?
+            .into_iter()
+            .map(|(oid, name)| (name, oid))
+            .collect();
         batches.push(self.rows(&namespaces)?);
         let table = MemTable::try_new(self.schema(), vec![batches])?;
         table.scan(state, projection, filters, limit).await

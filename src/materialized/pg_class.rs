@@ -22,6 +22,7 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 
 use super::MaterializedViews;
+use crate::catalog::{scan_all, schema_oids};
 use crate::error::{Error, Result};
 
 /// Put the overlay over the `pg_catalog` schema of `catalog` in `ctx`. Call after
@@ -101,14 +102,6 @@ struct PgClass {
     views: Weak<MaterializedViews>,
 }
 
-async fn scan_all(
-    table: &Arc<dyn TableProvider>,
-    state: &dyn Session,
-) -> DfResult<Vec<RecordBatch>> {
-    let plan = table.scan(state, None, &[], None).await?;
-    collect(plan, state.task_ctx()).await
-}
-
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a ArrayRef> {
     batch
         .column_by_name(name)
@@ -136,18 +129,10 @@ impl PgClass {
         if names.is_empty() {
             return Ok(batches);
         }
-        let mut namespaces = HashMap::new();
-        if let Some(pg_namespace) = &self.pg_namespace {
-            for batch in scan_all(pg_namespace, state).await? {
-                let oid = oids(column(&batch, "oid")?)?;
-                let name = column(&batch, "nspname")?.as_string::<i32>();
-                for (i, oid) in oid.into_iter().enumerate() {
-                    if let Some(oid) = oid {
-                        namespaces.insert(oid, name.value(i).to_string());
-                    }
-                }
-            }
-        }
+        let namespaces: HashMap<i64, String> = schema_oids(self.pg_namespace.as_ref(), state)
+            .await?
+            .into_iter()
+            .collect();
         batches
             .into_iter()
             .map(|batch| {
