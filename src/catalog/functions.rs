@@ -287,6 +287,9 @@ impl PgProc {
             .fields()
             .iter()
             .map(|field| {
+                if field.name() == ACL {
+                    return Ok(new_null_array(field.data_type(), self.functions.len()));
+                }
                 let values: StringArray = self
                     .functions
                     .iter()
@@ -303,9 +306,6 @@ impl PgProc {
                         })
                     })
                     .collect();
-                if field.name() == ACL {
-                    return Ok(new_null_array(field.data_type(), values.len()));
-                }
                 cast(&(Arc::new(values) as ArrayRef), field.data_type())
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;

@@ -7,79 +7,135 @@
 //! `NaN`, `Infinity` and `-Infinity`, and negative zero is `-0`. (`pgwire`'s own text form writes
 //! `inf`, `1e20` and `200.0`, which JDBC and psql users do not expect from Postgres.)
 //!
+//! The text is built on the stack (a result column writes one per row), never on the heap.
+//!
 //! It owns only the formatting. It must not know about columns or the protocol.
 
-/// `value` as Postgres writes a `double precision` in text.
-pub(crate) fn float8_text(value: f64, extra_float_digits: i32) -> String {
-    float_text(value, extra_float_digits, 15, || format!("{value:e}"))
-}
+use std::fmt::Write;
 
-/// `value` as Postgres writes a `real` in text.
-pub(crate) fn float4_text(value: f32, extra_float_digits: i32) -> String {
-    // Rust's shortest digits of an f32 are those that read back as that f32.
-    float_text(f64::from(value), extra_float_digits, 6, || {
-        format!("{value:e}")
+/// `value` as Postgres writes a `double precision` in text.
+pub(crate) fn float8_text(value: f64, extra_float_digits: i32) -> FloatText {
+    float_text(value, extra_float_digits, 15, |out| {
+        write!(out, "{value:e}")
     })
 }
 
+/// `value` as Postgres writes a `real` in text.
+pub(crate) fn float4_text(value: f32, extra_float_digits: i32) -> FloatText {
+    // Rust's shortest digits of an f32 are those that read back as that f32.
+    float_text(f64::from(value), extra_float_digits, 6, |out| {
+        write!(out, "{value:e}")
+    })
+}
+
+/// The text of one float, on the stack: 48 bytes hold the longest form (a sign, 18 significant
+/// digits, a point, and either four leading zeros or a three-digit exponent).
+pub(crate) struct FloatText {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl FloatText {
+    fn new() -> Self {
+        Self {
+            bytes: [0; 48],
+            len: 0,
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+
+    fn push(&mut self, s: &str) {
+        let written = self.write_str(s);
+        debug_assert!(written.is_ok(), "float text longer than its buffer");
+    }
+
+    fn push_zeros(&mut self, count: usize) {
+        for _ in 0..count {
+            self.push("0");
+        }
+    }
+}
+
+impl Write for FloatText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let target = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        target.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// `digits` is the type's `DBL_DIG` or `FLT_DIG`, which is also the decimal exponent from which
-/// the shortest form switches to scientific notation; `shortest` gives the shortest round-trip
+/// the shortest form switches to scientific notation; `shortest` writes the shortest round-trip
 /// digits in Rust's scientific form (`-1.5e-7`).
 fn float_text(
     value: f64,
     extra_float_digits: i32,
     digits: i32,
-    shortest: impl FnOnce() -> String,
-) -> String {
+    shortest: impl FnOnce(&mut FloatText) -> std::fmt::Result,
+) -> FloatText {
+    let mut out = FloatText::new();
     if value.is_nan() {
-        return "NaN".to_string();
+        out.push("NaN");
+        return out;
     }
     if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.to_string();
+        out.push(if value > 0.0 { "Infinity" } else { "-Infinity" });
+        return out;
     }
+    let mut scientific = FloatText::new();
     if extra_float_digits > 0 {
         if value == 0.0 {
-            return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
+            out.push(if value.is_sign_negative() { "-0" } else { "0" });
+            return out;
         }
-        let scientific = shortest();
-        let (negative, mantissa, exponent) = split_scientific(&scientific);
-        let digits_only: String = mantissa.chars().filter(|c| *c != '.').collect();
-        let mut out = String::with_capacity(digits_only.len() + 8);
+        let written = shortest(&mut scientific);
+        debug_assert!(written.is_ok(), "float text longer than its buffer");
+        let (negative, mantissa, exponent) = split_scientific(scientific.as_str());
+        let digits_only = without_point(mantissa);
         if negative {
-            out.push('-');
+            out.push("-");
         }
         if (-4..digits).contains(&exponent) {
-            fixed(&mut out, &digits_only, exponent);
+            fixed(&mut out, digits_only.as_str(), exponent);
         } else {
-            scientific_form(&mut out, &digits_only, exponent);
+            scientific_form(&mut out, digits_only.as_str(), exponent);
         }
         return out;
     }
     // `%.*g` with 15 (6) + extra_float_digits significant digits, at least one.
     let precision = (digits + extra_float_digits).max(1);
-    let rounded = format!("{value:.*e}", (precision - 1) as usize);
-    let (negative, mantissa, exponent) = split_scientific(&rounded);
+    let written = write!(scientific, "{value:.*e}", (precision - 1) as usize);
+    debug_assert!(written.is_ok(), "float text longer than its buffer");
+    let (negative, mantissa, exponent) = split_scientific(scientific.as_str());
     if exponent < -4 || exponent >= precision {
-        let digits_only: String = mantissa.chars().filter(|c| *c != '.').collect();
-        let trimmed = digits_only.trim_end_matches('0');
-        let mut out = String::new();
+        let digits_only = without_point(mantissa);
+        let trimmed = digits_only.as_str().trim_end_matches('0');
         if negative {
-            out.push('-');
+            out.push("-");
         }
         scientific_form(
             &mut out,
             if trimmed.is_empty() { "0" } else { trimmed },
             exponent,
         );
-        out
     } else {
-        let mut out = format!("{value:.*}", (precision - 1 - exponent) as usize);
-        if out.contains('.') {
-            let kept = out.trim_end_matches('0').trim_end_matches('.').len();
-            out.truncate(kept);
+        let written = write!(out, "{value:.*}", (precision - 1 - exponent) as usize);
+        debug_assert!(written.is_ok(), "float text longer than its buffer");
+        if out.as_str().contains('.') {
+            out.len = out
+                .as_str()
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .len();
         }
-        out
     }
+    out
 }
 
 /// The sign, mantissa and decimal exponent of Rust's scientific form (`-1.5e-7`).
@@ -92,39 +148,44 @@ fn split_scientific(text: &str) -> (bool, &str, i32) {
     (negative, mantissa, exponent.parse().unwrap_or(0))
 }
 
+/// The digits of a mantissa (`1.25`) without its point (`125`).
+fn without_point(mantissa: &str) -> FloatText {
+    let mut digits = FloatText::new();
+    for part in mantissa.split('.') {
+        digits.push(part);
+    }
+    digits
+}
+
 /// `digits` (the first one before the point) times 10^`exponent`, written without an exponent.
-fn fixed(out: &mut String, digits: &str, exponent: i32) {
+fn fixed(out: &mut FloatText, digits: &str, exponent: i32) {
     if exponent < 0 {
-        out.push_str("0.");
-        for _ in 0..(-exponent - 1) {
-            out.push('0');
-        }
-        out.push_str(digits);
+        out.push("0.");
+        out.push_zeros(exponent.unsigned_abs() as usize - 1);
+        out.push(digits);
         return;
     }
     let whole = exponent as usize + 1;
     if digits.len() <= whole {
-        out.push_str(digits);
-        for _ in digits.len()..whole {
-            out.push('0');
-        }
+        out.push(digits);
+        out.push_zeros(whole - digits.len());
     } else {
-        out.push_str(&digits[..whole]);
-        out.push('.');
-        out.push_str(&digits[whole..]);
+        out.push(&digits[..whole]);
+        out.push(".");
+        out.push(&digits[whole..]);
     }
 }
 
 /// `digits` times 10^`exponent` as `d.ddde+XX` (at least two exponent digits).
-fn scientific_form(out: &mut String, digits: &str, exponent: i32) {
-    out.push_str(&digits[..1]);
+fn scientific_form(out: &mut FloatText, digits: &str, exponent: i32) {
+    out.push(&digits[..1]);
     if digits.len() > 1 {
-        out.push('.');
-        out.push_str(&digits[1..]);
+        out.push(".");
+        out.push(&digits[1..]);
     }
-    out.push('e');
-    out.push(if exponent < 0 { '-' } else { '+' });
-    out.push_str(&format!("{:02}", exponent.unsigned_abs()));
+    out.push(if exponent < 0 { "e-" } else { "e+" });
+    let written = write!(out, "{:02}", exponent.unsigned_abs());
+    debug_assert!(written.is_ok(), "float text longer than its buffer");
 }
 
 #[cfg(test)]
@@ -156,7 +217,7 @@ mod tests {
             (f64::INFINITY, "Infinity"),
             (f64::NEG_INFINITY, "-Infinity"),
         ] {
-            assert_eq!(float8_text(value, 1), expected, "{value:e}");
+            assert_eq!(float8_text(value, 1).as_str(), expected, "{value:e}");
         }
     }
 
@@ -172,7 +233,7 @@ mod tests {
             (f32::MAX, "3.4028235e+38"),
             (f32::INFINITY, "Infinity"),
         ] {
-            assert_eq!(float4_text(value, 1), expected, "{value:e}");
+            assert_eq!(float4_text(value, 1).as_str(), expected, "{value:e}");
         }
     }
 
@@ -191,9 +252,13 @@ mod tests {
             (0.0, 0, "0"),
             (f64::NEG_INFINITY, 0, "-Infinity"),
         ] {
-            assert_eq!(float8_text(value, extra), expected, "{value:e} {extra}");
+            assert_eq!(
+                float8_text(value, extra).as_str(),
+                expected,
+                "{value:e} {extra}"
+            );
         }
-        assert_eq!(float4_text(2.0 / 3.0, 0), "0.666667");
-        assert_eq!(float4_text(1234567.0, 0), "1.23457e+06");
+        assert_eq!(float4_text(2.0 / 3.0, 0).as_str(), "0.666667");
+        assert_eq!(float4_text(1234567.0, 0).as_str(), "1.23457e+06");
     }
 }

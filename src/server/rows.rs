@@ -332,7 +332,7 @@ impl Column<'_> {
                         out.put_f32(a.value(row));
                     }
                     FloatFormat::Text(extra) => {
-                        text(out, float4_text(a.value(row), *extra).as_bytes());
+                        text(out, float4_text(a.value(row), *extra).as_str().as_bytes());
                     }
                 }
             }
@@ -346,7 +346,7 @@ impl Column<'_> {
                         out.put_f64(a.value(row));
                     }
                     FloatFormat::Text(extra) => {
-                        text(out, float8_text(a.value(row), *extra).as_bytes());
+                        text(out, float8_text(a.value(row), *extra).as_str().as_bytes());
                     }
                 }
             }
