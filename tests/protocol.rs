@@ -39,14 +39,7 @@ fn sqlstate(e: &tokio_postgres::Error) -> String {
 async fn simple_and_extended_queries_agree() {
     let (server, _dir) = start().await;
     let client = connect(&server.conn_str()).await;
-    let simple = client
-        .simple_query("SELECT 41 + 1 AS answer")
-        .await
-        .expect("simple");
-    let text = simple.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-        _ => None,
-    });
+    let text = first_text(&client, "SELECT 41 + 1 AS answer").await;
     assert_eq!(text.as_deref(), Some("42"));
     let row = client
         .query_one("SELECT 41 + 1 AS answer", &[])
