@@ -6,6 +6,9 @@
 //! benchmark's own thread (`block_on`), and by a task on the runtime beside the client's
 //! connection, as a service built on tokio reads it.
 //!
+//! The same two reads from a replay server, which answers with the bytes finops-db sent for them
+//! (recorded once through a proxy) and does no other work, measure the client's own ceiling.
+//!
 //! With `FINOPS_BENCH_PG` set (a libpq URL of a PostgreSQL server, with a password if it asks for
 //! one), the same reads and round trips run against it too, on an equivalent table and query.
 
@@ -14,12 +17,15 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use finops_db::config::Config;
+use finops_db::config::{Config, DEFAULT_PASSWORD, DEFAULT_USER};
 use finops_db::engine::Identity;
 use finops_db::testing::TestServer;
 use futures::{StreamExt, pin_mut};
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, NoTls};
+
+#[path = "wire/replay.rs"]
+mod replay;
 
 const ROWS: u64 = 1_000_000;
 
@@ -157,6 +163,27 @@ fn streaming(c: &mut Criterion) {
             });
             (url, Arc::new(client))
         });
+    // Record finops-db's answers to a binary and a text read, then serve them from memory.
+    let replayed = rt.block_on(async {
+        let (addr, recorded) = replay::proxy(server.addr).await;
+        let client = connect(&format!(
+            "host=127.0.0.1 port={} user={DEFAULT_USER} password={DEFAULT_PASSWORD} dbname=finops",
+            addr.port()
+        ))
+        .await;
+        read_binary(&client, QUERY).await;
+        client.simple_query(QUERY).await.expect("text read");
+        drop(client);
+        let recording = replay::Recording::from_session(&recorded.await.expect("proxy"));
+        let addr = replay::serve(recording);
+        Arc::new(
+            connect(&format!(
+                "host=127.0.0.1 port={} user=finops dbname=finops",
+                addr.port()
+            ))
+            .await,
+        )
+    });
     let session = server
         .engine
         .session(Identity::local_admin())
@@ -174,6 +201,7 @@ fn streaming(c: &mut Criterion) {
         })
     });
     wire_reads(&mut group, &rt, "", &client, QUERY);
+    wire_reads(&mut group, &rt, "client_ceiling_", &replayed, QUERY);
     if let Some((_, pg)) = &postgres {
         wire_reads(&mut group, &rt, "postgres_", pg, PG_QUERY);
     }
