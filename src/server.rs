@@ -12,6 +12,7 @@ mod portal;
 pub(crate) mod rows;
 pub mod sqlstate;
 pub mod startup;
+mod until_sync;
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -24,15 +24,17 @@ use pgwire::api::query::{send_execution_response, send_ready_for_query};
 use pgwire::api::results::FieldInfo;
 use pgwire::api::results::Tag;
 use pgwire::api::results::{CopyResponse, Response};
-use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, DEFAULT_NAME, PgWireServerHandlers,
+};
 use pgwire::api::{ErrorHandler, PgWireConnectionState, cancel::CancelHandler};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::{CopyDone, CopyOutResponse};
-use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::extendedquery::{Bind, Describe, Execute, Parse, ParseComplete};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::SecretKey;
@@ -45,6 +47,7 @@ use crate::error::{Error, Result};
 use crate::server::auth::UserDirectory;
 use crate::server::hooks::savepoint::SavepointState;
 use crate::server::startup::FinopsStartup;
+use crate::server::until_sync::UntilSync;
 use crate::server::{Registry, hooks, portal, sqlstate};
 
 /// Everything one connection owns.
@@ -676,12 +679,59 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let result = self._on_execute(client, message).await;
+        let result = self._on_execute(&mut UntilSync::new(client), message).await;
         // ReadyForQuery (sent at Sync) reports the status set here.
         if self.state.take_restored() && client.transaction_status() == TransactionStatus::Error {
             client.set_transaction_status(TransactionStatus::Transaction);
         }
         result
+    }
+
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // pgwire's own, with ParseComplete left for Sync to send (see `until_sync`).
+        let parser = self.query_parser();
+        match StoredStatement::parse(client, &message, parser).await? {
+            Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
+            None => client
+                .portal_store()
+                .put_empty_statement(message.name.as_deref().unwrap_or(DEFAULT_NAME)),
+        }
+        client
+            .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // pgwire's own (the service does not change it), with BindComplete left for Sync.
+        let connected = self.state.connected()?;
+        connected
+            .service()
+            .on_bind(&mut UntilSync::new(client), message)
+            .await
+    }
+
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self._on_describe(&mut UntilSync::new(client), message)
+            .await
     }
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
