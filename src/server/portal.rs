@@ -24,8 +24,8 @@ use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchemaRef, ParamValues, ScalarValue};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::Parser;
@@ -195,7 +195,7 @@ where
             return send(
                 planning,
                 client,
-                Rows::Plan(physical),
+                Rows::Live(physical),
                 plan.schema(),
                 format(portal),
             );
@@ -207,17 +207,18 @@ where
             None => optimized,
         };
         let mut rows = plan_rows(state, &optimized).await.map_err(api_error)?;
-        if let (Rows::Plan(physical), Some(key)) = (&mut rows, key)
+        if let (Rows::Plan(physical), Some(key)) = (&rows, key)
             && crate::live::reusable(physical)
         {
-            *physical =
+            let physical =
                 crate::live::without_round_robin(Arc::clone(physical)).map_err(api_error)?;
             plans.insert_physical(
                 &portal.statement,
                 planning.generation(),
                 key,
-                Arc::clone(physical),
+                Arc::clone(&physical),
             );
+            rows = Rows::Live(physical);
         }
         send(planning, client, rows, plan.schema(), format(portal))
     }
@@ -448,6 +449,10 @@ enum Rows {
     One(RecordBatch),
     /// By running this physical plan.
     Plan(Arc<dyn ExecutionPlan>),
+    /// By running this physical plan, which reads only live tables ([`crate::live::reusable`]):
+    /// a few rows from memory, computed right here. Handing such a plan to the executor's
+    /// runtime and its batches back would cost two wake-ups across threads, more than the plan.
+    Live(Arc<dyn ExecutionPlan>),
 }
 
 /// The rows of the optimized `plan`. A plan that computes one row without reading anything
@@ -482,6 +487,9 @@ where
         Rows::Plan(physical) => planning
             .execute(physical)
             .map_err(crate::server::hooks::to_pgwire)?
+            .boxed(),
+        Rows::Live(physical) => execute_stream(physical, planning.task_ctx())
+            .map_err(api_error)?
             .boxed(),
     };
     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
