@@ -26,6 +26,8 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let _ = rewritten.visit(&mut ordinals);
     let mut viewdefs = ViewDefinition { changed: false };
     let _ = rewritten.visit(&mut viewdefs);
+    let mut lookups = RegLookup { changed: false };
+    let _ = rewritten.visit(&mut lookups);
     let mut columns = InformationSchemaColumns { changed: false };
     let _ = rewritten.visit(&mut columns);
     let mut options = RelOptions { changed: false };
@@ -38,6 +40,7 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
         || scalars.changed
         || ordinals.changed
         || viewdefs.changed
+        || lookups.changed
         || columns.changed
         || options.changed)
         .then_some(rewritten)
@@ -129,6 +132,116 @@ impl VisitorMut for ViewDefinition {
         if let Ok(subquery) = Parser::new(&PostgreSqlDialect {})
             .try_with_sql(&lookup)
             .and_then(|mut p| p.parse_expr())
+        {
+            *expr = subquery;
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `to_regclass(name)`, `to_regtype(name)`, `to_regnamespace(name)` and `to_regproc(name)` → the
+/// object's oid looked up in the catalog, NULL when there is none (where a `::regclass` cast is
+/// an error): scripts and migration tools ask `to_regclass('schema.table') IS NULL` before
+/// creating a table. A relation name may be schema-qualified; an unqualified one is looked for
+/// in `pg_catalog` and the current schema, as Postgres' default `search_path` does. The name is
+/// a constant (a literal or a parameter): DataFusion cannot plan the lookup per row.
+struct RegLookup {
+    changed: bool,
+}
+
+impl RegLookup {
+    fn lookup(function: &str, name: &Expr) -> Option<String> {
+        let name = format!("CAST({name} AS TEXT)");
+        Some(match function {
+            "to_regclass" => format!(
+                "(SELECT max(reg_c.oid) FROM pg_catalog.pg_class reg_c \
+                 JOIN pg_catalog.pg_namespace reg_n ON reg_c.relnamespace = reg_n.oid \
+                 WHERE (array_length(parse_ident({name}), 1) = 1 \
+                        AND reg_n.nspname IN ('pg_catalog', current_schema()) \
+                        AND reg_c.relname = parse_ident({name})[1]) \
+                    OR (array_length(parse_ident({name}), 1) = 2 \
+                        AND reg_n.nspname = parse_ident({name})[1] \
+                        AND reg_c.relname = parse_ident({name})[2]))"
+            ),
+            "to_regtype" => format!(
+                "(SELECT max(reg_t.oid) FROM pg_catalog.pg_type reg_t \
+                 WHERE reg_t.typname = CASE lower(btrim({name})) \
+                   WHEN 'integer' THEN 'int4' WHEN 'int' THEN 'int4' WHEN 'bigint' THEN 'int8' \
+                   WHEN 'smallint' THEN 'int2' WHEN 'real' THEN 'float4' \
+                   WHEN 'double precision' THEN 'float8' WHEN 'boolean' THEN 'bool' \
+                   WHEN 'decimal' THEN 'numeric' WHEN 'character varying' THEN 'varchar' \
+                   WHEN 'character' THEN 'bpchar' \
+                   WHEN 'timestamp with time zone' THEN 'timestamptz' \
+                   WHEN 'timestamp without time zone' THEN 'timestamp' \
+                   WHEN 'time without time zone' THEN 'time' \
+                   ELSE regexp_replace(btrim({name}), '^pg_catalog\\.', '') END)"
+            ),
+            "to_regnamespace" => format!(
+                "(SELECT max(reg_n.oid) FROM pg_catalog.pg_namespace reg_n \
+                 WHERE reg_n.nspname = {name})"
+            ),
+            "to_regproc" => format!(
+                "(SELECT CASE WHEN count(*) = 1 THEN max(reg_f.oid) END \
+                 FROM pg_catalog.pg_proc reg_f \
+                 WHERE reg_f.proname = regexp_replace({name}, '^pg_catalog\\.', ''))"
+            ),
+            _ => return None,
+        })
+    }
+}
+
+impl VisitorMut for RegLookup {
+    type Break = ();
+
+    /// A lookup that is a whole output column keeps the function's name as the column's, as
+    /// in Postgres (unless two columns would then share it, which DataFusion refuses).
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Self::Break> {
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let lookup_name = |item: &SelectItem| {
+            let SelectItem::UnnamedExpr(Expr::Function(function)) = item else {
+                return None;
+            };
+            let name = function.name.to_string().to_ascii_lowercase();
+            let name = name
+                .strip_prefix("pg_catalog.")
+                .unwrap_or(&name)
+                .to_string();
+            Self::lookup(&name, &Expr::value(Value::Null)).map(|_| name)
+        };
+        let names: Vec<Option<String>> = select.projection.iter().map(lookup_name).collect();
+        for (item, name) in select.projection.iter_mut().zip(&names) {
+            if let Some(name) = name
+                && names.iter().flatten().filter(|n| *n == name).count() == 1
+                && let SelectItem::UnnamedExpr(expr) = item
+            {
+                *item = SelectItem::ExprWithAlias {
+                    expr: expr.clone(),
+                    alias: datafusion::sql::sqlparser::ast::Ident::new(name),
+                };
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        let Expr::Function(function) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let name = function.name.to_string().to_ascii_lowercase();
+        let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+        let FunctionArguments::List(list) = &function.args else {
+            return ControlFlow::Continue(());
+        };
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))] = list.args.as_slice() else {
+            return ControlFlow::Continue(());
+        };
+        if let Some(lookup) = Self::lookup(name, argument)
+            && let Ok(subquery) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&lookup)
+                .and_then(|mut p| p.parse_expr())
         {
             *expr = subquery;
             self.changed = true;
