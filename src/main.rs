@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use finops_db::Engine;
 use finops_db::config::{Config, Overrides};
 use finops_db::engine::{Identity, Output};
@@ -240,8 +241,11 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let session = engine.session(Identity::local_admin())?;
             for output in session.sql(&query).await? {
                 match output {
-                    Output::Rows(df) => print_batches(&df.collect().await?, format)?,
-                    Output::Batches(_, batches) => print_batches(&batches, format)?,
+                    Output::Rows(df) => {
+                        let schema = Arc::new(df.schema().as_arrow().clone());
+                        print_batches(&schema, &df.collect().await?, format)?
+                    }
+                    Output::Batches(schema, batches) => print_batches(&schema, &batches, format)?,
                     Output::Command { tag, rows } => match rows {
                         Some(n) => println!("{tag} {n}"),
                         None => println!("{tag}"),
@@ -482,24 +486,31 @@ fn report_checks(
     })
 }
 
-fn print_batches(batches: &[RecordBatch], format: Format) -> Result<()> {
+/// Print a result: as psql's aligned table, as CSV (what `COPY ... TO STDOUT (FORMAT csv, HEADER)`
+/// writes) or as a JSON array of objects. Table and CSV values are the Postgres text a client
+/// receives from the server.
+fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match format {
         Format::Table => {
-            writeln!(
-                out,
-                "{}",
-                datafusion::arrow::util::pretty::pretty_format_batches(batches)?
-            )?;
+            let rows = finops_db::copy::text_rows(batches)?;
+            write!(out, "{}", aligned_table(schema, &rows))?;
         }
         Format::Csv => {
-            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(&mut out);
+            let options = finops_db::copy::CopyOptions {
+                format: finops_db::copy::CopyFormat::Csv,
+                delimiter: ',',
+                null: String::new(),
+                header: true,
+                quote: '"',
+                escape: '"',
+            };
+            let mut text = finops_db::copy::render_header(schema, &options);
             for batch in batches {
-                writer.write(batch)?;
+                finops_db::copy::render(batch, &options, &mut text)?;
             }
+            out.write_all(&text)?;
         }
         Format::Json => {
             let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut out);
@@ -511,4 +522,93 @@ fn print_batches(batches: &[RecordBatch], format: Format) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Rows of text values laid out as psql's aligned format: centered column names, numbers
+/// right-aligned, NULL empty, and the row count below.
+fn aligned_table(schema: &SchemaRef, rows: &[Vec<Option<String>>]) -> String {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let right: Vec<bool> = schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().is_numeric())
+        .collect();
+    let width = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = names.iter().map(|n| width(n)).collect();
+    for row in rows {
+        for (w, value) in widths.iter_mut().zip(row) {
+            *w = (*w).max(value.as_deref().map_or(0, width));
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<String>| format!("{}\n", cells.join("|").trim_end());
+    out.push_str(&line(
+        names
+            .iter()
+            .zip(&widths)
+            .map(|(name, w)| {
+                let pad = w - width(name);
+                let left = pad / 2;
+                format!(" {}{name}{} ", " ".repeat(left), " ".repeat(pad - left))
+            })
+            .collect(),
+    ));
+    out.push_str(&format!(
+        "{}\n",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    ));
+    for row in rows {
+        out.push_str(&line(
+            row.iter()
+                .zip(&widths)
+                .zip(&right)
+                .map(|((value, w), right)| {
+                    let value = value.as_deref().unwrap_or("");
+                    let pad = " ".repeat(w - width(value));
+                    if *right {
+                        format!(" {pad}{value} ")
+                    } else {
+                        format!(" {value}{pad} ")
+                    }
+                })
+                .collect(),
+        ));
+    }
+    let n = rows.len();
+    out.push_str(&format!("({n} row{})\n", if n == 1 { "" } else { "s" }));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn aligned_table_looks_like_psql() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("team", DataType::Utf8, true),
+            Field::new("cost", DataType::Decimal128(38, 2), true),
+        ]));
+        let rows = vec![
+            vec![Some("search".to_string()), Some("12.50".to_string())],
+            vec![None, Some("0.75".to_string())],
+        ];
+        assert_eq!(
+            aligned_table(&schema, &rows),
+            "  team  | cost\n\
+             --------+-------\n \
+             search | 12.50\n        \
+             |  0.75\n\
+             (2 rows)\n"
+        );
+        assert_eq!(
+            aligned_table(&schema, &[]),
+            " team | cost\n------+------\n(0 rows)\n"
+        );
+    }
 }
