@@ -6,9 +6,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
-    OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
-    visit_expressions_mut,
+    CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    GroupByExpr, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor,
+    Value, VisitMut, VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -150,7 +150,28 @@ struct RegLookup {
     changed: bool,
 }
 
+/// The lookup functions, as `RegLookup::lookup` knows them.
+const REG_LOOKUPS: [&str; 4] = ["to_regclass", "to_regtype", "to_regnamespace", "to_regproc"];
+
 impl RegLookup {
+    /// Which lookup `function` calls (`to_regclass` or `pg_catalog.to_regclass`, any case), if any.
+    fn called(function: &Function) -> Option<&'static str> {
+        fn ident(part: &ObjectNamePart) -> Option<&str> {
+            match part {
+                ObjectNamePart::Identifier(ident) => Some(ident.value.as_str()),
+                _ => None,
+            }
+        }
+        let name = match function.name.0.as_slice() {
+            [name] => ident(name)?,
+            [schema, name] if ident(schema)?.eq_ignore_ascii_case("pg_catalog") => ident(name)?,
+            _ => return None,
+        };
+        REG_LOOKUPS
+            .into_iter()
+            .find(|lookup| lookup.eq_ignore_ascii_case(name))
+    }
+
     fn lookup(function: &str, name: &Expr) -> Option<String> {
         let name = format!("CAST({name} AS TEXT)");
         Some(match function {
@@ -200,18 +221,11 @@ impl VisitorMut for RegLookup {
         let SetExpr::Select(select) = query.body.as_mut() else {
             return ControlFlow::Continue(());
         };
-        let lookup_name = |item: &SelectItem| {
-            let SelectItem::UnnamedExpr(Expr::Function(function)) = item else {
-                return None;
-            };
-            let name = function.name.to_string().to_ascii_lowercase();
-            let name = name
-                .strip_prefix("pg_catalog.")
-                .unwrap_or(&name)
-                .to_string();
-            Self::lookup(&name, &Expr::value(Value::Null)).map(|_| name)
+        let lookup_name = |item: &SelectItem| match item {
+            SelectItem::UnnamedExpr(Expr::Function(function)) => Self::called(function),
+            _ => None,
         };
-        let names: Vec<Option<String>> = select.projection.iter().map(lookup_name).collect();
+        let names: Vec<Option<&str>> = select.projection.iter().map(lookup_name).collect();
         for (item, name) in select.projection.iter_mut().zip(&names) {
             if let Some(name) = name
                 && names.iter().flatten().filter(|n| *n == name).count() == 1
@@ -219,7 +233,7 @@ impl VisitorMut for RegLookup {
             {
                 *item = SelectItem::ExprWithAlias {
                     expr: expr.clone(),
-                    alias: datafusion::sql::sqlparser::ast::Ident::new(name),
+                    alias: datafusion::sql::sqlparser::ast::Ident::new(*name),
                 };
             }
         }
@@ -230,8 +244,9 @@ impl VisitorMut for RegLookup {
         let Expr::Function(function) = expr else {
             return ControlFlow::Continue(());
         };
-        let name = function.name.to_string().to_ascii_lowercase();
-        let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+        let Some(name) = Self::called(function) else {
+            return ControlFlow::Continue(());
+        };
         let FunctionArguments::List(list) = &function.args else {
             return ControlFlow::Continue(());
         };
