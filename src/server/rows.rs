@@ -479,7 +479,7 @@ fn date_text(out: &mut [u8], days: i64) -> bool {
     true
 }
 
-/// A field `YYYY-MM-DD HH:MM:SS.ffffff` (then `+00` if `zoned`) of `micros` since 1970-01-01
+/// A field `YYYY-MM-DD HH:MM:SS[.ffffff]` (then `+00` if `zoned`) of `micros` since 1970-01-01
 /// UTC; false, writing nothing, outside years 1 to 9999.
 fn timestamp_text(out: &mut BytesMut, micros: i64, zoned: bool) -> bool {
     let seconds = micros.div_euclid(1_000_000);
@@ -496,14 +496,20 @@ fn timestamp_text(out: &mut BytesMut, micros: i64, zoned: bool) -> bool {
     digits(&mut rest[4..6], of_day / 60 % 60);
     rest[6] = b':';
     digits(&mut rest[7..9], of_day % 60);
-    rest[9] = b'.';
-    digits(&mut rest[10..16], fraction);
-    let len = if zoned {
-        rest[16..19].copy_from_slice(b"+00");
-        29
-    } else {
-        26
-    };
+    // As Postgres writes it: the fraction without its trailing zeros, none when it is zero.
+    let mut len = 19;
+    if fraction != 0 {
+        rest[9] = b'.';
+        digits(&mut rest[10..16], fraction);
+        len = 26;
+        while buffer[len - 1] == b'0' {
+            len -= 1;
+        }
+    }
+    if zoned {
+        buffer[len..len + 3].copy_from_slice(b"+00");
+        len += 3;
+    }
     text(out, &buffer[..len]);
     true
 }
@@ -681,6 +687,60 @@ mod tests {
         )
     }
 
+    /// A timestamp's text as `arrow-pg` writes it (always six fraction digits) without the
+    /// fraction's trailing zeros, as Postgres and [`timestamp_text`] write it.
+    fn trimmed_fraction(text: &str) -> String {
+        let Some(dot) = text.find('.') else {
+            return text.to_string();
+        };
+        let end = text[dot + 1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(text.len(), |i| dot + 1 + i);
+        let digits = text[dot + 1..end].trim_end_matches('0');
+        let head = if digits.is_empty() {
+            text[..dot].to_string()
+        } else {
+            format!("{}.{digits}", &text[..dot])
+        };
+        format!("{head}{}", &text[end..])
+    }
+
+    /// `arrow-pg`'s text rows with the timestamps this module writes itself (UTC or no zone,
+    /// years 1 to 9999) as it writes them: without the fraction's trailing zeros.
+    fn postgres_fractions(batch: &RecordBatch, rows: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let schema = batch.schema();
+        rows.into_iter()
+            .map(|row| {
+                let mut out = Vec::with_capacity(row.len());
+                let mut at = 0;
+                for field in schema.fields() {
+                    let len = i32::from_be_bytes(row[at..at + 4].try_into().expect("length"));
+                    at += 4;
+                    if len < 0 {
+                        out.extend_from_slice(&len.to_be_bytes());
+                        continue;
+                    }
+                    let bytes = &row[at..at + len as usize];
+                    at += len as usize;
+                    let text = String::from_utf8_lossy(bytes);
+                    let ours = matches!(field.data_type(),
+                        DataType::Timestamp(_, tz) if tz.as_deref().is_none_or(is_utc))
+                        && text.as_bytes().get(4) == Some(&b'-')
+                        && !text.starts_with("0000")
+                        && !text.ends_with(" BC");
+                    let value = if ours {
+                        trimmed_fraction(&text).into_bytes()
+                    } else {
+                        bytes.to_vec()
+                    };
+                    out.extend_from_slice(&(value.len() as i32).to_be_bytes());
+                    out.extend_from_slice(&value);
+                }
+                out
+            })
+            .collect()
+    }
+
     /// Each row's bytes from our encoder and from `arrow-pg`'s.
     fn both(batch: &RecordBatch, format: FieldFormat) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         let fields = fields(&batch.schema(), format);
@@ -695,7 +755,10 @@ mod tests {
         let theirs = encode_recordbatch(Arc::clone(&fields), batch.clone())
             .map(|r| r.expect("arrow-pg").data.to_vec())
             .collect();
-        (ours, theirs)
+        match format {
+            FieldFormat::Text => (ours, postgres_fractions(batch, theirs)),
+            FieldFormat::Binary => (ours, theirs),
+        }
     }
 
     fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
