@@ -24,6 +24,7 @@ use crate::config::{Config, DATABASE, Role};
 use crate::engine::Identity;
 use crate::error::{Error, Result};
 
+mod format;
 mod functions;
 
 pub use functions::register_function_catalog;
@@ -143,6 +144,7 @@ pub fn register_functions(ctx: &SessionContext) {
     let version = version_string();
     ctx.register_udf(constant_text("version", version));
     ctx.register_udf(ScalarUDF::from(CurrentSettingFunc::new()));
+    format::register(ctx);
     ctx.register_udf(ScalarUDF::from(PgTypeofFunc {
         signature: Signature::any(1, Volatility::Immutable),
     }));
