@@ -293,12 +293,16 @@ impl Engine {
             finops.currency = config.finops.currency.clone();
             finops.timezone = config.finops.timezone.clone();
         }
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(session_config)
             .with_default_features()
             .with_optimizer_rule(Arc::new(crate::utc_time::UtcDateCast))
             .with_physical_optimizer_rule(Arc::new(crate::executor::YieldAfterJoins))
             .build();
+        {
+            use datafusion::execution::FunctionRegistry;
+            state.register_expr_planner(Arc::new(crate::json::JsonOperators))?;
+        }
         let base = SessionContext::new_with_state(state);
         crate::providers::register_factories_in(
             &base,
@@ -314,6 +318,7 @@ impl Engine {
         )
         .map_err(|e| Error::DataFusion(*e))?;
         catalog::register_functions(&base);
+        crate::json::register(&base);
         let (_, prices) = crate::pricing::open(&storage).await?;
         finops_udfs::register_all(&base, prices.clone());
         let rules = crate::attribution::RulesHandle::default();

@@ -26,6 +26,7 @@ pub mod error;
 pub mod executor;
 pub mod ingest;
 pub mod ingest_errors;
+pub mod json;
 pub mod live;
 pub mod materialized;
 pub mod ownership;

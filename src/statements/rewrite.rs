@@ -30,6 +30,8 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let _ = rewritten.visit(&mut lookups);
     let mut columns = InformationSchemaColumns { changed: false };
     let _ = rewritten.visit(&mut columns);
+    let mut json = JsonCast { changed: false };
+    let _ = rewritten.visit(&mut json);
     let mut options = RelOptions { changed: false };
     let text = rewritten.to_string();
     if text.contains("pg_catalog.pg_class") || text.contains("pg_catalog.pg_namespace") {
@@ -42,6 +44,7 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
         || viewdefs.changed
         || lookups.changed
         || columns.changed
+        || json.changed
         || options.changed)
         .then_some(rewritten)
 }
@@ -261,6 +264,43 @@ impl VisitorMut for RegLookup {
             *expr = subquery;
             self.changed = true;
         }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `x::json` and `x::jsonb` → `json_in(x)` and `jsonb_in(x)`: the text checked to be JSON (and
+/// for `jsonb` normalized), marked as JSON for the functions that take it (`crate::json`).
+struct JsonCast {
+    changed: bool,
+}
+
+impl VisitorMut for JsonCast {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        let Expr::Cast {
+            kind: CastKind::Cast | CastKind::DoubleColon,
+            expr: operand,
+            data_type: data_type @ (DataType::JSON | DataType::JSONB),
+            format: None,
+            ..
+        } = expr
+        else {
+            return ControlFlow::Continue(());
+        };
+        let name = if matches!(data_type, DataType::JSON) {
+            "json_in"
+        } else {
+            "jsonb_in"
+        };
+        let Ok(call) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&format!("{name}({operand})"))
+            .and_then(|mut p| p.parse_expr())
+        else {
+            return ControlFlow::Continue(());
+        };
+        *expr = call;
+        self.changed = true;
         ControlFlow::Continue(())
     }
 }
