@@ -67,6 +67,48 @@ impl Roles {
     }
 }
 
+impl Roles {
+    /// The role that owns every relation: the first administrator.
+    fn owner(&self) -> String {
+        self.users
+            .iter()
+            .find(|(_, role)| *role == Role::Admin)
+            .or(self.users.first())
+            .map_or_else(
+                || crate::config::DEFAULT_USER.to_string(),
+                |(n, _)| n.clone(),
+            )
+    }
+
+    /// `pg_get_userbyid(oid)`, which psql's `\dt`, `\dv` and `\l` call for the Owner column:
+    /// the owner for the oid `pg_class.relowner` and `pg_roles.oid` give (0) and for Postgres'
+    /// bootstrap superuser (10), and `unknown (OID=n)` for any other, as in Postgres.
+    pub fn register_owner_function(&self, ctx: &SessionContext) {
+        let owner = self.owner();
+        ctx.register_udf(create_udf(
+            "pg_get_userbyid",
+            vec![DataType::Int64],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(move |args: &[ColumnarValue]| {
+                let arrays = ColumnarValue::values_to_arrays(args)?;
+                let oids = cast(&arrays[0], &DataType::Int64)?;
+                let out: StringArray = oids
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|oid| {
+                        oid.map(|oid| match oid {
+                            0 | 10 => owner.clone(),
+                            other => format!("unknown (OID={other})"),
+                        })
+                    })
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+            }),
+        ));
+    }
+}
+
 #[async_trait::async_trait]
 impl PgCatalogContextProvider for Roles {
     async fn roles(&self) -> Vec<String> {
@@ -145,6 +187,9 @@ pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(constant_text("version", version));
     ctx.register_udf(ScalarUDF::from(CurrentSettingFunc::new()));
     format::register(ctx);
+    ctx.register_udf(ScalarUDF::from(RegclassIn {
+        signature: Signature::any(2, Volatility::Stable),
+    }));
     ctx.register_udf(ScalarUDF::from(PgTypeofFunc {
         signature: Signature::any(1, Volatility::Immutable),
     }));
@@ -455,6 +500,56 @@ impl ScalarUDFImpl for NullFunc {
         _args: ScalarFunctionArgs,
     ) -> datafusion::common::Result<ColumnarValue> {
         Ok(ColumnarValue::Scalar(ScalarValue::try_from(&self.returns)?))
+    }
+}
+
+/// The name a `'name'::regclass` cast looks up, as the statement rewrite calls it:
+/// `regclassin(oid, name)` is the oid found, and for a name that names no relation the error
+/// Postgres gives (42P01), where a lookup alone would give NULL.
+pub const REGCLASS_IN: &str = "regclassin";
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RegclassIn {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for RegclassIn {
+    fn name(&self) -> &str {
+        REGCLASS_IN
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let names = cast(&arrays[1], &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        for row in 0..arrays[0].len() {
+            if arrays[0].is_null(row) && names.is_valid(row) {
+                return Err(datafusion::error::DataFusionError::External(Box::new(
+                    Error::TableNotFound(names.value(row).to_string()),
+                )));
+            }
+        }
+        Ok(match &args.args[0] {
+            ColumnarValue::Scalar(scalar) => ColumnarValue::Scalar(scalar.clone()),
+            ColumnarValue::Array(_) if arrays[0].len() == rows => {
+                ColumnarValue::Array(Arc::clone(&arrays[0]))
+            }
+            ColumnarValue::Array(_) => {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&arrays[0], 0)?)
+            }
+        })
     }
 }
 

@@ -311,13 +311,11 @@ impl Engine {
             )),
         );
         catalog::register_schemas(&base)?;
-        datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
-            &base,
-            DATABASE,
-            catalog::Roles::from_config(&config),
-        )
-        .map_err(|e| Error::DataFusion(*e))?;
+        let roles = catalog::Roles::from_config(&config);
+        datafusion_pg_catalog::pg_catalog::setup_pg_catalog(&base, DATABASE, roles.clone())
+            .map_err(|e| Error::DataFusion(*e))?;
         catalog::register_functions(&base);
+        roles.register_owner_function(&base);
         crate::json::register(&base);
         let (_, prices) = crate::pricing::open(&storage).await?;
         finops_udfs::register_all(&base, prices.clone());

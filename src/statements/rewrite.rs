@@ -26,6 +26,8 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let _ = rewritten.visit(&mut ordinals);
     let mut viewdefs = ViewDefinition { changed: false };
     let _ = rewritten.visit(&mut viewdefs);
+    let mut casts = RegclassCast { changed: false };
+    let _ = rewritten.visit(&mut casts);
     let mut lookups = RegLookup { changed: false };
     let _ = rewritten.visit(&mut lookups);
     let mut columns = InformationSchemaColumns { changed: false };
@@ -43,6 +45,7 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
         || ordinals.changed
         || viewdefs.changed
         || lookups.changed
+        || casts.changed
         || columns.changed
         || json.changed
         || options.changed)
@@ -262,6 +265,84 @@ impl VisitorMut for RegLookup {
                 .and_then(|mut p| p.parse_expr())
         {
             *expr = subquery;
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `'name'::regclass`, which the Postgres-compatible parser turns into a scalar subquery of
+/// `pg_class` (NULL, and then an Arrow error, for a name that names nothing) → the `to_regclass`
+/// lookup of the name (which also finds `pg_catalog`'s tables unqualified, as Postgres' search
+/// path does) given to `regclassin`, which makes an unknown name 42P01 as in Postgres.
+struct RegclassCast {
+    changed: bool,
+}
+
+impl RegclassCast {
+    /// The cast's operand, when `query` is the parser's `regclass` lookup.
+    fn operand(query: &Query) -> Option<Expr> {
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return None;
+        };
+        let [from] = select.from.as_slice() else {
+            return None;
+        };
+        let TableFactor::Table { name, .. } = &from.relation else {
+            return None;
+        };
+        if name.to_string() != "pg_catalog.pg_class" || from.joins.len() != 2 {
+            return None;
+        }
+        let TableFactor::Derived { subquery, .. } = &from.joins[1].relation else {
+            return None;
+        };
+        let SetExpr::Select(parts) = subquery.body.as_ref() else {
+            return None;
+        };
+        let [SelectItem::ExprWithAlias { expr, alias }] = parts.projection.as_slice() else {
+            return None;
+        };
+        let Expr::Function(function) = expr else {
+            return None;
+        };
+        if alias.value != "parts" || function.name.to_string() != "parse_ident" {
+            return None;
+        }
+        let FunctionArguments::List(list) = &function.args else {
+            return None;
+        };
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Cast { expr, .. }))] =
+            list.args.as_slice()
+        else {
+            return None;
+        };
+        Some(expr.as_ref().clone())
+    }
+}
+
+impl VisitorMut for RegclassCast {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        let Expr::Subquery(query) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let Some(operand) = Self::operand(query) else {
+            return ControlFlow::Continue(());
+        };
+        let Some(lookup) = RegLookup::lookup("to_regclass", &operand) else {
+            return ControlFlow::Continue(());
+        };
+        let call = format!(
+            "{}({lookup}, CAST({operand} AS TEXT))",
+            crate::catalog::REGCLASS_IN
+        );
+        if let Ok(call) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&call)
+            .and_then(|mut p| p.parse_expr())
+        {
+            *expr = call;
             self.changed = true;
         }
         ControlFlow::Continue(())
