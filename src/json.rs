@@ -562,7 +562,7 @@ impl JsonFunc {
         let name = self.name;
         let count_ok = match self.kind {
             Kind::Parse { .. } | Kind::ToJson { .. } | Kind::TypeOf => types.len() == 1,
-            Kind::BuildObject { .. } => types.len() % 2 == 0,
+            Kind::BuildObject { .. } => types.len().is_multiple_of(2),
             Kind::Get(Get::Path, _) => !types.is_empty(),
             Kind::Get(_, _) | Kind::Exists => types.len() == 2,
         };
@@ -913,16 +913,16 @@ mod tests {
     #[test]
     fn reads_members_and_elements_in_place() {
         let doc = r#" {"team": "search", "n": 1.50, "a": [1, {"b": "x\"y"}], "team": "ads"} "#;
-        let doc = validated(doc).unwrap();
+        let doc = validated(doc).expect("valid");
         assert_eq!(field(doc, "team"), Some("\"ads\""));
         assert_eq!(field(doc, "n"), Some("1.50"));
         assert_eq!(field(doc, "missing"), None);
-        let a = field(doc, "a").unwrap();
+        let a = field(doc, "a").expect("valid");
         assert_eq!(element(a, 0), Some("1"));
         assert_eq!(element(a, -1), Some(r#"{"b": "x\"y"}"#));
         assert_eq!(element(a, 2), None);
         assert_eq!(
-            as_text(field(element(a, 1).unwrap(), "b").unwrap()).unwrap(),
+            as_text(field(element(a, 1).expect("valid"), "b").expect("valid")).expect("valid"),
             "x\"y"
         );
         assert_eq!(step(a, "1"), element(a, 1));
@@ -943,7 +943,7 @@ mod tests {
 
     #[test]
     fn invalid_json_is_an_error() {
-        let e = validated("{\"a\": }").unwrap_err().to_string();
+        let e = validated("{\"a\": }").expect_err("an error").to_string();
         assert!(e.contains("invalid input syntax for type json"), "{e}");
         assert!(validated("[1, 2").is_err());
         assert!(validated("1 2").is_err());
@@ -951,9 +951,9 @@ mod tests {
 
     #[test]
     fn path_literals() {
-        assert_eq!(text_array("{a,b}").unwrap(), vec!["a", "b"]);
-        assert_eq!(text_array("{\"a b\",0}").unwrap(), vec!["a b", "0"]);
-        assert!(text_array("{}").unwrap().is_empty());
+        assert_eq!(text_array("{a,b}").expect("valid"), vec!["a", "b"]);
+        assert_eq!(text_array("{\"a b\",0}").expect("valid"), vec!["a b", "0"]);
+        assert!(text_array("{}").expect("valid").is_empty());
         assert!(text_array("a,b").is_err());
     }
 

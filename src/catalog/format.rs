@@ -504,11 +504,11 @@ mod tests {
     use super::*;
 
     fn format(template: &str, args: &[Option<&str>]) -> String {
-        apply(template, args).unwrap()
+        apply(template, args).expect("valid")
     }
 
     fn error(template: &str, args: &[Option<&str>]) -> String {
-        apply(template, args).unwrap_err().to_string()
+        apply(template, args).expect_err("an error").to_string()
     }
 
     #[test]
