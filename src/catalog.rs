@@ -24,7 +24,7 @@ use crate::config::{Config, DATABASE, Role};
 use crate::engine::Identity;
 use crate::error::{Error, Result};
 
-mod format;
+pub(crate) mod format;
 mod functions;
 
 pub use functions::register_function_catalog;
@@ -65,9 +65,7 @@ impl Roles {
             users: Arc::new(users),
         }
     }
-}
 
-impl Roles {
     /// The role that owns every relation: the first administrator.
     fn owner(&self) -> String {
         self.users
@@ -530,7 +528,6 @@ impl ScalarUDFImpl for RegclassIn {
         &self,
         args: ScalarFunctionArgs,
     ) -> datafusion::common::Result<ColumnarValue> {
-        let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let names = cast(&arrays[1], &DataType::Utf8)?;
         let names = names.as_string::<i32>();
@@ -541,15 +538,8 @@ impl ScalarUDFImpl for RegclassIn {
                 )));
             }
         }
-        Ok(match &args.args[0] {
-            ColumnarValue::Scalar(scalar) => ColumnarValue::Scalar(scalar.clone()),
-            ColumnarValue::Array(_) if arrays[0].len() == rows => {
-                ColumnarValue::Array(Arc::clone(&arrays[0]))
-            }
-            ColumnarValue::Array(_) => {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&arrays[0], 0)?)
-            }
-        })
+        // The oid as it came: every name was found.
+        Ok(args.args[0].clone())
     }
 }
 

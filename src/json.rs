@@ -15,11 +15,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, GenericListArray, OffsetSizeTrait, RecordBatch,
-    StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, GenericListArray, OffsetSizeTrait, StringArray,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::SessionStateBuilder;
@@ -455,13 +454,8 @@ fn to_json_values(array: &ArrayRef, json: bool) -> DfResult<Vec<Option<String>>>
             // Postgres' `to_json` writes them.
             let time = matches!(t, DataType::Timestamp(..));
             let float = t.is_floating();
-            let field = Field::new("v", t.clone(), true);
-            let batch =
-                RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![Arc::clone(array)])?;
-            let rows = crate::copy::text_rows(&[batch])
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            for row in rows {
-                out.push(row.into_iter().next().flatten().map(|text| {
+            for text in text_values(array)? {
+                out.push(text.map(|text| {
                     if float && text.parse::<f64>().is_ok_and(f64::is_finite) {
                         text
                     } else if time {
@@ -620,16 +614,7 @@ impl ScalarUDFImpl for JsonFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let constant = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let rows = if constant { 1 } else { args.number_rows };
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<DfResult<Vec<_>>>()?;
+        let (arrays, rows, constant) = crate::catalog::format::arguments(&args)?;
         let out: ArrayRef = match self.kind {
             Kind::Exists => {
                 let docs = strings(&arrays[0])?;
@@ -775,13 +760,17 @@ fn key_text(array: &ArrayRef) -> DfResult<Vec<Option<String>>> {
             .map(|v| v.map(str::to_string))
             .collect());
     }
-    let field = Field::new("k", array.data_type().clone(), true);
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![Arc::clone(array)])?;
-    Ok(crate::copy::text_rows(&[batch])
-        .map_err(|e| DataFusionError::External(Box::new(e)))?
-        .into_iter()
-        .map(|row| row.into_iter().next().flatten())
-        .collect())
+    text_values(array)
+}
+
+/// The Postgres text of each value of `array`.
+fn text_values(array: &ArrayRef) -> DfResult<Vec<Option<String>>> {
+    Ok(
+        crate::catalog::format::text_values(std::slice::from_ref(array), array.len())?
+            .into_iter()
+            .map(|row| row.into_iter().next().flatten())
+            .collect(),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq)]

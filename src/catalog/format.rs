@@ -361,7 +361,7 @@ pub fn apply(template: &str, args: &[Option<&str>]) -> DfResult<String> {
 }
 
 /// The Postgres text form of every value of `arrays` (all of one length), one row per index.
-fn text_values(arrays: &[ArrayRef], rows: usize) -> DfResult<Vec<Vec<Option<String>>>> {
+pub(crate) fn text_values(arrays: &[ArrayRef], rows: usize) -> DfResult<Vec<Vec<Option<String>>>> {
     if arrays.is_empty() {
         return Ok(vec![Vec::new(); rows]);
     }
@@ -382,7 +382,7 @@ fn text_values(arrays: &[ArrayRef], rows: usize) -> DfResult<Vec<Vec<Option<Stri
 }
 
 /// The arguments as arrays of `rows` values, and whether all were constants (then `rows` is 1).
-fn arguments(args: &ScalarFunctionArgs) -> DfResult<(Vec<ArrayRef>, usize, bool)> {
+pub(crate) fn arguments(args: &ScalarFunctionArgs) -> DfResult<(Vec<ArrayRef>, usize, bool)> {
     let constant = args
         .args
         .iter()
