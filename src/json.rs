@@ -85,34 +85,26 @@ impl ExprPlanner for JsonOperators {
         expr: RawBinaryExpr,
         schema: &DFSchema,
     ) -> DfResult<PlannerResult<RawBinaryExpr>> {
-        let function = match &expr.op {
+        let (function, kind) = match &expr.op {
             BinaryOperator::Arrow | BinaryOperator::LongArrow => {
                 let text = expr.op == BinaryOperator::LongArrow;
-                let index = expr.right.get_type(schema)?.is_integer();
-                match (index, text) {
-                    (false, false) => "json_object_field",
-                    (false, true) => "json_object_field_text",
-                    (true, false) => "json_array_element",
-                    (true, true) => "json_array_element_text",
+                match (expr.right.get_type(schema)?.is_integer(), text) {
+                    (false, false) => ("json_object_field", Kind::Get(Get::Field, false)),
+                    (false, true) => ("json_object_field_text", Kind::Get(Get::Field, true)),
+                    (true, false) => ("json_array_element", Kind::Get(Get::Element, false)),
+                    (true, true) => ("json_array_element_text", Kind::Get(Get::Element, true)),
                 }
             }
-            BinaryOperator::HashArrow => "json_extract_path",
-            BinaryOperator::HashLongArrow => "json_extract_path_text",
-            BinaryOperator::Question => "jsonb_exists",
+            BinaryOperator::HashArrow => ("json_extract_path", Kind::Get(Get::PathArray, false)),
+            BinaryOperator::HashLongArrow => {
+                ("json_extract_path_text", Kind::Get(Get::PathArray, true))
+            }
+            BinaryOperator::Question => ("jsonb_exists", Kind::Exists),
             _ => return Ok(PlannerResult::Original(expr)),
         };
         if !is_text(&expr.left.get_type(schema)?) {
             return Ok(PlannerResult::Original(expr));
         }
-        let kind = match function {
-            "jsonb_exists" => Kind::Exists,
-            "json_extract_path" => Kind::Get(Get::PathArray, false),
-            "json_extract_path_text" => Kind::Get(Get::PathArray, true),
-            "json_object_field" => Kind::Get(Get::Field, false),
-            "json_object_field_text" => Kind::Get(Get::Field, true),
-            "json_array_element" => Kind::Get(Get::Element, false),
-            _ => Kind::Get(Get::Element, true),
-        };
         let udf = Arc::new(ScalarUDF::from(JsonFunc {
             name: function,
             kind,
@@ -402,14 +394,6 @@ fn to_json_values(array: &ArrayRef, json: bool) -> DfResult<Vec<Option<String>>>
             let values = array.as_boolean();
             out.extend(values.iter().map(|v| v.map(|b| b.to_string())));
         }
-        t if t.is_integer() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
-            let text = cast(array, &DataType::Utf8)?;
-            out.extend(
-                text.as_string::<i32>()
-                    .iter()
-                    .map(|v| v.map(str::to_string)),
-            );
-        }
         DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
             let text = cast(array, &DataType::Utf8)?;
             for v in text.as_string::<i32>().iter() {
@@ -449,14 +433,14 @@ fn to_json_values(array: &ArrayRef, json: bool) -> DfResult<Vec<Option<String>>>
             }
         }
         t => {
-            // Everything else as its Postgres text: floats as numbers (NaN and infinities as
+            // Everything else as its Postgres text: numbers as they are (NaN and infinities as
             // strings), other values in a JSON string, times in ISO 8601 with a `T`, as
             // Postgres' `to_json` writes them.
             let time = matches!(t, DataType::Timestamp(..));
-            let float = t.is_floating();
+            let number = t.is_numeric();
             for text in text_values(array)? {
                 out.push(text.map(|text| {
-                    if float && text.parse::<f64>().is_ok_and(f64::is_finite) {
+                    if number && text.parse::<f64>().is_ok_and(f64::is_finite) {
                         text
                     } else if time {
                         quote(&iso_time(&text))
@@ -661,7 +645,7 @@ impl ScalarUDFImpl for JsonFunc {
                 let mut columns = Vec::with_capacity(arrays.len());
                 for (i, (array, field)) in arrays.iter().zip(&args.arg_fields).enumerate() {
                     if i % 2 == 0 {
-                        columns.push(key_text(array)?);
+                        columns.push(text_values(array)?);
                     } else {
                         columns.push(to_json_values(array, is_json(field))?);
                     }
@@ -750,17 +734,6 @@ fn exists(json: &str, key: &str) -> bool {
 
 fn strings(array: &ArrayRef) -> DfResult<StringArray> {
     Ok(cast(array, &DataType::Utf8)?.as_string::<i32>().clone())
-}
-
-/// Each value of `array` as text (Postgres' text of it).
-fn key_text(array: &ArrayRef) -> DfResult<Vec<Option<String>>> {
-    if is_text(array.data_type()) {
-        return Ok(strings(array)?
-            .iter()
-            .map(|v| v.map(str::to_string))
-            .collect());
-    }
-    text_values(array)
 }
 
 /// The Postgres text of each value of `array`.
