@@ -4,6 +4,7 @@
 //! It must not know about the wire protocol; the server turns [`Output`] into messages.
 
 mod ddl;
+mod labels;
 mod rewrite;
 
 pub use ddl::{
@@ -11,6 +12,7 @@ pub use ddl::{
     restore_views, view_definitions_schema,
 };
 
+pub use labels::relabel;
 pub use rewrite::{cast_parameters, rewrite};
 
 use std::sync::LazyLock;
@@ -117,7 +119,15 @@ pub async fn execute(session: &Session, statement: DFStatement) -> Result<Output
     }
     let tag = df_command_tag(&statement);
     let state = session.context().state();
-    let plan = state.statement_to_plan(statement).await?;
+    let plan = match statement {
+        DFStatement::Statement(s) => {
+            let plan = state
+                .statement_to_plan(DFStatement::Statement(s.clone()))
+                .await?;
+            relabel(&s, plan)?
+        }
+        other => state.statement_to_plan(other).await?,
+    };
     execute_plan(session, tag, plan, None).await
 }
 
@@ -162,9 +172,10 @@ pub fn refresh_statement(sql: &str) -> Option<Result<crate::materialized::MvStat
 /// Plan one statement in `session` without running it.
 pub async fn plan(session: &Session, statement: Statement) -> Result<LogicalPlan> {
     let state = session.context().state();
-    Ok(state
-        .statement_to_plan(DFStatement::Statement(Box::new(statement)))
-        .await?)
+    let plan = state
+        .statement_to_plan(DFStatement::Statement(Box::new(statement.clone())))
+        .await?;
+    Ok(relabel(&statement, plan)?)
 }
 
 /// Run an already planned statement, binding `params` first when given.

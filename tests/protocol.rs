@@ -48,6 +48,49 @@ async fn simple_and_extended_queries_agree() {
     assert_eq!(row.get::<_, i64>("answer"), 42);
 }
 
+#[tokio::test]
+async fn unaliased_columns_are_named_as_postgres_names_them() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (team TEXT, cost NUMERIC(12, 2)); INSERT INTO t VALUES ('a', 1.50)",
+        )
+        .await
+        .expect("table");
+    let sql = "SELECT team, sum(cost), count(*), round(sum(cost), 1), sum(cost) / count(*), \
+               max(team)::text, DATE '2024-01-01', CASE WHEN team = 'a' THEN 1 ELSE 0 END, \
+               sum(cost) AS total FROM t GROUP BY team";
+    let expected = [
+        "team", "sum", "count", "round", "?column?", "max", "date", "case", "total",
+    ];
+    let messages = client.simple_query(sql).await.expect("simple");
+    let simple: Vec<String> = messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::RowDescription(columns) => {
+                Some(columns.iter().map(|c| c.name().to_string()).collect())
+            }
+            _ => None,
+        })
+        .expect("a row description");
+    assert_eq!(simple, expected);
+    let statement = client.prepare(sql).await.expect("prepare");
+    let extended: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(extended, expected);
+    let row = client.query_one(sql, &[]).await.expect("extended");
+    assert_eq!(row.get::<_, i64>("count"), 1);
+    // A parameter's cast names it; a name two columns would share is given to neither.
+    let statement = client
+        .prepare("SELECT $1::text, sum(cost), sum(cost * 2) FROM t")
+        .await
+        .expect("prepare");
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names[0], "text");
+    assert_ne!(names[1], "sum");
+    assert_ne!(names[1], names[2]);
+}
+
 /// The first value of the first row of `sql`'s simple-query answer.
 async fn first_text(client: &Client, sql: &str) -> Option<String> {
     let messages = client.simple_query(sql).await.expect(sql);

@@ -843,10 +843,20 @@ impl QueryParser for MappedParser {
         } else {
             crate::statements::cast_parameters(sql, &declared)
         };
-        self.inner
+        let parsed = self
+            .inner
             .parse_sql(client, cast.as_deref().unwrap_or(sql), types)
             .await
-            .map_err(sqlstate::map_pgwire)
+            .map_err(sqlstate::map_pgwire)?;
+        // Result columns named as Postgres names them (the service's own plans included).
+        match parsed {
+            Some((text, Some((statement, plan)))) => {
+                let plan = crate::statements::relabel(&statement, plan)
+                    .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                Ok(Some((text, Some((statement, plan)))))
+            }
+            other => Ok(other),
+        }
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {

@@ -112,7 +112,7 @@ where
         .state
         .statement_to_plan(DFStatement::Statement(Box::new(statement.clone())))
         .await;
-    let plan = match plan {
+    let plan = match plan.and_then(|plan| crate::statements::relabel(statement, plan)) {
         Ok(plan) => plan,
         Err(e) => {
             session.keep_state(planning);

@@ -39,7 +39,7 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     if text.contains("pg_catalog.pg_class") || text.contains("pg_catalog.pg_namespace") {
         let _ = rewritten.visit(&mut options);
     }
-    (arrays.changed
+    let changed = arrays.changed
         || escapes.changed
         || scalars.changed
         || ordinals.changed
@@ -48,8 +48,12 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
         || casts.changed
         || columns.changed
         || json.changed
-        || options.changed)
-        .then_some(rewritten)
+        || options.changed;
+    if !changed {
+        return None;
+    }
+    super::labels::keep(statement, &mut rewritten);
+    Some(rewritten)
 }
 
 /// `ORDER BY n`, where the n-th output column is an unnamed expression other than a column
@@ -807,7 +811,7 @@ mod tests {
         );
         assert_eq!(
             rewritten("SELECT c.reloptions FROM pg_catalog.pg_class c"),
-            "SELECT CAST(NULL AS TEXT[]) FROM pg_catalog.pg_class c"
+            "SELECT CAST(NULL AS TEXT[]) AS \"reloptions\" FROM pg_catalog.pg_class c"
         );
         // A user table's column of that name, or a lookup outside the catalog, is left alone.
         assert_eq!(rewritten("SELECT t.reloptions FROM t"), "");
