@@ -24,9 +24,13 @@ use crate::config::{Config, DATABASE, Role};
 use crate::engine::Identity;
 use crate::error::{Error, Result};
 
+mod expand_array;
 pub(crate) mod format;
 mod functions;
+pub(crate) mod int2_arrays;
+pub(crate) mod settings;
 
+pub use expand_array::NAME as EXPAND_ARRAY;
 pub use functions::register_function_catalog;
 
 /// Schemas that exist from the first start.
@@ -185,6 +189,7 @@ pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(constant_text("version", version));
     ctx.register_udf(ScalarUDF::from(CurrentSettingFunc::new()));
     format::register(ctx);
+    expand_array::register(ctx);
     ctx.register_udf(ScalarUDF::from(RegclassIn {
         signature: Signature::any(2, Volatility::Stable),
     }));

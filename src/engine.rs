@@ -48,13 +48,23 @@ impl ConfigExtension for FinopsOptions {
 /// connection.
 #[derive(Debug, Clone, Default)]
 pub struct PgParameters {
-    values: std::collections::BTreeMap<String, String>,
+    /// By lower-case name: the name as Postgres spells it (`DateStyle`) and the value.
+    values: std::collections::BTreeMap<String, (String, String)>,
 }
 
 impl PgParameters {
     /// The value of `name` (any case), if the connection has it.
     pub fn get(&self, name: &str) -> Option<&String> {
-        self.values.get(&name.to_ascii_lowercase())
+        self.values
+            .get(&name.to_ascii_lowercase())
+            .map(|(_, value)| value)
+    }
+
+    /// Every parameter as `(name, value)`, names spelled as Postgres spells them.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values
+            .values()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
     }
 }
 
@@ -72,8 +82,10 @@ impl ExtensionOptions for PgParameters {
     }
 
     fn set(&mut self, key: &str, value: &str) -> datafusion::common::Result<()> {
-        self.values
-            .insert(key.to_ascii_lowercase(), value.to_string());
+        self.values.insert(
+            key.to_ascii_lowercase(),
+            (key.to_string(), value.to_string()),
+        );
         Ok(())
     }
 
@@ -873,7 +885,7 @@ impl Session {
         let mut state = state.write();
         let values = entries
             .iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+            .map(|(name, value)| (name.to_ascii_lowercase(), (name.clone(), value.clone())))
             .collect();
         state
             .config_mut()

@@ -5,7 +5,8 @@
 //! views, so this overlays its `pg_catalog` schema: every table passes through unchanged except
 //! `pg_class` (rewritten on scan), `pg_matviews` (built from the registry) and `pg_views` (the
 //! catalog crate's is empty; this one lists the plain views with their definitions, which
-//! `pg_get_viewdef` reads). It must not change anything else in `pg_catalog`.
+//! `pg_get_viewdef` reads). The same overlay puts `pg_settings` in its place (see
+//! `catalog::settings`) and gives `pg_constraint` its `int2[]` columns (`catalog::int2_arrays`). It must not change anything else in `pg_catalog`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -85,6 +86,12 @@ impl SchemaProvider for PgCatalogOverlay {
                 catalog: self.catalog.clone(),
                 views: self.views.clone(),
             })),
+            ("pg_constraint", Some(pg_constraint)) => Some(Arc::new(
+                crate::catalog::int2_arrays::Int2Arrays::new(pg_constraint, &["conkey", "confkey"]),
+            )),
+            ("pg_settings", Some(pg_settings)) => Some(Arc::new(
+                crate::catalog::settings::PgSettings::new(pg_settings.schema()),
+            )),
             (_, table) => table,
         })
     }

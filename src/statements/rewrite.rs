@@ -6,9 +6,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor,
-    Value, VisitMut, VisitorMut, visit_expressions_mut,
+    AccessExpr, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr,
+    Statement, TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -34,6 +34,10 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let _ = rewritten.visit(&mut columns);
     let mut json = JsonCast { changed: false };
     let _ = rewritten.visit(&mut json);
+    let mut expand = ExpandArray { changed: false };
+    let _ = rewritten.visit(&mut expand);
+    let mut regproc = RegprocName { changed: false };
+    let _ = rewritten.visit(&mut regproc);
     let mut options = RelOptions { changed: false };
     let text = rewritten.to_string();
     if text.contains("pg_catalog.pg_class") || text.contains("pg_catalog.pg_namespace") {
@@ -48,6 +52,8 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
         || casts.changed
         || columns.changed
         || json.changed
+        || expand.changed
+        || regproc.changed
         || options.changed;
     if !changed {
         return None;
@@ -386,6 +392,162 @@ impl VisitorMut for JsonCast {
         };
         *expr = call;
         self.changed = true;
+        ControlFlow::Continue(())
+    }
+}
+
+/// `information_schema._pg_expandarray(a)`, a set-returning function → `unnest` of the list of
+/// its `(x, n)` rows (`catalog::expand_array`); and `(composite).field`, which DataFusion plans
+/// only on a column → `get_field(composite, 'field')`. JDBC's `getPrimaryKeys` uses both.
+struct ExpandArray {
+    changed: bool,
+}
+
+impl ExpandArray {
+    /// `unnest(...)` for a call of `[information_schema.]_pg_expandarray` (in parentheses or not).
+    fn expanded(expr: &Expr) -> Option<String> {
+        let function = match expr {
+            Expr::Nested(inner) => return Self::expanded(inner),
+            Expr::Function(function) => function,
+            _ => return None,
+        };
+        // The Postgres-compatible parser drops the schema.
+        let name = match function.name.0.as_slice() {
+            [name] => name,
+            [schema, name]
+                if schema
+                    .as_ident()
+                    .is_some_and(|s| s.value.eq_ignore_ascii_case("information_schema")) =>
+            {
+                name
+            }
+            _ => return None,
+        };
+        if !name
+            .as_ident()
+            .is_some_and(|f| f.value.eq_ignore_ascii_case("_pg_expandarray"))
+        {
+            return None;
+        }
+        let FunctionArguments::List(list) = &function.args else {
+            return None;
+        };
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = list.args.as_slice() else {
+            return None;
+        };
+        Some(format!("unnest({}({array}))", crate::catalog::EXPAND_ARRAY))
+    }
+}
+
+impl VisitorMut for ExpandArray {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        let text = match &*expr {
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                let root = match root.as_ref() {
+                    Expr::Nested(inner) => inner,
+                    other => other,
+                };
+                let mut text = Self::expanded(root).unwrap_or_else(|| root.to_string());
+                for access in access_chain.iter() {
+                    let AccessExpr::Dot(Expr::Identifier(field)) = access else {
+                        return ControlFlow::Continue(());
+                    };
+                    let name = match field.quote_style {
+                        Some(_) => field.value.clone(),
+                        None => field.value.to_ascii_lowercase(),
+                    };
+                    text = format!("get_field({text}, '{}')", name.replace('\'', "''"));
+                }
+                text
+            }
+            other => match Self::expanded(other) {
+                Some(text) => text,
+                None => return ControlFlow::Continue(()),
+            },
+        };
+        if let Ok(call) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&text)
+            .and_then(|mut p| p.parse_expr())
+        {
+            *expr = call;
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `column = 'name'::regproc`, which the Postgres-compatible parser turns into a lookup of the
+/// function's oid in `pg_proc` → `column = 'name'`: the catalog keeps `regproc` columns
+/// (`pg_type.typinput`, ...) as function names, as Postgres shows them, so the oid would be
+/// compared with a name. A `pg_catalog.` prefix is dropped, as Postgres' output drops it. JDBC's
+/// `getTypeInfo` asks `typinput = 'pg_catalog.array_in'::regproc`.
+struct RegprocName {
+    changed: bool,
+}
+
+impl RegprocName {
+    /// The function name looked up, when `expr` is the parser's `regproc` lookup.
+    fn name(expr: &Expr) -> Option<String> {
+        let Expr::Subquery(query) = expr else {
+            return None;
+        };
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return None;
+        };
+        let [from] = select.from.as_slice() else {
+            return None;
+        };
+        let TableFactor::Table { name, .. } = &from.relation else {
+            return None;
+        };
+        if name.to_string() != "pg_catalog.pg_proc" || !from.joins.is_empty() {
+            return None;
+        }
+        let Some(Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        }) = &select.selection
+        else {
+            return None;
+        };
+        let (Expr::Identifier(column), Expr::Value(value)) = (left.as_ref(), right.as_ref()) else {
+            return None;
+        };
+        let Value::SingleQuotedString(name) = &value.value else {
+            return None;
+        };
+        (column.value == "proname")
+            .then(|| name.strip_prefix("pg_catalog.").unwrap_or(name).to_string())
+    }
+}
+
+impl VisitorMut for RegprocName {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq | BinaryOperator::NotEq,
+            right,
+        } = expr
+        else {
+            return ControlFlow::Continue(());
+        };
+        let column = |e: &Expr| matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+        let side = if column(left) {
+            right
+        } else if column(right) {
+            left
+        } else {
+            return ControlFlow::Continue(());
+        };
+        if let Some(name) = Self::name(side) {
+            **side = Expr::Value(Value::SingleQuotedString(name).with_empty_span());
+            self.changed = true;
+        }
         ControlFlow::Continue(())
     }
 }
@@ -819,6 +981,33 @@ mod tests {
             rewritten("SELECT (SELECT b.x = 1 FROM b WHERE b.id = a.id) FROM a"),
             ""
         );
+    }
+
+    #[test]
+    fn set_returning_expandarray_and_composite_fields_plan_as_unnest_and_get_field() {
+        assert_eq!(
+            rewritten(
+                "SELECT (information_schema._pg_expandarray(i.indkey)).n AS k, \
+                 information_schema._pg_expandarray(i.indkey) AS keys FROM i"
+            ),
+            "SELECT get_field(unnest(_pg_expandarray_rows(i.indkey)), 'n') AS k, \
+             unnest(_pg_expandarray_rows(i.indkey)) AS keys FROM i"
+        );
+        assert_eq!(
+            rewritten("SELECT 1 FROM r WHERE r.a = (r.keys).\"X\""),
+            "SELECT 1 FROM r WHERE r.a = get_field(r.keys, 'X')"
+        );
+    }
+
+    #[test]
+    fn a_regproc_literal_compared_with_a_column_is_the_function_name() {
+        let lookup = "(SELECT oid FROM pg_catalog.pg_proc WHERE proname = 'pg_catalog.array_in')";
+        assert_eq!(
+            rewritten(&format!("SELECT 1 FROM pg_type WHERE typinput = {lookup}")),
+            "SELECT 1 FROM pg_type WHERE typinput = 'array_in'"
+        );
+        // Elsewhere the lookup keeps its oid.
+        assert_eq!(rewritten(&format!("SELECT {lookup}")), "");
     }
 
     #[test]

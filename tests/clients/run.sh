@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the built server with the demo data set (as the README's run command does) on a free
 # loopback port and a scratch data directory, and runs psql meta-commands, KPI queries and a
-# psycopg and an asyncpg session against it. Usage: run.sh path/to/finops-db
+# psycopg, an asyncpg and a JDBC session against it. Usage: run.sh path/to/finops-db
 set -euo pipefail
 bin="$1"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -63,5 +63,7 @@ check "psql SQLSTATE 42P01" psql_error 42P01 'SELECT * FROM nope'
 check "psql SQLSTATE 42601" psql_error 42601 'SELEC 1' 
 check "psycopg" python3 "$here/psycopg_check.py" "host=127.0.0.1 port=$port user=finops password=finops dbname=finops"
 check "asyncpg" python3 "$here/asyncpg_check.py" 127.0.0.1 "$port"
+check "jdbc" java -cp /usr/share/java/postgresql.jar "$here/JdbcCheck.java" \
+  "jdbc:postgresql://127.0.0.1:$port/finops" finops finops
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
