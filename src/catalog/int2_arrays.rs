@@ -130,7 +130,7 @@ mod tests {
             None,
             Some(""),
         ]));
-        let lists = parse_arrays(&input).unwrap();
+        let lists = parse_arrays(&input).expect("parses");
         let lists = lists.as_list::<i32>();
         let row =
             |i: usize| -> Vec<i16> { lists.value(i).as_primitive::<Int16Type>().values().to_vec() };

@@ -54,7 +54,7 @@ impl PgSettings {
         for (name, value) in crate::engine::settings(options) {
             rows.push((name, value, "user"));
         }
-        rows.sort_by(|a, b| a.0.to_ascii_lowercase().cmp(&b.0.to_ascii_lowercase()));
+        rows.sort_by_key(|row| row.0.to_ascii_lowercase());
         let count = rows.len();
         let columns: Vec<ArrayRef> = self
             .schema

@@ -160,7 +160,7 @@ enum Strength {
 }
 
 /// Postgres' label for an unaliased `expr`.
-pub fn label(expr: &Expr) -> String {
+pub(super) fn label(expr: &Expr) -> String {
     figure(expr).map_or_else(|| UNNAMED.to_string(), |(name, _)| name)
 }
 
@@ -280,7 +280,7 @@ mod tests {
 
     fn labels(sql: &str) -> Option<Vec<String>> {
         let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .unwrap()
+            .expect("parses")
             .remove(0);
         let Statement::Query(query) = statement else {
             panic!("not a query: {sql}")
@@ -289,7 +289,7 @@ mod tests {
     }
 
     fn one(sql: &str) -> String {
-        labels(sql).unwrap().remove(0)
+        labels(sql).expect("no star").remove(0)
     }
 
     #[test]
@@ -357,10 +357,10 @@ mod tests {
     #[test]
     fn set_operations_take_the_first_branch_and_stars_are_left_alone() {
         assert_eq!(
-            labels("SELECT count(*) FROM a UNION ALL SELECT sum(x) AS s FROM b").unwrap(),
+            labels("SELECT count(*) FROM a UNION ALL SELECT sum(x) AS s FROM b").expect("no star"),
             ["count"]
         );
-        assert_eq!(labels("(SELECT max(x) FROM a)").unwrap(), ["max"]);
+        assert_eq!(labels("(SELECT max(x) FROM a)").expect("no star"), ["max"]);
         assert_eq!(labels("SELECT *, count(*) OVER () FROM t"), None);
         assert_eq!(labels("SELECT t.*, 1 FROM t"), None);
         assert_eq!(labels("VALUES (1, 2)"), None);

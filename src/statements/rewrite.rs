@@ -38,6 +38,8 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let _ = rewritten.visit(&mut expand);
     let mut regproc = RegprocName { changed: false };
     let _ = rewritten.visit(&mut regproc);
+    let mut repeats = RepeatedColumns { changed: false };
+    let _ = rewritten.visit(&mut repeats);
     let mut options = RelOptions { changed: false };
     let text = rewritten.to_string();
     if text.contains("pg_catalog.pg_class") || text.contains("pg_catalog.pg_namespace") {
@@ -54,6 +56,7 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
         || json.changed
         || expand.changed
         || regproc.changed
+        || repeats.changed
         || options.changed;
     if !changed {
         return None;
@@ -781,6 +784,71 @@ impl VisitorMut for ArraySubquery {
     }
 }
 
+/// A select list that repeats an unnamed expression (`SELECT NULL, NULL`, `count(*), count(*)`),
+/// which Postgres allows and a DataFusion plan cannot hold (its columns need distinct names) →
+/// each repeat named after its Postgres label and its place among the repeats (`?column?_2`,
+/// `count_2`). JDBC's `getProcedures` selects `NULL, NULL, NULL`.
+struct RepeatedColumns {
+    changed: bool,
+}
+
+impl RepeatedColumns {
+    fn name_repeats(&mut self, body: &mut SetExpr) {
+        match body {
+            SetExpr::Select(select) => {
+                let mut taken: std::collections::HashSet<String> = select
+                    .projection
+                    .iter()
+                    .filter_map(|item| match item {
+                        SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let mut seen: std::collections::HashMap<String, usize> =
+                    std::collections::HashMap::new();
+                for item in select.projection.iter_mut() {
+                    let SelectItem::UnnamedExpr(expr) = item else {
+                        continue;
+                    };
+                    let count = seen.entry(expr.to_string()).or_default();
+                    *count += 1;
+                    if *count == 1 {
+                        continue;
+                    }
+                    let base = super::labels::label(expr);
+                    let mut place = *count;
+                    let name = loop {
+                        let name = format!("{base}_{place}");
+                        if taken.insert(name.clone()) {
+                            break name;
+                        }
+                        place += 1;
+                    };
+                    *item = SelectItem::ExprWithAlias {
+                        expr: expr.clone(),
+                        alias: datafusion::sql::sqlparser::ast::Ident::with_quote('"', name),
+                    };
+                    self.changed = true;
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                self.name_repeats(left);
+                self.name_repeats(right);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl VisitorMut for RepeatedColumns {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Self::Break> {
+        self.name_repeats(&mut query.body);
+        ControlFlow::Continue(())
+    }
+}
+
 /// `x [I]LIKE 'p' ESCAPE 'c'` → the same pattern written with DataFusion's only escape character,
 /// the backslash (SQLAlchemy and Metabase send `ESCAPE '/'`).
 struct LikeEscape {
@@ -997,6 +1065,16 @@ mod tests {
             rewritten("SELECT 1 FROM r WHERE r.a = (r.keys).\"X\""),
             "SELECT 1 FROM r WHERE r.a = get_field(r.keys, 'X')"
         );
+    }
+
+    #[test]
+    fn repeated_unnamed_columns_get_distinct_names() {
+        assert_eq!(
+            rewritten("SELECT NULL AS a, NULL, NULL, count(*), count(*), NULL FROM t"),
+            "SELECT NULL AS a, NULL, NULL AS \"?column?_2\", count(*), count(*) AS \"count_2\", \
+             NULL AS \"?column?_3\" FROM t"
+        );
+        assert_eq!(rewritten("SELECT NULL, 1 FROM t"), "");
     }
 
     #[test]
