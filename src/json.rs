@@ -153,7 +153,8 @@ fn json_field(name: &str) -> FieldRef {
     )
 }
 
-fn is_json(field: &Field) -> bool {
+/// Whether `field` holds JSON values (text marked with Arrow's `arrow.json` extension name).
+pub(crate) fn is_json(field: &Field) -> bool {
     field.metadata().get(EXTENSION_KEY).map(String::as_str) == Some(JSON_EXTENSION)
 }
 

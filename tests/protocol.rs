@@ -91,7 +91,40 @@ async fn unaliased_columns_are_named_as_postgres_names_them() {
     assert_ne!(names[1], names[2]);
 }
 
-/// The first value of the first row of `sql`'s simple-query answer.
+#[tokio::test]
+async fn json_values_are_described_as_json() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    let sql = "SELECT '{\"b\": 1, \"a\": [1, 2]}'::jsonb AS doc, \
+               json_build_object('k', 2) -> 'k' AS k, '{\"a\": \"x\"}'::json ->> 'a' AS a";
+    let statement = client.prepare(sql).await.expect("prepare");
+    let types: Vec<_> = statement
+        .columns()
+        .iter()
+        .map(|c| c.type_().clone())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            tokio_postgres::types::Type::JSON,
+            tokio_postgres::types::Type::JSON,
+            tokio_postgres::types::Type::TEXT
+        ]
+    );
+    let messages = client.simple_query(sql).await.expect("simple");
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .expect("a row");
+    assert_eq!(row.get(0), Some("{\"a\": [1, 2], \"b\": 1}"));
+    assert_eq!(row.get(1), Some("2"));
+    assert_eq!(row.get(2), Some("x"));
+}
+
+/// The first value of the first row of `sql`'s simple-query answer./// The first value of the first row of `sql`'s simple-query answer.
 async fn first_text(client: &Client, sql: &str) -> Option<String> {
     let messages = client.simple_query(sql).await.expect(sql);
     messages.iter().find_map(|m| match m {

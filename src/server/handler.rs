@@ -870,8 +870,13 @@ impl QueryParser for MappedParser {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        self.inner
+        let fields = self
+            .inner
             .get_result_schema(stmt, column_format)
-            .map_err(sqlstate::map_pgwire)
+            .map_err(sqlstate::map_pgwire)?;
+        Ok(match stmt {
+            (_, Some((_, plan))) => super::rows::json_typed(fields, plan.schema().as_arrow()),
+            _ => fields,
+        })
     }
 }

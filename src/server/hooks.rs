@@ -83,11 +83,7 @@ fn encode_batches(
     format: &Format,
     options: Arc<FormatOptions>,
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
-        &schema,
-        format,
-        Some(options),
-    )?);
+    let fields = Arc::new(super::rows::pg_fields(&schema, format, Some(options))?);
     let mut rows = Vec::new();
     for batch in &batches {
         rows.extend(

@@ -29,7 +29,6 @@ use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::Parser;
-use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
 use futures::{StreamExt, stream};
 use pgwire::api::ClientInfo;
@@ -493,7 +492,7 @@ where
             .boxed(),
     };
     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-    let fields = Arc::new(arrow_schema_to_pg_fields(
+    let fields = Arc::new(super::rows::pg_fields(
         schema.as_arrow(),
         format,
         Some(options),

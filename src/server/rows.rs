@@ -20,7 +20,7 @@ use datafusion::arrow::array::{
     RecordBatch, StringViewArray,
 };
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Field, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+    DataType, Date32Type, Field, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Schema,
     TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
     TimestampSecondType,
 };
@@ -47,6 +47,44 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Days from 1970-01-01 to 2000-01-01, the epoch of Postgres' binary dates.
 const PG_EPOCH_DAYS: i32 = 10_957;
 
+/// The row description of `schema` in `format`: `arrow-pg`'s, with JSON values (fields that
+/// carry Arrow's `arrow.json` extension name, see `crate::json`) typed `json` instead of `text`,
+/// so that clients that decode JSON (psycopg, node-postgres, JDBC's `PGobject`) do. Their bytes
+/// are the text either way, in both formats.
+pub(crate) fn pg_fields(
+    schema: &Schema,
+    format: &Format,
+    options: Option<Arc<FormatOptions>>,
+) -> PgWireResult<Vec<FieldInfo>> {
+    let fields = arrow_schema_to_pg_fields(schema, format, options)?;
+    Ok(json_typed(fields, schema))
+}
+
+/// `fields`, which describe `schema`, with its JSON values typed `json`.
+pub(crate) fn json_typed(fields: Vec<FieldInfo>, schema: &Schema) -> Vec<FieldInfo> {
+    if fields.len() != schema.fields().len() {
+        return fields;
+    }
+    fields
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(info, field)| {
+            if *info.datatype() == Type::TEXT && crate::json::is_json(field) {
+                FieldInfo::new(
+                    info.name().to_string(),
+                    info.table_id(),
+                    info.column_id(),
+                    Type::JSON,
+                    info.format(),
+                )
+                .with_format_options(Arc::clone(info.format_options()))
+            } else {
+                info
+            }
+        })
+        .collect()
+}
+
 /// Run `df` on `engine`'s executor and answer with its rows in `format`.
 pub(crate) async fn dataframe_response(
     engine: &Engine,
@@ -54,11 +92,7 @@ pub(crate) async fn dataframe_response(
     format: &Format,
     options: Arc<FormatOptions>,
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(arrow_schema_to_pg_fields(
-        df.schema().as_arrow(),
-        format,
-        Some(options),
-    )?);
+    let fields = Arc::new(pg_fields(df.schema().as_arrow(), format, Some(options))?);
     let batches = engine
         .execute_stream(df)
         .await
@@ -205,11 +239,14 @@ impl<'a> Column<'a> {
             (DataType::Float64, &Type::FLOAT8) => {
                 Column::Float64(array.as_primitive(), FloatFormat::of(field))
             }
-            (DataType::Utf8, &Type::TEXT | &Type::VARCHAR) => Column::Utf8(array.as_string()),
-            (DataType::LargeUtf8, &Type::TEXT | &Type::VARCHAR) => {
+            // `json` is its text in both formats.
+            (DataType::Utf8, &Type::TEXT | &Type::VARCHAR | &Type::JSON) => {
+                Column::Utf8(array.as_string())
+            }
+            (DataType::LargeUtf8, &Type::TEXT | &Type::VARCHAR | &Type::JSON) => {
                 Column::LargeUtf8(array.as_string())
             }
-            (DataType::Utf8View, &Type::TEXT | &Type::VARCHAR) => {
+            (DataType::Utf8View, &Type::TEXT | &Type::VARCHAR | &Type::JSON) => {
                 Column::Utf8View(array.as_string_view())
             }
             (DataType::Decimal128(_, scale), &Type::NUMERIC) if *scale >= 0 => {
