@@ -1,6 +1,6 @@
 //! JSON in SQL, as Postgres writes it: `tags ->> 'team'`, `tags -> 'limits' ->> 'daily'`,
 //! `tags #>> '{a,b}'`, `tags ? 'team'`, `x::json`, `x::jsonb`, `json_build_object`, `to_json`,
-//! `json_typeof`, `json_extract_path_text` and their `jsonb_` twins.
+//! `json_typeof`, `json_extract_path_text`, the aggregate `json_agg` and their `jsonb_` twins.
 //!
 //! There is no JSON column type: JSON is text (the `tags` column of usage is a JSON object in
 //! text), and a value that is known to be JSON (the result of `::json`, `->`, `to_json`, ...)
@@ -32,6 +32,8 @@ use datafusion::sql::sqlparser::ast::{BinaryOperator, DataType as SqlType};
 
 use crate::error::Error;
 
+mod agg;
+
 /// The extension name Arrow gives JSON text.
 const JSON_EXTENSION: &str = "arrow.json";
 const EXTENSION_KEY: &str = "ARROW:extension:name";
@@ -48,6 +50,7 @@ pub fn register(ctx: &SessionContext) {
             .with_type_planner(Arc::new(JsonTypes { next }))
             .build();
     }
+    agg::register(ctx);
     for (name, kind) in [
         ("json_in", Kind::Parse { normalize: false }),
         ("jsonb_in", Kind::Parse { normalize: true }),
