@@ -29,6 +29,7 @@ pub(crate) mod format;
 mod functions;
 pub(crate) mod int2_arrays;
 pub(crate) mod settings;
+mod to_char;
 
 pub use expand_array::NAME as EXPAND_ARRAY;
 pub use functions::register_function_catalog;
@@ -190,6 +191,7 @@ pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(CurrentSettingFunc::new()));
     format::register(ctx);
     expand_array::register(ctx);
+    to_char::register(ctx);
     ctx.register_udf(ScalarUDF::from(RegclassIn {
         signature: Signature::any(2, Volatility::Stable),
     }));

@@ -1,0 +1,428 @@
+//! `to_char(timestamp or date, pattern)` with Postgres' template patterns (`YYYY-MM`, `Mon DD`,
+//! `HH24:MI:SS`, `FMMonth`, `IYYY-"W"IW`, `Q`, ...), where DataFusion's `to_char` reads chrono's
+//! `%Y-%m` and prints a Postgres pattern as it is (`to_char(day, 'YYYY-MM')` gave `YYYY-MM`).
+//! Times of day and durations keep DataFusion's function; `date_format` stays chrono's.
+//!
+//! Values are formatted in UTC, as finops-db computes (`TZ` prints the column's zone or `UTC`).
+//! Names are English, as with Postgres' default `lc_time`.
+//!
+//! It owns only this function.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::common::exec_err;
+use datafusion::error::Result;
+use datafusion::functions::datetime::to_char::ToCharFunc;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+};
+use datafusion::prelude::SessionContext;
+
+pub fn register(ctx: &SessionContext) {
+    // DataFusion's function is also registered as `date_format`: both names go, so that no copy
+    // of it is left to take `to_char` back when the state is rebuilt from its functions.
+    ctx.deregister_udf("to_char");
+    let inner = ToCharFunc::new();
+    ctx.register_udf(ScalarUDF::from(ToChar {
+        signature: inner.signature().clone(),
+        inner,
+    }));
+    ctx.register_udf(ScalarUDF::from(DateFormat {
+        inner: ToCharFunc::new(),
+    }));
+}
+
+/// DataFusion's `to_char`, with chrono's patterns, under its other name.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DateFormat {
+    inner: ToCharFunc,
+}
+
+impl ScalarUDFImpl for DateFormat {
+    fn name(&self) -> &str {
+        "date_format"
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(args)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.inner.invoke_with_args(args)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToChar {
+    signature: Signature,
+    inner: ToCharFunc,
+}
+
+impl ScalarUDFImpl for ToChar {
+    fn name(&self) -> &str {
+        "to_char"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let zone = match args.args[0].data_type() {
+            DataType::Timestamp(_, zone) => Some(zone.as_deref().unwrap_or("").to_string()),
+            DataType::Date32 | DataType::Date64 => Some(String::new()),
+            _ => None,
+        };
+        let Some(zone) = zone else {
+            return self.inner.invoke_with_args(args);
+        };
+        let rows = args.number_rows;
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        // Every value as UTC microseconds (a date is its midnight).
+        let values = cast(
+            &arrays[0],
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let values = values.as_primitive::<TimestampMicrosecondType>();
+        let patterns = cast(&arrays[1], &DataType::Utf8)?;
+        let patterns = patterns.as_string::<i32>();
+        let zone = if zone.is_empty() || zone == "+00:00" {
+            "UTC".to_string()
+        } else {
+            zone
+        };
+        let mut out = StringBuilder::with_capacity(rows, rows * 16);
+        let mut text = String::new();
+        for row in 0..values.len() {
+            let pattern_row = if patterns.len() == 1 { 0 } else { row };
+            if values.is_null(row) || patterns.is_null(pattern_row) {
+                out.append_null();
+                continue;
+            }
+            let Some(at) = DateTime::from_timestamp_micros(values.value(row)) else {
+                return exec_err!("to_char: timestamp out of range");
+            };
+            text.clear();
+            format(
+                &at.naive_utc(),
+                patterns.value(pattern_row),
+                &zone,
+                &mut text,
+            );
+            out.append_value(&text);
+        }
+        let array = Arc::new(out.finish()) as ArrayRef;
+        Ok(if scalar {
+            ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&array, 0)?)
+        } else {
+            ColumnarValue::Array(array)
+        })
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// How a name is written: as the pattern's case says (`MONTH`, `Month`, `month`).
+#[derive(Clone, Copy)]
+enum Case {
+    Upper,
+    Capitalized,
+    Lower,
+}
+
+fn cased(name: &str, case: Case) -> String {
+    match case {
+        Case::Upper => name.to_ascii_uppercase(),
+        Case::Capitalized => name.to_string(),
+        Case::Lower => name.to_ascii_lowercase(),
+    }
+}
+
+/// The case of a name pattern from its first two letters (`MOnth` is upper, as in Postgres).
+fn case_of(token: &str) -> Case {
+    let bytes = token.as_bytes();
+    if bytes[0].is_ascii_lowercase() {
+        Case::Lower
+    } else if bytes.len() > 1 && bytes[1].is_ascii_uppercase() {
+        Case::Upper
+    } else {
+        Case::Capitalized
+    }
+}
+
+/// Postgres' patterns, longest first; names are matched in any case, their output follows it.
+const PATTERNS: &[&str] = &[
+    "HH24", "HH12", "IYYY", "YYYY", "MONTH", "SSSSS", "SSSS", "A.M.", "P.M.", "IDDD", "YYY", "MON",
+    "DAY", "DDD", "HH", "MI", "SS", "MS", "US", "AM", "PM", "IW", "ID", "YY", "MM", "DY", "DD",
+    "WW", "CC", "TZ", "OF", "Y", "Q", "D", "W", "J",
+];
+
+/// `at` written with Postgres pattern `pattern` into `out`.
+fn format(at: &NaiveDateTime, pattern: &str, zone: &str, out: &mut String) {
+    let mut rest = pattern;
+    let mut fill = false;
+    while let Some(c) = rest.chars().next() {
+        if rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("FM") {
+            fill = true;
+            rest = &rest[2..];
+            continue;
+        }
+        if c == '"' {
+            // Quoted text is written as it is, `\"` a quote inside it.
+            let mut chars = rest[1..].char_indices();
+            let mut end = rest.len();
+            while let Some((i, ch)) = chars.next() {
+                match ch {
+                    '\\' => {
+                        if let Some((_, escaped)) = chars.next() {
+                            out.push(escaped);
+                        }
+                    }
+                    '"' => {
+                        end = i + 2;
+                        break;
+                    }
+                    other => out.push(other),
+                }
+            }
+            rest = &rest[end.min(rest.len())..];
+            continue;
+        }
+        // Outside quotes only `\"` is an escape (a quote); other backslashes are text.
+        if rest.starts_with("\\\"") {
+            out.push('"');
+            rest = &rest[2..];
+            continue;
+        }
+        let Some(token) = PATTERNS.iter().find(|p| {
+            rest.len() >= p.len()
+                && rest.is_char_boundary(p.len())
+                && rest[..p.len()].eq_ignore_ascii_case(p)
+        }) else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        };
+        let written = &rest[..token.len()];
+        rest = &rest[token.len()..];
+        let number = field(at, token, written, zone, fill, out);
+        // `TH`/`th` after a number: its ordinal suffix.
+        if let Some(n) = number
+            && rest.len() >= 2
+            && rest[..2].eq_ignore_ascii_case("TH")
+        {
+            let suffix = ordinal(n);
+            out.push_str(&if rest.as_bytes()[0] == b't' {
+                suffix.to_string()
+            } else {
+                suffix.to_ascii_uppercase()
+            });
+            rest = &rest[2..];
+        }
+        fill = false;
+    }
+}
+
+fn ordinal(n: i64) -> &'static str {
+    match (n % 100, n % 10) {
+        (11..=13, _) => "th",
+        (_, 1) => "st",
+        (_, 2) => "nd",
+        (_, 3) => "rd",
+        _ => "th",
+    }
+}
+
+/// One pattern's text; the number it wrote, if any (for `TH`).
+fn field(
+    at: &NaiveDateTime,
+    token: &str,
+    written: &str,
+    zone: &str,
+    fill: bool,
+    out: &mut String,
+) -> Option<i64> {
+    let number = |out: &mut String, value: i64, width: usize| {
+        if fill {
+            out.push_str(&value.to_string());
+        } else if value < 0 {
+            out.push_str(&format!("-{:0width$}", -value));
+        } else {
+            out.push_str(&format!("{value:0width$}"));
+        }
+        Some(value)
+    };
+    let name = |out: &mut String, name: &str, width: usize| {
+        let text = cased(name, case_of(written));
+        if fill {
+            out.push_str(&text);
+        } else {
+            out.push_str(&format!("{text:<width$}"));
+        }
+        None
+    };
+    let hour12 = match at.hour() % 12 {
+        0 => 12,
+        h => h,
+    };
+    let weekday = at.weekday().num_days_from_sunday() as usize;
+    match token {
+        "HH24" => number(out, at.hour().into(), 2),
+        "HH12" | "HH" => number(out, hour12.into(), 2),
+        "MI" => number(out, at.minute().into(), 2),
+        "SS" => number(out, at.second().into(), 2),
+        "MS" => number(out, (at.nanosecond() / 1_000_000).into(), 3),
+        "US" => number(out, (at.nanosecond() / 1_000).into(), 6),
+        "SSSS" | "SSSSS" => number(out, at.num_seconds_from_midnight().into(), 1),
+        "AM" | "PM" | "A.M." | "P.M." => {
+            let pm = at.hour() >= 12;
+            let text = match (token.len(), pm) {
+                (2, false) => "AM",
+                (2, true) => "PM",
+                (_, false) => "A.M.",
+                (_, true) => "P.M.",
+            };
+            out.push_str(&if written.as_bytes()[0].is_ascii_lowercase() {
+                text.to_ascii_lowercase()
+            } else {
+                text.to_string()
+            });
+            None
+        }
+        "YYYY" => number(out, at.year().into(), 4),
+        "YYY" => number(out, (at.year() % 1000).into(), 3),
+        "YY" => number(out, (at.year() % 100).into(), 2),
+        "Y" => number(out, (at.year() % 10).into(), 1),
+        "IYYY" => number(out, at.iso_week().year().into(), 4),
+        "IW" => number(out, at.iso_week().week().into(), 2),
+        "ID" => number(out, at.weekday().number_from_monday().into(), 1),
+        "IDDD" => {
+            let week = i64::from(at.iso_week().week());
+            let day = i64::from(at.weekday().number_from_monday());
+            number(out, (week - 1) * 7 + day, 3)
+        }
+        "MM" => number(out, at.month().into(), 2),
+        "MONTH" => name(out, MONTHS[at.month0() as usize], 9),
+        "MON" => name(out, &MONTHS[at.month0() as usize][..3], 3),
+        "DAY" => name(out, DAYS[weekday], 9),
+        "DY" => name(out, &DAYS[weekday][..3], 3),
+        "DDD" => number(out, at.ordinal().into(), 3),
+        "DD" => number(out, at.day().into(), 2),
+        "D" => number(out, weekday as i64 + 1, 1),
+        "W" => number(out, ((at.day() - 1) / 7 + 1).into(), 1),
+        "WW" => number(out, ((at.ordinal() - 1) / 7 + 1).into(), 2),
+        "Q" => number(out, (at.month0() / 3 + 1).into(), 1),
+        "CC" => {
+            let year = i64::from(at.year());
+            let century = if year > 0 {
+                (year + 99) / 100
+            } else {
+                (year - 99) / 100
+            };
+            number(out, century, 2)
+        }
+        "J" => number(out, i64::from(at.date().num_days_from_ce()) + 1_721_425, 1),
+        "TZ" => {
+            out.push_str(&if written.as_bytes()[0].is_ascii_lowercase() {
+                zone.to_ascii_lowercase()
+            } else {
+                zone.to_string()
+            });
+            None
+        }
+        "OF" => {
+            out.push_str("+00");
+            None
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to_char(at: &str, pattern: &str) -> String {
+        let at = NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S%.f").expect("time");
+        let mut out = String::new();
+        format(&at, pattern, "UTC", &mut out);
+        out
+    }
+
+    #[test]
+    fn patterns_write_what_postgres_writes() {
+        // Each expected value is Postgres 16's `to_char` of the same timestamp (UTC).
+        let at = "2024-02-29 15:04:05.123456";
+        let cases = [
+            ("YYYY-MM", "2024-02"),
+            ("YYYY-MM-DD HH24:MI:SS", "2024-02-29 15:04:05"),
+            ("HH12:MI AM", "03:04 PM"),
+            ("hh:mi pm", "03:04 pm"),
+            ("MS US", "123 123456"),
+            ("Month", "February "),
+            ("FMMonth DD", "February 29"),
+            ("MONTH", "FEBRUARY "),
+            ("Mon mon MON", "Feb feb FEB"),
+            ("Day, DD", "Thursday , 29"),
+            ("FMDay", "Thursday"),
+            ("Dy DY dy", "Thu THU thu"),
+            ("DDD D", "060 5"),
+            ("IYYY-\"W\"IW-ID", "2024-W09-4"),
+            ("\"Q\"Q YYYY", "Q1 2024"),
+            ("WW W", "09 5"),
+            ("CC YY YYY Y", "21 24 024 4"),
+            ("DDth FMDDth", "29th 29th"),
+            ("FMMM/FMDD", "2/29"),
+            ("SSSS", "54245"),
+            ("J", "2460370"),
+            ("TZ tz", "UTC utc"),
+            ("yyyy-mm-dd", "2024-02-29"),
+            ("YYYY\\MM", "2024\\02"),
+            ("\\\"YYYY\\\"", "\"2024\""),
+        ];
+        for (pattern, expected) in cases {
+            assert_eq!(to_char(at, pattern), expected, "{pattern}");
+        }
+        assert_eq!(to_char("2024-01-01 00:00:00", "HH12 AM IDDD"), "12 AM 001");
+        assert_eq!(to_char("2023-01-01 00:00:00", "IYYY IW"), "2022 52");
+        assert_eq!(to_char("2024-03-01 00:00:00", "FMDDth FMDDTH"), "1st 1ST");
+    }
+}
