@@ -169,6 +169,18 @@ pub fn refresh_statement(sql: &str) -> Option<Result<crate::materialized::MvStat
         .map(|name| name.map(crate::materialized::MvStatement::Refresh))
 }
 
+/// Whether `plan` only reads (no command the engine or a hook runs).
+pub fn reads_only(plan: &LogicalPlan) -> bool {
+    !matches!(
+        plan,
+        LogicalPlan::Ddl(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Explain(_)
+    )
+}
+
 /// Plan one statement in `session` without running it.
 pub async fn plan(session: &Session, statement: Statement) -> Result<LogicalPlan> {
     let state = session.context().state();

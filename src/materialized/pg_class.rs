@@ -6,7 +6,8 @@
 //! `pg_class` (rewritten on scan), `pg_matviews` (built from the registry) and `pg_views` (the
 //! catalog crate's is empty; this one lists the plain views with their definitions, which
 //! `pg_get_viewdef` reads). The same overlay puts `pg_settings` in its place (see
-//! `catalog::settings`) and gives `pg_constraint` its `int2[]` columns (`catalog::int2_arrays`). It must not change anything else in `pg_catalog`.
+//! `catalog::settings`) and gives `pg_constraint` its `int2[]` columns
+//! (`catalog::int2_arrays`). It must not change anything else in `pg_catalog`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};

@@ -65,7 +65,9 @@ where
     };
     // A failed transaction block answers every statement with an error: the service's
     // transaction hook does that.
-    if client.transaction_status() == TransactionStatus::Error || !plain(plan) {
+    if client.transaction_status() == TransactionStatus::Error
+        || !crate::statements::reads_only(plan)
+    {
         return None;
     }
     let types = match plan.get_parameter_types() {
@@ -77,18 +79,6 @@ where
         return None;
     }
     Some(execute(session, plans, parser, client, portal, plan, types).await)
-}
-
-/// Whether `plan` only reads (no command the engine or a hook runs).
-fn plain(plan: &LogicalPlan) -> bool {
-    !matches!(
-        plan,
-        LogicalPlan::Ddl(_)
-            | LogicalPlan::Dml(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Statement(_)
-            | LogicalPlan::Explain(_)
-    )
 }
 
 /// Runs the simple-protocol `statement` (parsed and rewritten by [`crate::statements::parse`])
@@ -119,7 +109,7 @@ where
         }
     };
     // `SELECT ... INTO` plans as a table creation, which the engine runs.
-    if !plain(&plan) {
+    if !crate::statements::reads_only(&plan) {
         session.keep_state(planning);
         return None;
     }

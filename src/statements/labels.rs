@@ -29,15 +29,7 @@ pub fn relabel(statement: &Statement, plan: LogicalPlan) -> Result<LogicalPlan> 
     let Statement::Query(query) = statement else {
         return Ok(plan);
     };
-    if matches!(
-        plan,
-        LogicalPlan::Ddl(_)
-            | LogicalPlan::Dml(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Statement(_)
-            | LogicalPlan::Explain(_)
-            | LogicalPlan::DescribeTable(_)
-    ) {
+    if !super::reads_only(&plan) {
         return Ok(plan);
     }
     let Some(labels) = query_labels(query) else {
