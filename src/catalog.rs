@@ -157,6 +157,21 @@ pub(crate) async fn scan_all(
     collect(plan, state.task_ctx()).await
 }
 
+/// A scan of `batches` (rows a catalog table made for this query), with the scan's projection,
+/// filters and limit applied as DataFusion's in-memory table applies them.
+pub(crate) async fn scan_rows(
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    batches: Vec<RecordBatch>,
+    state: &dyn Session,
+    projection: Option<&Vec<usize>>,
+    filters: &[datafusion::logical_expr::Expr],
+    limit: Option<usize>,
+) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    datafusion::catalog::MemTable::try_new(schema, vec![batches])?
+        .scan(state, projection, filters, limit)
+        .await
+}
+
 /// The oid and name of every schema `pg_namespace` lists (none without the table).
 pub(crate) async fn schema_oids(
     pg_namespace: Option<&Arc<dyn TableProvider>>,

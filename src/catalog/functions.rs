@@ -19,7 +19,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use datafusion::catalog::{MemTable, SchemaProvider, Session, TableProvider};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -415,7 +415,6 @@ impl TableProvider for PgProc {
             .map(|(oid, name)| (name, oid))
             .collect();
         batches.push(self.rows(&namespaces)?);
-        let table = MemTable::try_new(self.schema(), vec![batches])?;
-        table.scan(state, projection, filters, limit).await
+        super::scan_rows(self.schema(), batches, state, projection, filters, limit).await
     }
 }

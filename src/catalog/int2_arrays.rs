@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, AsArray, Int16Builder, ListBuilder, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{MemTable, Session, TableProvider};
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
@@ -110,8 +110,7 @@ impl TableProvider for Int2Arrays {
             .into_iter()
             .map(|b| self.convert(b))
             .collect::<Result<Vec<_>>>()?;
-        let table = MemTable::try_new(self.schema(), vec![batches])?;
-        table.scan(state, projection, filters, limit).await
+        super::scan_rows(self.schema(), batches, state, projection, filters, limit).await
     }
 }
 

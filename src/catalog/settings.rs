@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{MemTable, Session, TableProvider};
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
@@ -99,7 +99,7 @@ impl TableProvider for PgSettings {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let table = MemTable::try_new(self.schema(), vec![vec![self.rows(state)?]])?;
-        table.scan(state, projection, filters, limit).await
+        let rows = vec![self.rows(state)?];
+        super::scan_rows(self.schema(), rows, state, projection, filters, limit).await
     }
 }

@@ -109,6 +109,8 @@ impl ScalarUDFImpl for ToChar {
         };
         let mut out = StringBuilder::with_capacity(rows, rows * 16);
         let mut text = String::new();
+        // The pattern is compiled again only when it changes (it is most often one constant).
+        let mut compiled: Option<(&str, Vec<Piece>)> = None;
         for row in 0..values.len() {
             let pattern_row = if patterns.len() == 1 { 0 } else { row };
             if values.is_null(row) || patterns.is_null(pattern_row) {
@@ -118,13 +120,13 @@ impl ScalarUDFImpl for ToChar {
             let Some(at) = DateTime::from_timestamp_micros(values.value(row)) else {
                 return exec_err!("to_char: timestamp out of range");
             };
+            let pattern = patterns.value(pattern_row);
+            if compiled.as_ref().is_none_or(|(p, _)| *p != pattern) {
+                compiled = Some((pattern, compile(pattern)));
+            }
+            let pieces = compiled.as_ref().map_or(&[][..], |(_, pieces)| pieces);
             text.clear();
-            format(
-                &at.naive_utc(),
-                patterns.value(pattern_row),
-                &zone,
-                &mut text,
-            );
+            render(&at.naive_utc(), pieces, &zone, &mut text);
             out.append_value(&text);
         }
         let array = Arc::new(out.finish()) as ArrayRef;
@@ -195,8 +197,33 @@ const PATTERNS: &[&str] = &[
     "WW", "CC", "TZ", "OF", "Y", "Q", "D", "W", "J",
 ];
 
-/// `at` written with Postgres pattern `pattern` into `out`.
-fn format(at: &NaiveDateTime, pattern: &str, zone: &str, out: &mut String) {
+/// One part of a compiled pattern.
+#[derive(Debug, PartialEq)]
+enum Piece<'a> {
+    /// Written as it is.
+    Text(String),
+    /// A pattern (`PATTERNS`), as the template spells it, with fill mode (`FM`) and an
+    /// ordinal suffix after it (`TH` or `th`).
+    Field {
+        token: &'static str,
+        written: &'a str,
+        fill: bool,
+        suffix: Option<bool>,
+    },
+}
+
+/// Whether `token` writes a number (which `TH` may follow).
+fn numeric(token: &str) -> bool {
+    !matches!(
+        token,
+        "MONTH" | "MON" | "DAY" | "DY" | "AM" | "PM" | "A.M." | "P.M." | "TZ" | "OF"
+    )
+}
+
+/// `pattern` split into its pieces, once for all the rows it formats.
+fn compile(pattern: &str) -> Vec<Piece<'_>> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
     let mut rest = pattern;
     let mut fill = false;
     while let Some(c) = rest.chars().next() {
@@ -213,14 +240,14 @@ fn format(at: &NaiveDateTime, pattern: &str, zone: &str, out: &mut String) {
                 match ch {
                     '\\' => {
                         if let Some((_, escaped)) = chars.next() {
-                            out.push(escaped);
+                            text.push(escaped);
                         }
                     }
                     '"' => {
                         end = i + 2;
                         break;
                     }
-                    other => out.push(other),
+                    other => text.push(other),
                 }
             }
             rest = &rest[end.min(rest.len())..];
@@ -228,7 +255,7 @@ fn format(at: &NaiveDateTime, pattern: &str, zone: &str, out: &mut String) {
         }
         // Outside quotes only `\"` is an escape (a quote); other backslashes are text.
         if rest.starts_with("\\\"") {
-            out.push('"');
+            text.push('"');
             rest = &rest[2..];
             continue;
         }
@@ -237,27 +264,57 @@ fn format(at: &NaiveDateTime, pattern: &str, zone: &str, out: &mut String) {
                 && rest.is_char_boundary(p.len())
                 && rest[..p.len()].eq_ignore_ascii_case(p)
         }) else {
-            out.push(c);
+            text.push(c);
             rest = &rest[c.len_utf8()..];
             continue;
         };
         let written = &rest[..token.len()];
         rest = &rest[token.len()..];
-        let number = field(at, token, written, zone, fill, out);
         // `TH`/`th` after a number: its ordinal suffix.
-        if let Some(n) = number
-            && rest.len() >= 2
-            && rest[..2].eq_ignore_ascii_case("TH")
-        {
-            let suffix = ordinal(n);
-            out.push_str(&if rest.as_bytes()[0] == b't' {
-                suffix.to_string()
-            } else {
-                suffix.to_ascii_uppercase()
-            });
+        let suffix = (numeric(token) && rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("TH"))
+            .then(|| rest.as_bytes()[0] == b'T');
+        if suffix.is_some() {
             rest = &rest[2..];
         }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(std::mem::take(&mut text)));
+        }
+        pieces.push(Piece::Field {
+            token,
+            written,
+            fill,
+            suffix,
+        });
         fill = false;
+    }
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    pieces
+}
+
+/// `at` written with the compiled pattern `pieces` into `out`.
+fn render(at: &NaiveDateTime, pieces: &[Piece], zone: &str, out: &mut String) {
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Field {
+                token,
+                written,
+                fill,
+                suffix,
+            } => {
+                let number = field(at, token, written, zone, *fill, out);
+                if let (Some(n), Some(upper)) = (number, suffix) {
+                    let suffix = ordinal(n);
+                    out.push_str(&if *upper {
+                        suffix.to_ascii_uppercase()
+                    } else {
+                        suffix.to_string()
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -383,7 +440,7 @@ mod tests {
     fn to_char(at: &str, pattern: &str) -> String {
         let at = NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S%.f").expect("time");
         let mut out = String::new();
-        format(&at, pattern, "UTC", &mut out);
+        render(&at, &compile(pattern), "UTC", &mut out);
         out
     }
 

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
-use datafusion::catalog::{MemTable, SchemaProvider, Session, TableProvider};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::Expr;
@@ -182,8 +182,7 @@ impl TableProvider for PgClass {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let batches = self.rewritten(state).await?;
-        let table = MemTable::try_new(self.schema(), vec![batches])?;
-        table.scan(state, projection, filters, limit).await
+        crate::catalog::scan_rows(self.schema(), batches, state, projection, filters, limit).await
     }
 }
 
@@ -233,8 +232,8 @@ impl TableProvider for PgMatviews {
             })
             .collect();
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        let table = MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?;
-        table.scan(state, projection, filters, limit).await
+        let schema = Arc::clone(&self.schema);
+        crate::catalog::scan_rows(schema, vec![batch], state, projection, filters, limit).await
     }
 }
 
@@ -342,7 +341,7 @@ impl TableProvider for PgViews {
             })
             .collect();
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        let table = MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?;
-        table.scan(state, projection, filters, limit).await
+        let schema = Arc::clone(&self.schema);
+        crate::catalog::scan_rows(schema, vec![batch], state, projection, filters, limit).await
     }
 }

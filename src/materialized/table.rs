@@ -221,7 +221,7 @@ impl TableProvider for StatusTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let infos = self.views.upgrade().map(|v| v.list()).unwrap_or_default();
         let batch = status_batch(&infos).map_err(DataFusionError::from)?;
-        let table = MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?;
-        table.scan(state, projection, filters, limit).await
+        let schema = Arc::clone(&self.schema);
+        crate::catalog::scan_rows(schema, vec![batch], state, projection, filters, limit).await
     }
 }

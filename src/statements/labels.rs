@@ -59,19 +59,31 @@ pub fn relabel(statement: &Statement, plan: LogicalPlan) -> Result<LogicalPlan> 
     for name in &names {
         *taken.entry(name).or_default() += 1;
     }
-    let renamed = schema
+    let fields: Vec<_> = schema.iter().collect();
+    let names: Vec<&str> = fields
+        .iter()
+        .zip(names)
+        .map(|((_, field), name)| {
+            if taken[name] > 1 {
+                field.name().as_str()
+            } else {
+                name
+            }
+        })
+        .collect();
+    if fields
         .iter()
         .zip(&names)
-        .any(|((_, field), name)| field.name() != name);
-    if !renamed {
+        .all(|((_, field), name)| field.name() == name)
+    {
         return Ok(plan);
     }
-    let exprs: Vec<PlanExpr> = schema
+    let exprs: Vec<PlanExpr> = fields
         .iter()
         .zip(&names)
         .map(|((qualifier, field), name)| {
             let column = PlanExpr::Column(Column::new(qualifier.cloned(), field.name()));
-            if field.name() == name || taken[name] > 1 {
+            if field.name() == name {
                 column
             } else {
                 column.alias(*name)

@@ -65,6 +65,14 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     Some(rewritten)
 }
 
+/// `text` parsed as one Postgres expression (what a rewrite puts in place of another).
+fn sql_expr(text: &str) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
 /// `ORDER BY n`, where the n-th output column is an unnamed expression other than a column
 /// (`round(sum(cost), 2)`, `sum(cost) / count(*)`), → `ORDER BY` that expression. DataFusion
 /// resolves such an ordinal by expanding the select list again and then rejects the
@@ -148,10 +156,7 @@ impl VisitorMut for ViewDefinition {
               AND viewdef_d.relname = viewdef_c.relname \
              WHERE viewdef_c.oid = {oid})"
         );
-        if let Ok(subquery) = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&lookup)
-            .and_then(|mut p| p.parse_expr())
-        {
+        if let Some(subquery) = sql_expr(&lookup) {
             *expr = subquery;
             self.changed = true;
         }
@@ -273,9 +278,7 @@ impl VisitorMut for RegLookup {
             return ControlFlow::Continue(());
         };
         if let Some(lookup) = Self::lookup(name, argument)
-            && let Ok(subquery) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql(&lookup)
-                .and_then(|mut p| p.parse_expr())
+            && let Some(subquery) = sql_expr(&lookup)
         {
             *expr = subquery;
             self.changed = true;
@@ -351,10 +354,7 @@ impl VisitorMut for RegclassCast {
             "{}({lookup}, CAST({operand} AS TEXT))",
             crate::catalog::REGCLASS_IN
         );
-        if let Ok(call) = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&call)
-            .and_then(|mut p| p.parse_expr())
-        {
+        if let Some(call) = sql_expr(&call) {
             *expr = call;
             self.changed = true;
         }
@@ -387,10 +387,7 @@ impl VisitorMut for JsonCast {
         } else {
             "jsonb_in"
         };
-        let Ok(call) = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&format!("{name}({operand})"))
-            .and_then(|mut p| p.parse_expr())
-        else {
+        let Some(call) = sql_expr(&format!("{name}({operand})")) else {
             return ControlFlow::Continue(());
         };
         *expr = call;
@@ -470,10 +467,7 @@ impl VisitorMut for ExpandArray {
                 None => return ControlFlow::Continue(()),
             },
         };
-        if let Ok(call) = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&text)
-            .and_then(|mut p| p.parse_expr())
-        {
+        if let Some(call) = sql_expr(&text) {
             *expr = call;
             self.changed = true;
         }
@@ -646,9 +640,7 @@ impl VisitorMut for RelOptions {
                     .iter()
                     .any(|name| p.value.eq_ignore_ascii_case(name))
             })
-            && let Ok(null) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql("CAST(NULL AS TEXT[])")
-                .and_then(|mut p| p.parse_expr())
+            && let Some(null) = sql_expr("CAST(NULL AS TEXT[])")
         {
             *expr = null;
             self.changed = true;
@@ -685,9 +677,7 @@ impl VisitorMut for CatalogScalarSubquery {
             && reads_catalog(select)
             && let SelectItem::UnnamedExpr(element) = &select.projection[0]
             && matches!(element, Expr::BinaryOp { .. })
-            && let Ok(aggregate) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql(&format!("max({element})"))
-                .and_then(|mut p| p.parse_expr())
+            && let Some(aggregate) = sql_expr(&format!("max({element})"))
         {
             select.projection = vec![SelectItem::UnnamedExpr(aggregate)];
             self.changed = true;
@@ -718,11 +708,7 @@ fn as_array_agg(query: &Query) -> Option<Query> {
         .as_ref()
         .map(|o| format!(" {o}"))
         .unwrap_or_default();
-    let aggregate = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&format!("array_agg({element}{order})"))
-        .ok()?
-        .parse_expr()
-        .ok()?;
+    let aggregate = sql_expr(&format!("array_agg({element}{order})"))?;
     let mut query = query.clone();
     query.order_by = None;
     if let SetExpr::Select(select) = query.body.as_mut() {
@@ -750,12 +736,7 @@ fn unnested_reloptions(query: &Query) -> Option<Expr> {
     let unnest = name.to_string().to_ascii_lowercase();
     let argument = args.args.first()?.to_string();
     ((unnest == "unnest" || unnest == "pg_catalog.unnest") && argument.ends_with("reloptions"))
-        .then(|| {
-            Parser::new(&PostgreSqlDialect {})
-                .try_with_sql("CAST(NULL AS TEXT[])")
-                .and_then(|mut p| p.parse_expr())
-                .ok()
-        })
+        .then(|| sql_expr("CAST(NULL AS TEXT[])"))
         .flatten()
 }
 
