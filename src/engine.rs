@@ -238,6 +238,8 @@ pub struct Engine {
     views: std::sync::OnceLock<Arc<crate::materialized::MaterializedViews>>,
     /// Where the server runs query plans; started when first needed.
     executor: std::sync::OnceLock<Arc<crate::executor::Executor>>,
+    /// The server's connections (`pg_stat_activity`).
+    activity: Arc<crate::activity::Activity>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -358,6 +360,7 @@ impl Engine {
             caps,
             views: std::sync::OnceLock::new(),
             executor: std::sync::OnceLock::new(),
+            activity: Arc::default(),
         });
         let (checks_schema, checks_name) = crate::budget::checks::CHECKS;
         let first_start = engine.storage.table(checks_schema, checks_name).is_none();
@@ -384,7 +387,12 @@ impl Engine {
         let _ = engine.views.set(Arc::clone(&views));
         engine.create_builtin_objects(&session).await?;
         crate::statements::restore_views(&session).await?;
-        crate::materialized::register_pg_catalog_overlay(&engine.base, DATABASE, &views)?;
+        crate::materialized::register_pg_catalog_overlay(
+            &engine.base,
+            DATABASE,
+            &views,
+            &engine.activity,
+        )?;
         if first_start {
             session
                 .append(
@@ -651,6 +659,11 @@ impl Engine {
         self.storage.close().await
     }
 
+    /// The server's connections, as `pg_stat_activity` lists them.
+    pub fn activity(&self) -> &Arc<crate::activity::Activity> {
+        &self.activity
+    }
+
     /// The configuration the engine was opened with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -702,6 +715,10 @@ impl Engine {
         let state = builder.build();
         let ctx = Arc::new(SessionContext::new_with_state(state));
         catalog::register_session_functions(&ctx, &identity);
+        let backend_pid = Arc::new(std::sync::atomic::AtomicI32::new(
+            i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+        ));
+        crate::activity::register_functions(&ctx, &identity, &self.activity, &backend_pid);
         ctx.register_udtf(
             crate::budget::run::RUN_CHECKS,
             Arc::new(crate::budget::run::RunChecksFunction::new(
@@ -715,6 +732,7 @@ impl Engine {
             ctx,
             identity,
             kept: Arc::default(),
+            backend_pid,
         })
     }
 
@@ -742,6 +760,9 @@ pub struct Session {
     ctx: Arc<SessionContext>,
     identity: Identity,
     kept: Arc<KeptState>,
+    /// What `pg_backend_pid()` returns: this process's id, or the connection's once the server
+    /// sets it.
+    backend_pid: Arc<std::sync::atomic::AtomicI32>,
 }
 
 /// The copy of a session's state its last query ran on, kept for the next one: a copy takes
@@ -809,6 +830,9 @@ impl Session {
             ctx,
             identity,
             kept: Arc::default(),
+            // `ctx` keeps the `pg_backend_pid()` of the session it was made for; the server
+            // never resumes a session, so nothing sets this one.
+            backend_pid: Arc::new(std::sync::atomic::AtomicI32::new(0)),
         }
     }
 
@@ -825,6 +849,12 @@ impl Session {
     /// Who this session runs as.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// Make `pg_backend_pid()` return `pid`, the process id the server gave the connection.
+    pub fn set_backend_pid(&self, pid: i32) {
+        self.backend_pid
+            .store(pid, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Set `finops.as_of` ("now" for budget periods and checks; empty: the clock).

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod access;
+pub mod activity;
 pub mod adjustments;
 pub mod attribution;
 pub mod budget;

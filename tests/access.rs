@@ -196,4 +196,41 @@ async fn roles_and_team_scopes_are_enforced_in_the_plan() {
         .await
         .expect_err("scoped reader cannot read raw provider rows");
     assert_eq!(sqlstate(&raw), "42501");
+
+    // Another user's connection: listed, but not what it runs; and not to be cancelled.
+    let admin_pid: i32 = admin
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let row = lead
+        .query_one(
+            "SELECT usename, query, state, client_addr FROM pg_stat_activity WHERE pid = $1",
+            &[&admin_pid],
+        )
+        .await
+        .expect("the administrator's connection is listed");
+    assert_eq!(row.get::<_, &str>(0), "root");
+    assert_eq!(row.get::<_, &str>(1), "<insufficient privilege>");
+    assert_eq!(row.get::<_, Option<&str>>(2), None);
+    assert_eq!(row.get::<_, Option<&str>>(3), None);
+    let refused = lead
+        .query_one("SELECT pg_cancel_backend($1::int4)", &[&admin_pid])
+        .await
+        .expect_err("a reader cannot cancel another user's query");
+    assert_eq!(sqlstate(&refused), "42501");
+    let lead_pid: i32 = lead
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let seen: String = admin
+        .query_one(
+            "SELECT query FROM pg_stat_activity WHERE pid = $1",
+            &[&lead_pid],
+        )
+        .await
+        .expect("the administrator sees every query")
+        .get(0);
+    assert_eq!(seen, "SELECT pg_backend_pid()");
 }

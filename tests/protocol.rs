@@ -1164,3 +1164,108 @@ async fn copy_skips_duplicates_across_staged_chunks() {
         "a re-run inserts nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_stat_activity_lists_connections_and_pg_cancel_backend_stops_their_queries() {
+    let (server, _dir) = start().await;
+    let (busy, connection) = tokio_postgres::connect(
+        &format!("{} application_name=reporting", server.conn_str()),
+        NoTls,
+    )
+    .await
+    .expect("connects");
+    tokio::spawn(connection);
+    let watcher = connect(&server.conn_str()).await;
+    let pid: i32 = busy
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let own: i32 = watcher
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    assert_ne!(pid, own, "each connection has its own process id");
+
+    let running = tokio::spawn(async move {
+        let result = busy.simple_query(ENDLESS).await;
+        (busy, result)
+    });
+    // The query shows as active, with the connection's user and application.
+    let watch = "SELECT state, query, usename, application_name, datname, backend_type, \
+                 client_addr, query_start IS NOT NULL AND backend_start <= query_start \
+                 FROM pg_stat_activity WHERE pid = $1";
+    let started = std::time::Instant::now();
+    loop {
+        let row = watcher.query_one(watch, &[&pid]).await.expect("activity");
+        if row.get::<_, Option<&str>>(0) == Some("active") {
+            assert_eq!(row.get::<_, &str>(1), ENDLESS);
+            assert_eq!(row.get::<_, &str>(2), "finops");
+            assert_eq!(row.get::<_, &str>(3), "reporting");
+            assert_eq!(row.get::<_, &str>(4), "finops");
+            assert_eq!(row.get::<_, &str>(5), "client backend");
+            assert_eq!(row.get::<_, &str>(6), "127.0.0.1");
+            assert!(row.get::<_, bool>(7));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "never active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cancelled: bool = watcher
+        .query_one("SELECT pg_cancel_backend($1::int4)", &[&pid])
+        .await
+        .expect("cancel")
+        .get(0);
+    assert!(cancelled);
+    let (busy, result) = tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("the cancel took effect")
+        .expect("joins");
+    assert_eq!(sqlstate(&result.expect_err("cancelled")), "57014");
+
+    // Between statements it is idle, or idle in its transaction; its last query stays shown.
+    busy.batch_execute("BEGIN").await.expect("begin");
+    let row = watcher.query_one(watch, &[&pid]).await.expect("activity");
+    assert_eq!(row.get::<_, Option<&str>>(0), Some("idle in transaction"));
+    assert_eq!(row.get::<_, &str>(1), "BEGIN");
+    busy.batch_execute("COMMIT").await.expect("commit");
+    let row = watcher.query_one(watch, &[&pid]).await.expect("activity");
+    assert_eq!(row.get::<_, Option<&str>>(0), Some("idle"));
+    // The reader's own statement, on the extended protocol, is the one running.
+    let row = watcher
+        .query_one(
+            "SELECT state, query FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("own row");
+    assert_eq!(row.get::<_, &str>(0), "active");
+    assert!(row.get::<_, &str>(1).contains("pg_backend_pid()"));
+
+    // No such backend: false, as in Postgres; an ended connection leaves the view.
+    let none: bool = watcher
+        .query_one("SELECT pg_cancel_backend(-5)", &[])
+        .await
+        .expect("unknown pid")
+        .get(0);
+    assert!(!none);
+    drop(busy);
+    let started = std::time::Instant::now();
+    while watcher
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .await
+        .expect("count")
+        .get::<_, i64>(0)
+        > 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "ended connection still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

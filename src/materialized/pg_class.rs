@@ -7,7 +7,8 @@
 //! catalog crate's is empty; this one lists the plain views with their definitions, which
 //! `pg_get_viewdef` reads). The same overlay puts `pg_settings` in its place (see
 //! `catalog::settings`) and gives `pg_constraint` its `int2[]` columns
-//! (`catalog::int2_arrays`). It must not change anything else in `pg_catalog`.
+//! (`catalog::int2_arrays`), and adds `pg_stat_activity` (see `activity`). It must not change
+//! anything else in `pg_catalog`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -33,6 +34,7 @@ pub fn register_pg_catalog_overlay(
     ctx: &SessionContext,
     catalog: &str,
     views: &Arc<MaterializedViews>,
+    activity: &Arc<crate::activity::Activity>,
 ) -> Result<()> {
     let catalog_name = catalog;
     let catalog = ctx
@@ -48,6 +50,7 @@ pub fn register_pg_catalog_overlay(
         inner,
         catalog: catalog_name.to_string(),
         views: Arc::downgrade(views),
+        activity: Arc::downgrade(activity),
     };
     catalog.register_schema("pg_catalog", Arc::new(overlay))?;
     Ok(())
@@ -59,15 +62,27 @@ struct PgCatalogOverlay {
     /// The database whose views `pg_views` lists.
     catalog: String,
     views: Weak<MaterializedViews>,
+    activity: Weak<crate::activity::Activity>,
 }
+
+/// The catalog table the overlay adds (datafusion-pg-catalog has none by that name).
+const PG_STAT_ACTIVITY: &str = "pg_stat_activity";
 
 #[async_trait]
 impl SchemaProvider for PgCatalogOverlay {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        names.push(PG_STAT_ACTIVITY.to_string());
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if name.eq_ignore_ascii_case(PG_STAT_ACTIVITY) {
+            return Ok(Some(Arc::new(crate::activity::PgStatActivity::new(
+                self.activity.clone(),
+                self.inner.table("pg_database").await?,
+            ))));
+        }
         let table = self.inner.table(name).await?;
         Ok(match (name.to_ascii_lowercase().as_str(), table) {
             ("pg_class", Some(pg_class)) => {
@@ -98,7 +113,7 @@ impl SchemaProvider for PgCatalogOverlay {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        name.eq_ignore_ascii_case(PG_STAT_ACTIVITY) || self.inner.table_exist(name)
     }
 }
 

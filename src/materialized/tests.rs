@@ -734,7 +734,7 @@ async fn psql_dm_lists_materialized_views() {
     .unwrap();
     let views = open(&dir, &ctx).await;
     views.create(&ctx, &create("daily", DAILY)).await.unwrap();
-    register_pg_catalog_overlay(&ctx, "datafusion", &views).unwrap();
+    register_pg_catalog_overlay(&ctx, "datafusion", &views, &Arc::default()).unwrap();
     let listing = |kind: &str| {
         format!(
             "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \

@@ -42,6 +42,7 @@ use pgwire::types::format::FormatOptions;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::activity::{BackendGuard, BackendInfo, Waiting};
 use crate::engine::{Engine, Identity, Session};
 use crate::error::{Error, Result};
 use crate::server::auth::UserDirectory;
@@ -49,6 +50,9 @@ use crate::server::hooks::savepoint::SavepointState;
 use crate::server::startup::FinopsStartup;
 use crate::server::until_sync::UntilSync;
 use crate::server::{Registry, hooks, portal, sqlstate};
+
+/// The parameter `pg_stat_activity.application_name` shows.
+const APPLICATION_NAME: &str = "application_name";
 
 /// Everything one connection owns.
 pub struct ConnectionState {
@@ -63,6 +67,8 @@ pub struct ConnectionState {
     cancel: watch::Sender<u64>,
     copy: hooks::copy::CopyState,
     savepoints: SavepointState,
+    /// This connection in `pg_stat_activity`, once logged in.
+    backend: OnceLock<BackendGuard>,
 }
 
 /// The part that exists once the user has logged in.
@@ -139,6 +145,7 @@ impl ConnectionState {
             cancel: watch::channel(0).0,
             copy: Default::default(),
             savepoints: Default::default(),
+            backend: OnceLock::new(),
         })
     }
 
@@ -180,7 +187,8 @@ impl ConnectionState {
     }
 
     /// Called once the login succeeded: open the session (or take the one [`prepare`]d for
-    /// this user) and register for cancel requests.
+    /// this user), register for cancel requests, and list the connection in
+    /// `pg_stat_activity` (whose `pg_cancel_backend` cancels as a cancel request does).
     ///
     /// [`prepare`]: ConnectionState::prepare
     pub async fn connect(
@@ -189,6 +197,8 @@ impl ConnectionState {
         parameters: &[(String, String)],
         pid: i32,
         secret: &SecretKey,
+        client: Option<std::net::SocketAddr>,
+        manager: Arc<ConnectionManager>,
     ) -> Result<()> {
         let prepared = self
             .prepared
@@ -212,11 +222,56 @@ impl ConnectionState {
                 )?
             }
         };
+        let session = connected.session.clone();
         self.connected
             .set(connected)
             .map_err(|_| Error::Internal("connection logged in twice".into()))?;
         self.registry.register(pid, secret, self);
+        session.set_backend_pid(pid);
+        let info = BackendInfo {
+            pid,
+            user: session.identity().user.clone(),
+            admin: session.identity().role == crate::config::Role::Admin,
+            session_id: session.context().session_id(),
+            application_name: parameters
+                .iter()
+                .find(|(name, _)| name == APPLICATION_NAME)
+                .map(|(_, value)| value.clone()),
+            client,
+        };
+        let state = Arc::downgrade(self);
+        let runtime = tokio::runtime::Handle::current();
+        let secret = secret.clone();
+        let guard = self.engine.activity().register(info, move || {
+            if let Some(state) = state.upgrade() {
+                state.cancel();
+            }
+            let (manager, secret) = (Arc::clone(&manager), secret.clone());
+            runtime.spawn(async move { manager.cancel(pid, &secret).await });
+        });
+        let _ = self.backend.set(guard);
         Ok(())
+    }
+
+    /// A statement with text `query` starts (for `pg_stat_activity`).
+    fn begin<C: ClientInfo>(&self, client: &C, query: &str) {
+        if let Some(guard) = self.backend.get() {
+            let application_name = client.metadata().get(APPLICATION_NAME);
+            guard
+                .backend()
+                .begin(query, application_name.map(String::as_str));
+        }
+    }
+
+    /// The statement has ended: the connection waits in its transaction status.
+    fn end<C: ClientInfo>(&self, client: &C) {
+        if let Some(guard) = self.backend.get() {
+            guard.backend().end(match client.transaction_status() {
+                TransactionStatus::Idle => Waiting::Idle,
+                TransactionStatus::Transaction => Waiting::InTransaction,
+                TransactionStatus::Error => Waiting::Failed,
+            });
+        }
     }
 
     /// The session, once logged in.
@@ -539,6 +594,32 @@ impl SimpleQueryHandler for QueryHandler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.state.begin(client, &query.query);
+        let result = self.simple_query(client, query).await;
+        self.state.end(client);
+        result
+    }
+
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.simple_statements(client, query).await
+    }
+}
+
+impl QueryHandler {
+    /// A simple-protocol query message, answered to the end (ReadyForQuery included).
+    async fn simple_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         // pgwire fixes the transaction status a query ends in before it runs, and sends it in
         // ReadyForQuery: a `ROLLBACK TO SAVEPOINT`, the one statement that takes a failed block
         // back to a usable one, is answered here.
@@ -575,7 +656,8 @@ impl SimpleQueryHandler for QueryHandler {
         self._on_query(client, query).await
     }
 
-    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    /// The statements of one simple query, each to its response.
+    async fn simple_statements<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -679,7 +761,14 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let text = client
+            .portal_store()
+            .get_portal(message.name.as_deref().unwrap_or(DEFAULT_NAME))
+            .and_then(|entry| entry.value().map(|p| p.statement.statement.0.clone()));
+        self.state
+            .begin(client, text.as_deref().unwrap_or_default());
         let result = self._on_execute(&mut UntilSync::new(client), message).await;
+        self.state.end(client);
         // ReadyForQuery (sent at Sync) reports the status set here.
         if self.state.take_restored() && client.transaction_status() == TransactionStatus::Error {
             client.set_transaction_status(TransactionStatus::Transaction);

@@ -13,6 +13,7 @@ use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::{ClientInfo, ConnectionManager, METADATA_DATABASE, METADATA_USER};
 use pgwire::api::{PgWireConnectionState, auth::ServerParameterProvider};
+use pgwire::api::{PidSecretKeyGenerator, RandomPidSecretKeyGenerator};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
@@ -50,6 +51,8 @@ impl ServerParameterProvider for FinopsParameters {
 pub struct FinopsStartup {
     state: Arc<ConnectionState>,
     sasl: SASLAuthStartupHandler<FinopsParameters>,
+    /// Where pgwire's cancel of a running statement goes (`pg_cancel_backend` uses it too).
+    manager: Arc<ConnectionManager>,
 }
 
 impl FinopsStartup {
@@ -58,9 +61,21 @@ impl FinopsStartup {
         let scram = ScramAuth::new(Arc::new(state.users().clone()));
         let sasl = SASLAuthStartupHandler::new(Arc::new(FinopsParameters::new()))
             .with_scram(scram)
-            .with_connection_manager(manager);
-        FinopsStartup { state, sasl }
+            .with_connection_manager(Arc::clone(&manager))
+            .with_pid_secret_key_generator(process_ids());
+        FinopsStartup {
+            state,
+            sasl,
+            manager,
+        }
     }
+}
+
+/// The process's one sequence of connection process ids (`pg_backend_pid()`, cancel keys):
+/// pgwire's default generator counts per start-up handler, and there is one per connection.
+fn process_ids() -> Arc<dyn PidSecretKeyGenerator> {
+    static IDS: std::sync::OnceLock<Arc<RandomPidSecretKeyGenerator>> = std::sync::OnceLock::new();
+    Arc::clone(IDS.get_or_init(Default::default)) as Arc<dyn PidSecretKeyGenerator>
 }
 
 impl FinopsStartup {
@@ -143,7 +158,14 @@ impl StartupHandler for FinopsStartup {
             let (pid, secret) = client.pid_and_secret_key();
             let parameters = crate::server::hooks::parameters::connection_values(client.metadata());
             self.state
-                .connect(identity, &parameters, pid, &secret)
+                .connect(
+                    identity,
+                    &parameters,
+                    pid,
+                    &secret,
+                    Some(client.socket_addr()),
+                    Arc::clone(&self.manager),
+                )
                 .await
                 .map_err(|e| PgWireError::UserError(Box::new(sqlstate::error_info(&e))))?;
             log::debug!(

@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr,
+    FunctionArguments, GroupByExpr, Ident, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr,
     Statement, TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -40,6 +40,8 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let _ = rewritten.visit(&mut regproc);
     let mut repeats = RepeatedColumns { changed: false };
     let _ = rewritten.visit(&mut repeats);
+    let mut added = AddedCatalogTables { changed: false };
+    let _ = rewritten.visit(&mut added);
     let mut options = RelOptions { changed: false };
     let text = rewritten.to_string();
     if text.contains("pg_catalog.pg_class") || text.contains("pg_catalog.pg_namespace") {
@@ -57,6 +59,7 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
         || expand.changed
         || regproc.changed
         || repeats.changed
+        || added.changed
         || options.changed;
     if !changed {
         return None;
@@ -826,6 +829,31 @@ impl VisitorMut for RepeatedColumns {
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Self::Break> {
         self.name_repeats(&mut query.body);
+        ControlFlow::Continue(())
+    }
+}
+
+/// An unqualified `pg_stat_activity` → `pg_catalog.pg_stat_activity`: Postgres searches
+/// `pg_catalog` first, and datafusion-pg-catalog qualifies only the tables it has itself
+/// (finops-db adds this one, see `activity`).
+struct AddedCatalogTables {
+    changed: bool,
+}
+
+impl VisitorMut for AddedCatalogTables {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<Self::Break> {
+        if let TableFactor::Table {
+            name, args: None, ..
+        } = factor
+            && let [ObjectNamePart::Identifier(ident)] = name.0.as_slice()
+            && ident.value.eq_ignore_ascii_case("pg_stat_activity")
+        {
+            name.0
+                .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
+            self.changed = true;
+        }
         ControlFlow::Continue(())
     }
 }
