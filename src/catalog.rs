@@ -9,7 +9,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use datafusion::catalog::{MemorySchemaProvider, Session, TableProvider};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
@@ -314,6 +314,30 @@ pub fn register_functions(ctx: &SessionContext) {
         signature: Signature::exact(vec![], Volatility::Volatile),
         returns: DataType::Utf8,
     }));
+    // A primary, never a standby in recovery; and when it started (this engine: the server's
+    // start for `serve`). Monitoring tools (postgres_exporter, pgAdmin's dashboard) ask both.
+    ctx.register_udf(create_udf(
+        "pg_is_in_recovery",
+        vec![],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false))))
+        }),
+    ));
+    let started = chrono::Utc::now().timestamp_micros();
+    ctx.register_udf(create_udf(
+        "pg_postmaster_start_time",
+        vec![],
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(
+                Some(started),
+                Some("UTC".into()),
+            )))
+        }),
+    ));
     // finops-db has no tablespaces of its own: every relation is in the default one.
     ctx.register_udf(ScalarUDF::from(NullFunc {
         name: "pg_tablespace_location",
