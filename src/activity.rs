@@ -29,6 +29,7 @@ use datafusion::common::{DataFusionError, ScalarValue, exec_err};
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    create_udf,
 };
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
@@ -132,10 +133,6 @@ impl Backend {
             current.xact_start = None;
         }
         current.state_change = Utc::now();
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.info.pid
     }
 }
 
@@ -246,7 +243,7 @@ impl Activity {
 }
 
 /// The columns of Postgres 15's `pg_stat_activity`, in its order.
-pub fn pg_stat_activity_schema() -> SchemaRef {
+fn pg_stat_activity_schema() -> SchemaRef {
     let oid = || DataType::Int32;
     let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     Arc::new(Schema::new(vec![
@@ -453,59 +450,23 @@ pub fn register_functions(
     activity: &Arc<Activity>,
     pid: &Arc<AtomicI32>,
 ) {
-    ctx.register_udf(ScalarUDF::from(BackendPid {
-        signature: Signature::exact(vec![], Volatility::Stable),
-        pid: Arc::clone(pid),
-    }));
+    let pid = Arc::clone(pid);
+    ctx.register_udf(create_udf(
+        "pg_backend_pid",
+        vec![],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(
+                pid.load(Ordering::Relaxed),
+            ))))
+        }),
+    ));
     ctx.register_udf(ScalarUDF::from(CancelBackend {
         signature: Signature::uniform(1, vec![DataType::Int64], Volatility::Volatile),
         activity: Arc::downgrade(activity),
         identity: identity.clone(),
     }));
-}
-
-/// `pg_backend_pid()`.
-#[derive(Debug)]
-struct BackendPid {
-    signature: Signature,
-    pid: Arc<AtomicI32>,
-}
-
-impl PartialEq for BackendPid {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.pid, &other.pid)
-    }
-}
-
-impl Eq for BackendPid {}
-
-impl std::hash::Hash for BackendPid {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.pid).hash(state);
-    }
-}
-
-impl ScalarUDFImpl for BackendPid {
-    fn name(&self) -> &str {
-        "pg_backend_pid"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
-        Ok(DataType::Int32)
-    }
-
-    fn invoke_with_args(
-        &self,
-        _args: ScalarFunctionArgs,
-    ) -> datafusion::error::Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(
-            self.pid.load(Ordering::Relaxed),
-        ))))
-    }
 }
 
 /// `pg_cancel_backend(pid)`: stop the statement backend `pid` runs, as a cancel request does.

@@ -761,12 +761,15 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let text = client
+        // The portal is shared (an `Arc`): its text is read in place, not copied per Execute.
+        let portal = client
             .portal_store()
-            .get_portal(message.name.as_deref().unwrap_or(DEFAULT_NAME))
-            .and_then(|entry| entry.value().map(|p| p.statement.statement.0.clone()));
-        self.state
-            .begin(client, text.as_deref().unwrap_or_default());
+            .get_portal(message.name.as_deref().unwrap_or(DEFAULT_NAME));
+        let text = portal.as_ref().and_then(|entry| entry.value());
+        self.state.begin(
+            client,
+            text.map_or("", |p| p.statement.statement.0.as_str()),
+        );
         let result = self._on_execute(&mut UntilSync::new(client), message).await;
         self.state.end(client);
         // ReadyForQuery (sent at Sync) reports the status set here.
