@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, Statement as PlanStatement, WriteOp};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -106,6 +106,8 @@ pub fn command_tag(statement: &Statement) -> Option<&'static str> {
             _ => "DROP",
         },
         Statement::DropFunction(_) => "DROP FUNCTION",
+        Statement::Prepare { .. } => "PREPARE",
+        Statement::Deallocate { .. } => "DEALLOCATE",
         _ => return None,
     })
 }
@@ -198,8 +200,11 @@ pub async fn execute_plan(
     params: Option<&ParamValues>,
 ) -> Result<Output> {
     let plan = match params {
-        Some(p) => plan.replace_params_with_values(p)?,
-        None => plan,
+        // A PREPARE's parameters are its statement's, bound by each EXECUTE.
+        Some(p) if !matches!(plan, LogicalPlan::Statement(PlanStatement::Prepare(_))) => {
+            plan.replace_params_with_values(p)?
+        }
+        _ => plan,
     };
     let plan = nullable_insert_values(plan)?;
     crate::access::authorize(session.identity(), &plan)?;

@@ -466,6 +466,48 @@ async fn ddl_and_dml_get_postgres_command_tags() {
 }
 
 #[tokio::test]
+async fn sql_prepare_and_deallocate_are_commands() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    // A command answers with its tag alone; a query, even of no rows, describes its columns.
+    let is_command = |messages: &[SimpleQueryMessage]| {
+        !messages
+            .iter()
+            .any(|m| matches!(m, SimpleQueryMessage::RowDescription(_)))
+    };
+    let prepared = client
+        .simple_query("PREPARE plus_one AS SELECT $1::BIGINT + 1 AS n")
+        .await
+        .expect("prepare");
+    assert!(is_command(&prepared), "{prepared:?}");
+    let executed = client
+        .simple_query("EXECUTE plus_one(41)")
+        .await
+        .expect("execute");
+    let n = executed.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(n.as_deref(), Some("42"));
+    let deallocated = client
+        .simple_query("DEALLOCATE plus_one")
+        .await
+        .expect("deallocate");
+    assert!(is_command(&deallocated), "{deallocated:?}");
+    let e = client
+        .simple_query("EXECUTE plus_one(1)")
+        .await
+        .expect_err("deallocated");
+    assert_eq!(sqlstate(&e), "26000", "{e:?}");
+    // The connection goes on.
+    let row = client
+        .query_one("SELECT 1::BIGINT", &[])
+        .await
+        .expect("usable");
+    assert_eq!(row.get::<_, i64>(0), 1);
+}
+
+#[tokio::test]
 async fn session_settings_do_not_leak_between_connections() {
     let (server, _dir) = start().await;
     let a = connect(&server.conn_str()).await;

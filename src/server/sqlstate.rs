@@ -21,6 +21,8 @@ pub const UNDEFINED_COLUMN: &str = "42703";
 pub const UNDEFINED_FUNCTION: &str = "42883";
 /// `42704` undefined object (e.g. an unknown configuration parameter).
 pub const UNDEFINED_OBJECT: &str = "42704";
+/// `26000` invalid SQL statement name (no prepared statement of that name).
+pub const INVALID_STATEMENT_NAME: &str = "26000";
 /// `42804` datatype mismatch.
 pub const DATATYPE_MISMATCH: &str = "42804";
 /// `22P02` invalid text representation.
@@ -120,6 +122,9 @@ pub fn datafusion_info(e: &DataFusionError) -> ErrorInfo {
 
 fn datafusion_code(root: &DataFusionError, message: &str) -> &'static str {
     let lower = message.to_ascii_lowercase();
+    if lower.starts_with("prepared statement") && lower.contains("does not exist") {
+        return INVALID_STATEMENT_NAME;
+    }
     match root {
         DataFusionError::SQL(..) => SYNTAX_ERROR,
         DataFusionError::SchemaError(err, _) => match **err {
