@@ -30,6 +30,7 @@ mod functions;
 pub(crate) mod int2_arrays;
 pub(crate) mod settings;
 mod to_char;
+mod to_date;
 
 pub use expand_array::NAME as EXPAND_ARRAY;
 pub use functions::register_function_catalog;
@@ -207,6 +208,7 @@ pub fn register_functions(ctx: &SessionContext) {
     format::register(ctx);
     expand_array::register(ctx);
     to_char::register(ctx);
+    to_date::register(ctx);
     ctx.register_udf(ScalarUDF::from(RegclassIn {
         signature: Signature::any(2, Volatility::Stable),
     }));

@@ -1,6 +1,7 @@
 //! `to_char(timestamp or date, pattern)` with Postgres' template patterns (`YYYY-MM`, `Mon DD`,
 //! `HH24:MI:SS`, `FMMonth`, `IYYY-"W"IW`, `Q`, ...), where DataFusion's `to_char` reads chrono's
 //! `%Y-%m` and prints a Postgres pattern as it is (`to_char(day, 'YYYY-MM')` gave `YYYY-MM`).
+//! `to_char(number, pattern)` takes Postgres' number patterns (`FM$999,990.00`; see [`number`]).
 //! Times of day and durations keep DataFusion's function; `date_format` stays chrono's.
 //!
 //! Values are formatted in UTC, as finops-db computes (`TZ` prints the column's zone or `UTC`).
@@ -13,22 +14,38 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use datafusion::common::exec_err;
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Decimal256Type, Float64Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType, UInt64Type,
+};
+use datafusion::common::types::logical_string;
+use datafusion::common::{ScalarValue, exec_err};
 use datafusion::error::Result;
 use datafusion::functions::datetime::to_char::ToCharFunc;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Coercion, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, TypeSignatureClass,
 };
 use datafusion::prelude::SessionContext;
+
+mod number;
 
 pub fn register(ctx: &SessionContext) {
     // DataFusion's function is also registered as `date_format`: both names go, so that no copy
     // of it is left to take `to_char` back when the state is rebuilt from its functions.
     ctx.deregister_udf("to_char");
     let inner = ToCharFunc::new();
+    // DataFusion's signature (times, dates, durations), and any number with a text pattern.
+    let mut variants = match &inner.signature().type_signature {
+        TypeSignature::OneOf(variants) => variants.clone(),
+        other => vec![other.clone()],
+    };
+    variants.push(TypeSignature::Coercible(vec![
+        Coercion::new_exact(TypeSignatureClass::Numeric),
+        Coercion::new_exact(TypeSignatureClass::Native(logical_string())),
+    ]));
     ctx.register_udf(ScalarUDF::from(ToChar {
-        signature: inner.signature().clone(),
+        signature: Signature::one_of(variants, inner.signature().volatility),
         inner,
     }));
     ctx.register_udf(ScalarUDF::from(DateFormat {
@@ -86,6 +103,9 @@ impl ScalarUDFImpl for ToChar {
             _ => None,
         };
         let Some(zone) = zone else {
+            if args.args[0].data_type().is_numeric() {
+                return numbers(&args);
+            }
             return self.inner.invoke_with_args(args);
         };
         let rows = args.number_rows;
@@ -129,12 +149,144 @@ impl ScalarUDFImpl for ToChar {
             render(&at.naive_utc(), pieces, &zone, &mut text);
             out.append_value(&text);
         }
-        let array = Arc::new(out.finish()) as ArrayRef;
-        Ok(if scalar {
-            ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&array, 0)?)
+        finish(out, scalar)
+    }
+}
+
+/// The built strings as the function's result: one value when every argument was one.
+fn finish(mut out: StringBuilder, scalar: bool) -> Result<ColumnarValue> {
+    let array = Arc::new(out.finish()) as ArrayRef;
+    Ok(if scalar {
+        ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
+    } else {
+        ColumnarValue::Array(array)
+    })
+}
+
+/// `to_char(number, pattern)`: each value as its sign and decimal digits, written by the
+/// compiled [`number::Pattern`].
+fn numbers(args: &ScalarFunctionArgs) -> Result<ColumnarValue> {
+    let rows = args.number_rows;
+    let scalar = args
+        .args
+        .iter()
+        .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+    let patterns = cast(&arrays[1], &DataType::Utf8)?;
+    let patterns = patterns.as_string::<i32>();
+    let values = &arrays[0];
+    let ints = match values.data_type() {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            Some(cast(values, &DataType::Int64)?)
+        }
+        _ => None,
+    };
+    let uints = match values.data_type() {
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            Some(cast(values, &DataType::UInt64)?)
+        }
+        _ => None,
+    };
+    let floats = match values.data_type() {
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            Some(cast(values, &DataType::Float64)?)
+        }
+        _ => None,
+    };
+    let mut out = StringBuilder::with_capacity(rows, rows * 12);
+    let mut text = String::new();
+    let mut compiled: Option<(&str, number::Pattern)> = None;
+    for row in 0..values.len() {
+        let pattern_row = if patterns.len() == 1 { 0 } else { row };
+        if values.is_null(row) || patterns.is_null(pattern_row) {
+            out.append_null();
+            continue;
+        }
+        let pattern = patterns.value(pattern_row);
+        if compiled.as_ref().is_none_or(|(p, _)| *p != pattern) {
+            compiled = Some((pattern, number::Pattern::compile(pattern)?));
+        }
+        let Some((_, pattern)) = compiled.as_ref() else {
+            continue;
+        };
+        let value = if let Some(ints) = &ints {
+            let v = ints.as_primitive::<Int64Type>().value(row);
+            number::Value {
+                negative: v < 0,
+                digits: v.unsigned_abs().to_string(),
+                scale: 0,
+            }
+        } else if let Some(uints) = &uints {
+            number::Value {
+                negative: false,
+                digits: uints.as_primitive::<UInt64Type>().value(row).to_string(),
+                scale: 0,
+            }
+        } else if let Some(floats) = &floats {
+            float_value(floats.as_primitive::<Float64Type>().value(row), pattern)
         } else {
-            ColumnarValue::Array(array)
-        })
+            match values.data_type() {
+                DataType::Decimal128(_, scale) => {
+                    let v = values.as_primitive::<Decimal128Type>().value(row);
+                    number::Value {
+                        negative: v < 0,
+                        digits: v.unsigned_abs().to_string(),
+                        scale: i32::from(*scale),
+                    }
+                }
+                DataType::Decimal256(_, scale) => {
+                    let v = values
+                        .as_primitive::<Decimal256Type>()
+                        .value(row)
+                        .to_string();
+                    number::Value {
+                        negative: v.starts_with('-'),
+                        digits: v.trim_start_matches('-').to_string(),
+                        scale: i32::from(*scale),
+                    }
+                }
+                other => return exec_err!("to_char does not format {other} values"),
+            }
+        };
+        text.clear();
+        pattern.write(&value, &mut text);
+        out.append_value(&text);
+    }
+    finish(out, scalar)
+}
+
+/// A float as the decimal digits the pattern needs, rounded once where the pattern rounds.
+/// Infinity and NaN have more digits than any pattern's places, so they are written as `#`s.
+fn float_value(v: f64, pattern: &number::Pattern) -> number::Value {
+    if !v.is_finite() {
+        return number::Value {
+            negative: v.is_sign_negative() && !v.is_nan(),
+            digits: "9".repeat(400),
+            scale: 0,
+        };
+    }
+    let text = if pattern.exponent() {
+        // d.ddde±x: the digits, and a scale that puts the point back.
+        let text = format!("{:.*e}", pattern.post(), v.abs());
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        let exponent: i32 = exponent.parse().unwrap_or(0);
+        let digits = mantissa.replace('.', "");
+        let scale = pattern.post() as i32 - exponent;
+        return number::Value {
+            negative: v < 0.0,
+            digits,
+            scale,
+        };
+    } else {
+        format!("{:.*}", pattern.post() + pattern.shift(), v.abs())
+    };
+    let scale = text
+        .split_once('.')
+        .map_or(0, |(_, frac)| frac.len() as i32);
+    number::Value {
+        negative: v < 0.0,
+        digits: text.replace('.', ""),
+        scale,
     }
 }
 
@@ -199,7 +351,7 @@ const PATTERNS: &[&str] = &[
 
 /// One part of a compiled pattern.
 #[derive(Debug, PartialEq)]
-enum Piece<'a> {
+pub(super) enum Piece<'a> {
     /// Written as it is.
     Text(String),
     /// A pattern (`PATTERNS`), as the template spells it, with fill mode (`FM`) and an
@@ -221,7 +373,7 @@ fn numeric(token: &str) -> bool {
 }
 
 /// `pattern` split into its pieces, once for all the rows it formats.
-fn compile(pattern: &str) -> Vec<Piece<'_>> {
+pub(super) fn compile(pattern: &str) -> Vec<Piece<'_>> {
     let mut pieces = Vec::new();
     let mut text = String::new();
     let mut rest = pattern;

@@ -29,6 +29,8 @@ pub const DATATYPE_MISMATCH: &str = "42804";
 pub const INVALID_TEXT: &str = "22P02";
 /// A date or time out of range.
 pub const DATETIME_OVERFLOW: &str = "22008";
+/// `22007` invalid datetime format: a date or time text that does not match its pattern.
+pub const INVALID_DATETIME_FORMAT: &str = "22007";
 /// `22P04` bad copy file format.
 pub const BAD_COPY_FORMAT: &str = "22P04";
 /// `22012` division by zero.
@@ -165,6 +167,12 @@ fn datafusion_code(root: &DataFusionError, message: &str) -> &'static str {
                 || lower.contains("does not exist")
             {
                 UNDEFINED_OBJECT
+            } else if lower.starts_with("error parsing timestamp from") {
+                if lower.contains("out of range") {
+                    DATETIME_OVERFLOW
+                } else {
+                    INVALID_DATETIME_FORMAT
+                }
             } else if lower.contains("cast") || lower.contains("invalid") {
                 INVALID_TEXT
             } else if lower.contains("divide by zero") || lower.contains("division by zero") {

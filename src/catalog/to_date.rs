@@ -1,0 +1,202 @@
+//! `to_date(text, pattern)` and `to_timestamp(text, pattern)` with Postgres' template patterns
+//! (`to_date('2026-01-02', 'YYYY-MM-DD')`), where DataFusion's functions read chrono's `%Y-%m-%d`
+//! and fail on a Postgres pattern. A pattern without `%` is read as Postgres' and translated to
+//! chrono's, field by field, before DataFusion's function runs; a pattern with `%` is chrono's,
+//! as before. Fields chrono cannot read back (`Q`, `WW`, `J`, `TZ`, `TH`, ...) are an error that
+//! names them.
+//!
+//! It owns only the translation of those two functions' patterns.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{ScalarValue, not_impl_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature,
+};
+use datafusion::prelude::SessionContext;
+
+use super::to_char::{Piece, compile};
+
+pub fn register(ctx: &SessionContext) {
+    let state = ctx.state();
+    for name in ["to_date", "to_timestamp"] {
+        if let Some(inner) = state.scalar_functions().get(name) {
+            let inner = inner.as_ref().clone();
+            ctx.register_udf(ScalarUDF::from(PostgresPatterns { inner }));
+        }
+    }
+}
+
+/// DataFusion's function, reading Postgres' patterns too.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PostgresPatterns {
+    inner: ScalarUDF,
+}
+
+impl ScalarUDFImpl for PostgresPatterns {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(args)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
+        // `to_timestamp` takes the session's time zone from the configuration.
+        let inner = self.inner.inner().with_updated_config(config)?;
+        Some(ScalarUDF::from(PostgresPatterns { inner }))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+
+    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        for arg in args.args.iter_mut().skip(1) {
+            *arg = translated(arg, self.inner.name())?;
+        }
+        self.inner.invoke_with_args(args)
+    }
+}
+
+/// A pattern argument with each Postgres pattern replaced by chrono's.
+fn translated(arg: &ColumnarValue, function: &str) -> Result<ColumnarValue> {
+    match arg {
+        ColumnarValue::Scalar(
+            ScalarValue::Utf8(Some(pattern))
+            | ScalarValue::LargeUtf8(Some(pattern))
+            | ScalarValue::Utf8View(Some(pattern)),
+        ) => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+            chrono_pattern(pattern, function)?,
+        )))),
+        ColumnarValue::Scalar(_) => Ok(arg.clone()),
+        ColumnarValue::Array(array) => {
+            let patterns = cast(array, &DataType::Utf8)?;
+            let patterns = patterns.as_string::<i32>();
+            let mut out = StringBuilder::with_capacity(patterns.len(), patterns.len() * 8);
+            for pattern in patterns.iter() {
+                match pattern {
+                    Some(pattern) => out.append_value(chrono_pattern(pattern, function)?),
+                    None => out.append_null(),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        }
+    }
+}
+
+/// `pattern` in chrono's terms: as it is when it has a `%` (it is chrono's already), else read
+/// as Postgres' template.
+fn chrono_pattern(pattern: &str, function: &str) -> Result<String> {
+    if pattern.contains('%') {
+        return Ok(pattern.to_string());
+    }
+    let pieces = compile(pattern);
+    // `HH` is the 12-hour clock only beside a meridiem; alone it reads 0–23, as Postgres does.
+    let meridiem = pieces.iter().any(|p| {
+        matches!(
+            p,
+            Piece::Field {
+                token: "AM" | "PM" | "A.M." | "P.M.",
+                ..
+            }
+        )
+    });
+    let mut out = String::with_capacity(pattern.len() * 2);
+    for piece in &pieces {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Field {
+                token,
+                written,
+                suffix,
+                ..
+            } => {
+                let field = match *token {
+                    "YYYY" => "%Y",
+                    "YY" => "%y",
+                    "MM" => "%m",
+                    "DD" => "%d",
+                    "DDD" => "%j",
+                    "HH24" => "%H",
+                    "HH12" | "HH" if meridiem => "%I",
+                    "HH12" | "HH" => "%H",
+                    "MI" => "%M",
+                    "SS" => "%S",
+                    "MS" => "%3f",
+                    "US" => "%6f",
+                    "AM" | "PM" => "%p",
+                    "MONTH" => "%B",
+                    "MON" => "%b",
+                    "DAY" => "%A",
+                    "DY" => "%a",
+                    "IYYY" => "%G",
+                    "IW" => "%V",
+                    "ID" => "%u",
+                    "OF" => "%#z",
+                    _ => {
+                        return not_impl_err!(
+                            "{function}: the template field {written} of \"{pattern}\" cannot be read; use chrono's %-format for it"
+                        );
+                    }
+                };
+                if suffix.is_some() {
+                    return not_impl_err!(
+                        "{function}: the ordinal suffix after {written} in \"{pattern}\" cannot be read"
+                    );
+                }
+                out.push_str(field);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_patterns_become_chrono_formats() {
+        let cases = [
+            ("YYYY-MM-DD", "%Y-%m-%d"),
+            ("YYYY-MM-DD HH24:MI:SS", "%Y-%m-%d %H:%M:%S"),
+            ("DD Mon YYYY HH12:MI AM", "%d %b %Y %I:%M %p"),
+            ("YYYY-MM-DD HH:MI:SS.MS", "%Y-%m-%d %H:%M:%S.%3f"),
+            ("FMDD/FMMM/YY", "%d/%m/%y"),
+            ("IYYY-\"W\"IW-ID", "%G-W%V-%u"),
+            ("YYYY-MM-DD\"T\"HH24:MI:SSOF", "%Y-%m-%dT%H:%M:%S%#z"),
+            ("%Y-%m-%d", "%Y-%m-%d"),
+        ];
+        for (pattern, expected) in cases {
+            assert_eq!(
+                chrono_pattern(pattern, "to_date").expect("pattern"),
+                expected,
+                "{pattern}"
+            );
+        }
+    }
+
+    #[test]
+    fn fields_chrono_cannot_read_are_named() {
+        let err = chrono_pattern("YYYY-Q", "to_date").expect_err("Q");
+        assert!(err.to_string().contains("field Q"), "{err}");
+        let err = chrono_pattern("DDth Month", "to_date").expect_err("TH");
+        assert!(err.to_string().contains("ordinal suffix after DD"), "{err}");
+    }
+}
