@@ -28,12 +28,14 @@ mod expand_array;
 pub(crate) mod format;
 mod functions;
 pub(crate) mod int2_arrays;
+mod interval;
 pub(crate) mod settings;
 mod to_char;
 mod to_date;
 
 pub use expand_array::NAME as EXPAND_ARRAY;
 pub use functions::register_function_catalog;
+pub use interval::IntervalOperators;
 
 /// Schemas that exist from the first start.
 pub const SCHEMAS: [&str; 3] = ["finops", "providers", "kpi"];
@@ -209,6 +211,12 @@ pub fn register_functions(ctx: &SessionContext) {
     expand_array::register(ctx);
     to_char::register(ctx);
     to_date::register(ctx);
+    interval::register(ctx);
+    // Postgres' name for a random UUID (version 4), DataFusion's `uuid()`.
+    let uuid = ctx.state().scalar_functions().get("uuid").cloned();
+    if let Some(uuid) = uuid {
+        ctx.register_udf(uuid.as_ref().clone().with_aliases(["gen_random_uuid"]));
+    }
     ctx.register_udf(ScalarUDF::from(RegclassIn {
         signature: Signature::any(2, Volatility::Stable),
     }));

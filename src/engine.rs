@@ -316,6 +316,7 @@ impl Engine {
         {
             use datafusion::execution::FunctionRegistry;
             state.register_expr_planner(Arc::new(crate::json::JsonOperators))?;
+            state.register_expr_planner(Arc::new(crate::catalog::IntervalOperators))?;
         }
         let base = SessionContext::new_with_state(state);
         crate::providers::register_factories_in(

@@ -471,6 +471,10 @@ impl Column<'_> {
                 text(out, &buffer);
             }
             Column::Other(array, arrow_field, field) => {
+                // `arrow-pg` writes some NULLs as values (an interval as `00:00:00`).
+                if array.is_null(row) {
+                    return null(out);
+                }
                 encode_value(&mut Fallback { out }, array, row, arrow_field, field)?;
             }
         }
