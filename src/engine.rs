@@ -734,6 +734,7 @@ impl Engine {
             identity,
             kept: Arc::default(),
             backend_pid,
+            prepared: Arc::default(),
         })
     }
 
@@ -764,6 +765,9 @@ pub struct Session {
     /// What `pg_backend_pid()` returns: this process's id, or the connection's once the server
     /// sets it.
     backend_pid: Arc<std::sync::atomic::AtomicI32>,
+    /// The names of the statements SQL `PREPARE` made, for `DEALLOCATE ALL` and `DISCARD ALL`
+    /// (DataFusion keeps the plans but does not list them).
+    prepared: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// The copy of a session's state its last query ran on, kept for the next one: a copy takes
@@ -834,7 +838,41 @@ impl Session {
             // `ctx` keeps the `pg_backend_pid()` of the session it was made for; the server
             // never resumes a session, so nothing sets this one.
             backend_pid: Arc::new(std::sync::atomic::AtomicI32::new(0)),
+            prepared: Arc::default(),
         }
+    }
+
+    /// Note that SQL `PREPARE` made the statement `name` (`made`) or `DEALLOCATE` dropped it.
+    pub(crate) fn note_prepared(&self, name: &str, made: bool) {
+        let mut prepared = crate::lock(&self.prepared);
+        if made {
+            prepared.insert(name.to_string());
+        } else {
+            prepared.remove(name);
+        }
+    }
+
+    /// Whether SQL `PREPARE` made a statement called `name` that is still there.
+    pub(crate) fn is_prepared(&self, name: &str) -> bool {
+        crate::lock(&self.prepared).contains(name)
+    }
+
+    /// Drop every statement SQL `PREPARE` made in this session (`DEALLOCATE ALL`).
+    pub async fn deallocate_all(&self) -> Result<()> {
+        let names = std::mem::take(&mut *crate::lock(&self.prepared));
+        if names.is_empty() {
+            return Ok(());
+        }
+        for name in names {
+            let plan = datafusion::logical_expr::LogicalPlan::Statement(
+                datafusion::logical_expr::Statement::Deallocate(
+                    datafusion::logical_expr::Deallocate { name },
+                ),
+            );
+            self.ctx.execute_logical_plan(plan).await?;
+        }
+        self.forget_state();
+        Ok(())
     }
 
     /// The DataFusion context of this session.

@@ -254,7 +254,23 @@ pub async fn execute_plan(
         )),
         _ => None,
     };
+    // `DEALLOCATE ALL` (unless a statement is called "all").
+    if let LogicalPlan::Statement(PlanStatement::Deallocate(d)) = &plan
+        && d.name.eq_ignore_ascii_case("all")
+        && !session.is_prepared(&d.name)
+    {
+        session.deallocate_all().await?;
+        return Ok(Output::command("DEALLOCATE ALL"));
+    }
+    let prepared = match &plan {
+        LogicalPlan::Statement(PlanStatement::Prepare(p)) => Some((p.name.clone(), true)),
+        LogicalPlan::Statement(PlanStatement::Deallocate(d)) => Some((d.name.clone(), false)),
+        _ => None,
+    };
     let df = session.context().execute_logical_plan(plan).await?;
+    if let Some((name, made)) = prepared {
+        session.note_prepared(&name, made);
+    }
     let Some(tag) = tag else {
         return Ok(Output::Rows(df));
     };

@@ -508,6 +508,43 @@ async fn sql_prepare_and_deallocate_are_commands() {
 }
 
 #[tokio::test]
+async fn deallocate_all_and_discard_all_drop_sql_prepared_statements() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    let tag = |messages: &[SimpleQueryMessage]| {
+        messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
+            _ => None,
+        })
+    };
+    for reset in ["DEALLOCATE ALL", "DISCARD ALL"] {
+        client
+            .batch_execute("PREPARE one AS SELECT 1; PREPARE two AS SELECT 2")
+            .await
+            .expect("prepare");
+        let done = client.simple_query(reset).await.expect(reset);
+        assert_eq!(tag(&done), Some(0), "{reset}: {done:?}");
+        for name in ["one", "two"] {
+            let e = client
+                .simple_query(&format!("EXECUTE {name}"))
+                .await
+                .expect_err("deallocated");
+            assert_eq!(sqlstate(&e), "26000", "{reset} {name}: {e:?}");
+        }
+        // The names are free again.
+        client
+            .batch_execute("PREPARE one AS SELECT 3; DEALLOCATE one")
+            .await
+            .expect("prepared again");
+    }
+    // With nothing prepared, DEALLOCATE ALL still succeeds.
+    client
+        .batch_execute("DEALLOCATE ALL")
+        .await
+        .expect("nothing to drop");
+}
+
+#[tokio::test]
 async fn session_settings_do_not_leak_between_connections() {
     let (server, _dir) = start().await;
     let a = connect(&server.conn_str()).await;
