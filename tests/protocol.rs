@@ -545,6 +545,68 @@ async fn deallocate_all_and_discard_all_drop_sql_prepared_statements() {
 }
 
 #[tokio::test]
+async fn set_config_sets_a_parameter_as_set_does() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    // Answered with the value now set, over the simple and the extended protocol alike.
+    let rows = client
+        .simple_query("SELECT set_config('search_path', 'finops, public', false)")
+        .await
+        .expect("simple");
+    let value = rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("finops, public"));
+    let row = client
+        .query_one("SELECT set_config('myapp.tenant', 'acme', false) AS t", &[])
+        .await
+        .expect("extended");
+    assert_eq!(row.get::<_, String>("t"), "acme");
+    let row = client
+        .query_one("SELECT set_config('TimeZone', 'europe/paris', false)", &[])
+        .await
+        .expect("time zone in any case");
+    assert_eq!(row.get::<_, String>(0), "Europe/Paris");
+    for (name, expected) in [
+        ("search_path", "finops, public"),
+        ("myapp.tenant", "acme"),
+        ("TimeZone", "Europe/Paris"),
+    ] {
+        let row = client
+            .query_one(&format!("SELECT current_setting('{name}')"), &[])
+            .await
+            .expect("read back");
+        assert_eq!(row.get::<_, String>(0), expected, "{name}");
+    }
+    // The session's own options too.
+    client
+        .simple_query("SELECT set_config('finops.as_of', '2026-11-01', false)")
+        .await
+        .expect("finops option");
+    let shown = client
+        .simple_query("SHOW finops.as_of")
+        .await
+        .expect("show");
+    let value = shown.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("2026-11-01"));
+    // Transaction-scoped settings do not exist; a bad value is refused as SET refuses it.
+    let e = client
+        .simple_query("SELECT set_config('myapp.x', 'y', true)")
+        .await
+        .expect_err("local");
+    assert_eq!(sqlstate(&e), "0A000", "{e:?}");
+    let e = client
+        .simple_query("SELECT set_config('statement_timeout', 'abc', false)")
+        .await
+        .expect_err("bad value");
+    assert_eq!(sqlstate(&e), "22023", "{e:?}");
+}
+
+#[tokio::test]
 async fn session_settings_do_not_leak_between_connections() {
     let (server, _dir) = start().await;
     let a = connect(&server.conn_str()).await;

@@ -94,8 +94,16 @@ pub fn time_zone(name: &str) -> Result<Tz> {
     if name.is_empty() {
         return Ok(Tz::UTC);
     }
+    // Zone names are matched in any case, as Postgres matches them (`utc`, `europe/paris`).
     name.parse::<Tz>()
-        .map_err(|_| Error::InvalidParameter(format!("unknown time zone \"{name}\"")))
+        .ok()
+        .or_else(|| {
+            chrono_tz::TZ_VARIANTS
+                .iter()
+                .find(|tz| tz.name().eq_ignore_ascii_case(name))
+                .copied()
+        })
+        .ok_or_else(|| Error::InvalidParameter(format!("unknown time zone \"{name}\"")))
 }
 
 /// Parse `finops.as_of` (empty: the clock) as an instant; RFC 3339 or `YYYY-MM-DD HH:MM:SS`
@@ -230,6 +238,10 @@ mod tests {
     #[test]
     fn bad_time_zone_and_as_of_are_rejected() {
         assert!(time_zone("Mars/Olympus").is_err());
+        assert_eq!(
+            time_zone("europe/paris").expect("any case"),
+            Tz::Europe__Paris
+        );
         assert!(as_of("yesterday-ish").is_err());
         assert_eq!(utc("2026-05-15"), utc("2026-05-15T00:00:00Z"));
         assert_eq!(utc("2026-05-15 02:00:00+02"), utc("2026-05-15T00:00:00Z"));

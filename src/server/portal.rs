@@ -60,9 +60,12 @@ pub async fn run_query<C>(
 where
     C: ClientInfo,
 {
-    let (_, Some((Statement::Query(_), plan))) = &portal.statement.statement else {
+    let (_, Some((statement @ Statement::Query(_), plan))) = &portal.statement.statement else {
         return None;
     };
+    if crate::server::hooks::parameters::is_set_config(statement) {
+        return None;
+    }
     // A failed transaction block answers every statement with an error: the service's
     // transaction hook does that.
     if client.transaction_status() == TransactionStatus::Error
@@ -93,6 +96,7 @@ where
 {
     if !matches!(statement, Statement::Query(_))
         || client.transaction_status() == TransactionStatus::Error
+        || crate::server::hooks::parameters::is_set_config(statement)
     {
         return None;
     }

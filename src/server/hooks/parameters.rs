@@ -43,6 +43,8 @@ use crate::server::hooks::settings::owned_name;
 use crate::server::hooks::to_pgwire;
 use crate::server::sqlstate;
 
+mod set_config;
+
 /// `55P02` cannot change a run-time parameter.
 const CANT_CHANGE: &str = "55P02";
 
@@ -182,6 +184,8 @@ enum Request {
     ResetAll,
     Show(String),
     DiscardAll,
+    /// `SELECT set_config(name, value, is_local)`.
+    SetConfig(set_config::SetConfig),
     /// A `SET` form that changes nothing here (`SET TRANSACTION`, `SET SESSION
     /// CHARACTERISTICS`): acknowledged.
     Accept,
@@ -228,6 +232,12 @@ fn value_text(values: &[Expr]) -> Option<String> {
         })
         .collect();
     Some(parts.join(", "))
+}
+
+/// Whether `statement` is a `SELECT set_config(...)` this hook answers (the server's own
+/// query path, which runs plain queries without the hooks, leaves it to them).
+pub(crate) fn is_set_config(statement: &Statement) -> bool {
+    set_config::set_config(statement).is_some()
 }
 
 /// What `statement` asks, if it is one of this hook's statements.
@@ -282,6 +292,7 @@ fn request(statement: &Statement) -> Option<Request> {
         Statement::Discard {
             object_type: DiscardObject::ALL,
         } => Some(Request::DiscardAll),
+        Statement::Query(_) => set_config::set_config(statement).map(Request::SetConfig),
         _ => None,
     }
 }
@@ -401,7 +412,13 @@ fn checked(parameter: &Parameter, value: &str, current: &str) -> PgWireResult<St
         Kind::TimeZone => {
             let trimmed = value.trim();
             crate::budget::period::time_zone(trimmed)
-                .map(|_| trimmed.to_string())
+                .map(|zone| {
+                    if trimmed.is_empty() {
+                        String::new()
+                    } else {
+                        zone.name().to_string()
+                    }
+                })
                 .map_err(|_| {
                     invalid(
                         name,
@@ -644,6 +661,7 @@ async fn answer(
             let (column, value) = show(client.metadata(), &name)?;
             return show_response(column, value);
         }
+        Request::SetConfig(call) => return answer_set_config(session, client, call).await,
         Request::Accept => ("SET", Vec::new()),
         Request::Unsupported(message) => {
             return Err(user_error(
@@ -655,6 +673,51 @@ async fn answer(
     session.set_pg_parameters(&connection_values(client.metadata()));
     send_statuses(client, statuses).await?;
     Ok(Response::Execution(Tag::new(tag)))
+}
+
+/// `set_config(name, value, false)`: `SET name = value`, answered with the value now set.
+async fn answer_set_config(
+    session: &Session,
+    client: &mut dyn HookClient,
+    call: set_config::SetConfig,
+) -> PgWireResult<Response> {
+    let set_config::SetConfig {
+        name,
+        value,
+        local,
+        column,
+    } = call;
+    if local {
+        return Err(user_error(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "set_config(..., true) is not supported: finops-db keeps no transaction-scoped \
+             settings (pass false, and set the value back after)"
+                .to_string(),
+        ));
+    }
+    if owned_name(&name) {
+        // A `finops.*` or `datafusion.*` option is the session's: set as `SET` sets it.
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err(unknown(&name));
+        }
+        let sql = format!("SET {name} = '{}'", value.replace('\'', "''"));
+        for statement in crate::statements::parse(&sql).map_err(to_pgwire)? {
+            if let datafusion::sql::parser::Statement::Statement(statement) = statement {
+                session.execute(*statement).await.map_err(to_pgwire)?;
+            }
+        }
+        return show_response(column, value);
+    }
+    let statuses = set(session, client, &name, Some(value.clone()))?
+        .into_iter()
+        .collect();
+    session.set_pg_parameters(&connection_values(client.metadata()));
+    send_statuses(client, statuses).await?;
+    let value = lookup(&name).map_or(value, |parameter| current(client.metadata(), parameter));
+    show_response(column, value)
 }
 
 async fn send_statuses(
@@ -711,6 +774,7 @@ impl QueryHook for ParametersHook {
             Request::Show(name) => {
                 show(client.metadata(), &name).map(|(column, _)| described_plan(Some(&column)))
             }
+            Request::SetConfig(call) => Ok(described_plan(Some(&call.column))),
             _ => Ok(described_plan(None)),
         })
     }
