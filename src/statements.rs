@@ -259,7 +259,7 @@ pub async fn execute_plan(
         && d.name.eq_ignore_ascii_case("all")
         && !session.is_prepared(&d.name)
     {
-        session.deallocate_all().await?;
+        session.deallocate_all().await;
         return Ok(Output::command("DEALLOCATE ALL"));
     }
     let prepared = match &plan {

@@ -67,11 +67,78 @@ impl ScalarUDFImpl for PostgresPatterns {
     }
 
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        for arg in args.args.iter_mut().skip(1) {
-            *arg = translated(arg, self.inner.name())?;
+        let function = self.inner.name();
+        // One Postgres pattern without a month or a day: Postgres takes the first (`YYYY-MM` is
+        // the month's first day), chrono wants them, so they are added to text and pattern.
+        let defaults = match args.args.as_slice() {
+            [
+                _,
+                ColumnarValue::Scalar(
+                    ScalarValue::Utf8(Some(pattern))
+                    | ScalarValue::LargeUtf8(Some(pattern))
+                    | ScalarValue::Utf8View(Some(pattern)),
+                ),
+            ] if !pattern.contains('%') => {
+                let chrono = chrono_pattern(pattern, function)?;
+                missing_date_fields(&chrono).map(|(fields, values)| (chrono + fields, values))
+            }
+            _ => None,
+        };
+        if let Some((pattern, values)) = defaults {
+            args.args[0] = with_suffix(&args.args[0], values)?;
+            args.args[1] = ColumnarValue::Scalar(ScalarValue::Utf8(Some(pattern)));
+        } else {
+            for arg in args.args.iter_mut().skip(1) {
+                *arg = translated(arg, function)?;
+            }
         }
         self.inner.invoke_with_args(args)
     }
+}
+
+/// The fields a chrono pattern with a year lacks for a whole date, and their values (month
+/// and day 1), each after a separator no date text holds (U+001F); `None` when it has them (or
+/// is an ISO week or day-of-year pattern, or has no year, which chrono refuses as before).
+fn missing_date_fields(chrono: &str) -> Option<(&'static str, &'static str)> {
+    let has = |specs: &[&str]| specs.iter().any(|spec| chrono.contains(spec));
+    if !has(&["%Y", "%y"]) || has(&["%j", "%G", "%V", "%u"]) {
+        return None;
+    }
+    match (has(&["%m", "%b", "%B"]), has(&["%d"])) {
+        (true, true) => None,
+        (true, false) => Some(("\u{1f}%d", "\u{1f}1")),
+        (false, true) => Some(("\u{1f}%m", "\u{1f}1")),
+        (false, false) => Some(("\u{1f}%m\u{1f}%d", "\u{1f}1\u{1f}1")),
+    }
+}
+
+/// Text values with `suffix` appended (other values as they are: the function reads them).
+fn with_suffix(arg: &ColumnarValue, suffix: &str) -> Result<ColumnarValue> {
+    Ok(match arg {
+        ColumnarValue::Scalar(
+            ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v),
+        ) => ColumnarValue::Scalar(ScalarValue::Utf8(
+            v.as_ref().map(|v| format!("{v}{suffix}")),
+        )),
+        ColumnarValue::Array(array)
+            if matches!(
+                array.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) =>
+        {
+            let values = cast(array, &DataType::Utf8)?;
+            let values = values.as_string::<i32>();
+            let mut out = StringBuilder::with_capacity(values.len(), values.len() * 16);
+            for value in values.iter() {
+                match value {
+                    Some(v) => out.append_value(format!("{v}{suffix}")),
+                    None => out.append_null(),
+                }
+            }
+            ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef)
+        }
+        other => other.clone(),
+    })
 }
 
 /// A pattern argument with each Postgres pattern replaced by chrono's.
@@ -190,6 +257,18 @@ mod tests {
                 "{pattern}"
             );
         }
+    }
+
+    #[test]
+    fn a_missing_month_or_day_is_the_first() {
+        assert_eq!(missing_date_fields("%Y-%m-%d %H:%M"), None);
+        assert_eq!(missing_date_fields("%Y-%m"), Some(("\u{1f}%d", "\u{1f}1")));
+        assert_eq!(
+            missing_date_fields("%Y"),
+            Some(("\u{1f}%m\u{1f}%d", "\u{1f}1\u{1f}1"))
+        );
+        assert_eq!(missing_date_fields("%G-W%V-%u"), None);
+        assert_eq!(missing_date_fields("%H:%M"), None);
     }
 
     #[test]

@@ -654,7 +654,7 @@ async fn answer(
         Request::ResetAll => ("RESET", reset_all(session, client)?),
         Request::DiscardAll => {
             client.portal_store().clear_portals();
-            session.deallocate_all().await.map_err(to_pgwire)?;
+            session.deallocate_all().await;
             ("DISCARD ALL", reset_all(session, client)?)
         }
         Request::Show(name) => {
