@@ -372,6 +372,24 @@ fn numeric(token: &str) -> bool {
     )
 }
 
+/// The quoted text `rest` starts with (at its `"`), written as it is into `text` (`\"` is a
+/// quote inside it); how many bytes it takes, the closing quote included.
+pub(super) fn quoted(rest: &str, text: &mut String) -> usize {
+    let mut chars = rest[1..].char_indices();
+    while let Some((i, ch)) = chars.next() {
+        match ch {
+            '\\' => {
+                if let Some((_, escaped)) = chars.next() {
+                    text.push(escaped);
+                }
+            }
+            '"' => return i + 2,
+            other => text.push(other),
+        }
+    }
+    rest.len()
+}
+
 /// `pattern` split into its pieces, once for all the rows it formats.
 pub(super) fn compile(pattern: &str) -> Vec<Piece<'_>> {
     let mut pieces = Vec::new();
@@ -385,24 +403,7 @@ pub(super) fn compile(pattern: &str) -> Vec<Piece<'_>> {
             continue;
         }
         if c == '"' {
-            // Quoted text is written as it is, `\"` a quote inside it.
-            let mut chars = rest[1..].char_indices();
-            let mut end = rest.len();
-            while let Some((i, ch)) = chars.next() {
-                match ch {
-                    '\\' => {
-                        if let Some((_, escaped)) = chars.next() {
-                            text.push(escaped);
-                        }
-                    }
-                    '"' => {
-                        end = i + 2;
-                        break;
-                    }
-                    other => text.push(other),
-                }
-            }
-            rest = &rest[end.min(rest.len())..];
+            rest = &rest[quoted(rest, &mut text)..];
             continue;
         }
         // Outside quotes only `\"` is an escape (a quote); other backslashes are text.

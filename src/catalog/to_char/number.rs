@@ -127,25 +127,7 @@ impl Pattern {
                     taken = 1;
                 }
                 'L' | 'l' => item = Some(Item::Currency),
-                '"' => {
-                    // Quoted text is written as it is, `\"` a quote inside it.
-                    let mut chars = rest[1..].char_indices();
-                    taken = rest.len();
-                    while let Some((i, ch)) = chars.next() {
-                        match ch {
-                            '\\' => {
-                                if let Some((_, escaped)) = chars.next() {
-                                    text.push(escaped);
-                                }
-                            }
-                            '"' => {
-                                taken = i + 2;
-                                break;
-                            }
-                            other => text.push(other),
-                        }
-                    }
-                }
+                '"' => taken = super::quoted(rest, &mut text),
                 _ if keyword(rest, "FM") => {
                     fill = true;
                     taken = 2;
