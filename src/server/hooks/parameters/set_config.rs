@@ -5,7 +5,8 @@
 //! It owns only the recognition: a `SELECT` of that one call with literal arguments, no `FROM`.
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem, SetExpr, Statement, Value,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectNamePart, SelectItem, SetExpr,
+    Statement, Value,
 };
 
 /// What a `set_config` call asks.
@@ -43,9 +44,12 @@ pub(super) fn set_config(statement: &Statement) -> Option<SetConfig> {
     let Expr::Function(function) = expr else {
         return None;
     };
-    let name = function.name.to_string().to_ascii_lowercase();
-    if name != "set_config" && name != "pg_catalog.set_config" {
-        return None;
+    // Compared in place: every lone function call (`SELECT finops.reserve(...)`) comes here.
+    let is = |part: &ObjectNamePart, word: &str| matches!(part, ObjectNamePart::Identifier(ident) if ident.value.eq_ignore_ascii_case(word));
+    match function.name.0.as_slice() {
+        [name] if is(name, "set_config") => {}
+        [schema, name] if is(schema, "pg_catalog") && is(name, "set_config") => {}
+        _ => return None,
     }
     let FunctionArguments::List(list) = &function.args else {
         return None;
