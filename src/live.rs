@@ -17,6 +17,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
@@ -183,6 +184,7 @@ pub fn reusable(plan: &Arc<dyn ExecutionPlan>) -> bool {
         || node.is::<FilterExec>()
         || node.is::<RepartitionExec>()
         || node.is::<CoalescePartitionsExec>()
+        || node.is::<CooperativeExec>()
         || node.is::<GlobalLimitExec>()
         || node.is::<LocalLimitExec>();
     let children = plan.children();
@@ -279,6 +281,24 @@ mod tests {
             .await
             .expect("run");
         assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 1);
+    }
+
+    /// With one target partition (one CPU) nothing is repartitioned, and the optimizer wraps the
+    /// scan in a `CooperativeExec` instead, which keeps no state either.
+    #[tokio::test]
+    async fn a_kept_plan_on_one_partition_keeps_its_cooperative_scan() {
+        let live = LiveExec::new_arc(Arc::new(Reads::default()), &schema(), None).expect("scan");
+        let plan = positive(Arc::new(CooperativeExec::new(live)));
+        assert!(reusable(&plan));
+        let ctx = Arc::new(TaskContext::default());
+        for expected in 1..=2 {
+            let run = reset_plan_states(Arc::clone(&plan)).expect("reset");
+            let batches = collect(run, Arc::clone(&ctx)).await.expect("run");
+            assert_eq!(
+                batches[0].column(0).as_primitive::<Int64Type>().value(0),
+                expected
+            );
+        }
     }
 
     #[test]
