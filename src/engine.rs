@@ -256,6 +256,16 @@ pub enum Output {
     Rows(DataFrame),
     /// Rows already computed (catalog answers, hook results).
     Batches(SchemaRef, Vec<RecordBatch>),
+    /// The rows a command returns (`INSERT ... RETURNING`), already computed; its tag carries
+    /// their count.
+    Returned {
+        /// Command name, e.g. `INSERT`.
+        tag: &'static str,
+        /// The rows' schema.
+        schema: SchemaRef,
+        /// The rows.
+        batches: Vec<RecordBatch>,
+    },
     /// A command with its tag (`CREATE TABLE`, `INSERT 0 3`).
     Command {
         /// Command name, e.g. `INSERT`.
@@ -1132,7 +1142,7 @@ impl Session {
         let mut outputs = self.sql(sql).await?;
         match outputs.pop() {
             Some(Output::Rows(df)) => Ok(df.collect().await?),
-            Some(Output::Batches(_, batches)) => Ok(batches),
+            Some(Output::Batches(_, batches) | Output::Returned { batches, .. }) => Ok(batches),
             Some(Output::Command { .. }) | None => Ok(Vec::new()),
         }
     }

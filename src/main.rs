@@ -245,7 +245,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                         let schema = Arc::new(df.schema().as_arrow().clone());
                         print_batches(&schema, &df.collect().await?, format)?
                     }
-                    Output::Batches(schema, batches) => print_batches(&schema, &batches, format)?,
+                    Output::Batches(schema, batches)
+                    | Output::Returned {
+                        schema, batches, ..
+                    } => print_batches(&schema, &batches, format)?,
                     Output::Command { tag, rows } => match rows {
                         Some(n) => println!("{tag} {n}"),
                         None => println!("{tag}"),

@@ -5,6 +5,7 @@
 
 mod ddl;
 mod labels;
+mod returning;
 mod rewrite;
 
 pub use ddl::{
@@ -79,6 +80,11 @@ pub fn df_command_tag(statement: &DFStatement) -> Option<&'static str> {
     }
 }
 
+/// Whether `statement` is an `INSERT ... RETURNING`, which the engine plans itself.
+pub fn insert_returning(statement: &Statement) -> bool {
+    returning::insert_returning(statement).is_some()
+}
+
 /// Whether the engine runs `statement` itself (its own DDL and DML, with exact command tags)
 /// rather than leaving it to the generic query path.
 pub fn intercepts(statement: &Statement) -> bool {
@@ -122,6 +128,9 @@ pub async fn execute(session: &Session, statement: DFStatement) -> Result<Output
     let tag = df_command_tag(&statement);
     let state = session.context().state();
     let plan = match statement {
+        DFStatement::Statement(s) if returning::insert_returning(&s).is_some() => {
+            plan(session, *s).await?
+        }
         DFStatement::Statement(s) => {
             let plan = state
                 .statement_to_plan(DFStatement::Statement(s.clone()))
@@ -186,6 +195,9 @@ pub fn reads_only(plan: &LogicalPlan) -> bool {
 /// Plan one statement in `session` without running it.
 pub async fn plan(session: &Session, statement: Statement) -> Result<LogicalPlan> {
     let state = session.context().state();
+    if let Some(insert) = returning::insert_returning(&statement) {
+        return returning::plan(&state, insert).await;
+    }
     let plan = state
         .statement_to_plan(DFStatement::Statement(Box::new(statement.clone())))
         .await?;
@@ -206,6 +218,9 @@ pub async fn execute_plan(
         }
         _ => plan,
     };
+    if let Some(insert) = returning::insert_of(&plan) {
+        return run_insert_returning(session, tag, insert.clone(), plan).await;
+    }
     let plan = nullable_insert_values(plan)?;
     crate::access::authorize(session.identity(), &plan)?;
     let touches_prices = match &plan {
@@ -287,6 +302,37 @@ pub async fn execute_plan(
     Ok(Output::Command {
         tag: tag.to_string(),
         rows,
+    })
+}
+
+/// Run an INSERT ... RETURNING (`plan`, whose INSERT is `insert`; parameters bound): the rows
+/// the INSERT writes are computed once, written as they are (through every check an INSERT of
+/// the table gets) and read by the RETURNING list.
+async fn run_insert_returning(
+    session: &Session,
+    tag: Option<&'static str>,
+    insert: LogicalPlan,
+    plan: LogicalPlan,
+) -> Result<Output> {
+    let insert = nullable_insert_values(insert)?;
+    // What the INSERT reads is checked before it is read.
+    crate::access::authorize(session.identity(), &insert)?;
+    let LogicalPlan::Dml(dml) = &insert else {
+        return Err(Error::Internal(
+            "INSERT ... RETURNING without an INSERT".into(),
+        ));
+    };
+    let rows = collect(session, dml.input.as_ref().clone()).await?;
+    let written = returning::writing(dml, rows.clone())?;
+    let tag = tag.unwrap_or("INSERT");
+    Box::pin(execute_plan(session, Some(tag), written, None)).await?;
+    let returned = returning::over(plan, &rows)?;
+    let schema = std::sync::Arc::new(returned.schema().as_arrow().clone());
+    let batches = collect(session, returned).await?;
+    Ok(Output::Returned {
+        tag,
+        schema,
+        batches,
     })
 }
 

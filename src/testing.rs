@@ -95,7 +95,9 @@ pub async fn run_text(session: &Session, sql: &str) -> Result<TextOutput> {
     for output in session.sql(sql).await? {
         last = match output {
             Output::Rows(df) => TextOutput::Rows(text_rows(&df.collect().await?)?),
-            Output::Batches(_, batches) => TextOutput::Rows(text_rows(&batches)?),
+            Output::Batches(_, batches) | Output::Returned { batches, .. } => {
+                TextOutput::Rows(text_rows(&batches)?)
+            }
             Output::Command { rows, .. } => TextOutput::Command(rows.unwrap_or(0) as u64),
         };
     }

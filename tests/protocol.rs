@@ -1410,3 +1410,74 @@ async fn pg_stat_activity_lists_connections_and_pg_cancel_backend_stops_their_qu
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn insert_returning_answers_with_typed_rows_and_the_insert_tag() {
+    let (server, _dir) = start().await;
+    let client = connect(&server.conn_str()).await;
+    client
+        .batch_execute(
+            "CREATE TABLE notes (id BIGINT NOT NULL, body TEXT, kind TEXT DEFAULT 'memo')",
+        )
+        .await
+        .expect("table");
+    // Extended protocol: parameters bound, the returned columns described and sent in binary.
+    let statement = client
+        .prepare("INSERT INTO notes (id, body) VALUES ($1, $2) RETURNING id, body, kind, id * 2 AS twice")
+        .await
+        .expect("prepare");
+    let names: Vec<_> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["id", "body", "kind", "twice"]);
+    let rows = client
+        .query(&statement, &[&7i64, &"seven"])
+        .await
+        .expect("insert returning");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i64>("id"), 7);
+    assert_eq!(
+        rows[0].get::<_, Option<String>>("body").as_deref(),
+        Some("seven")
+    );
+    assert_eq!(rows[0].get::<_, String>("kind"), "memo");
+    assert_eq!(rows[0].get::<_, i64>("twice"), 14);
+    // The same prepared statement again writes another row.
+    client
+        .query(&statement, &[&8i64, &None::<String>])
+        .await
+        .expect("again");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 2);
+    // The command tag is INSERT's, counting the rows.
+    let messages = client
+        .simple_query("INSERT INTO notes (id) VALUES (9), (10) RETURNING id")
+        .await
+        .expect("simple");
+    let returned = messages
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(returned, 2);
+    assert!(
+        messages
+            .iter()
+            .any(|m| matches!(m, SimpleQueryMessage::CommandComplete(2))),
+        "{messages:?}"
+    );
+    // An INSERT that fails returns nothing, stores nothing, and the session goes on.
+    let err = client
+        .query(&statement, &[&None::<i64>, &"none"])
+        .await
+        .expect_err("NULL id");
+    assert_eq!(err.code().map(|c| c.code()), Some("23502"));
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 4);
+    server.stop().await.expect("stop");
+}

@@ -74,6 +74,20 @@ pub(crate) async fn respond(
         Output::Batches(schema, batches) => Ok(Response::Query(encode_batches(
             schema, batches, format, options,
         )?)),
+        Output::Returned {
+            tag,
+            schema,
+            batches,
+        } => {
+            let mut response = encode_batches(schema, batches, format, options)?;
+            // pgwire appends the row count: `INSERT 0 3`.
+            response.set_command_tag(&if tag == "INSERT" {
+                format!("{tag} 0")
+            } else {
+                tag.to_string()
+            });
+            Ok(Response::Query(response))
+        }
     }
 }
 

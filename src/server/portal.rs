@@ -60,6 +60,12 @@ pub async fn run_query<C>(
 where
     C: ClientInfo,
 {
+    if let (_, Some((statement, plan))) = &portal.statement.statement
+        && crate::statements::insert_returning(statement)
+        && client.transaction_status() != TransactionStatus::Error
+    {
+        return Some(insert_returning(session, parser, client, portal, plan).await);
+    }
     let (_, Some((statement @ Statement::Query(_), plan))) = &portal.statement.statement else {
         return None;
     };
@@ -134,23 +140,7 @@ async fn execute<C>(
 where
     C: ClientInfo,
 {
-    let values = if types.is_empty() {
-        None
-    } else {
-        // `$1`, `$2`, ... in order, as the client binds them.
-        let mut ordered: Vec<_> = types.into_iter().collect();
-        ordered.sort_by_key(|(id, _)| {
-            id.trim_start_matches('$')
-                .parse::<u32>()
-                .unwrap_or(u32::MAX)
-        });
-        let inferred: Vec<_> = ordered.into_iter().map(|(_, t)| t).collect();
-        let inferred: Vec<_> = inferred.iter().map(Option::as_ref).collect();
-        let wire = parser.get_parameter_types(&portal.statement.statement)?;
-        let wire: Vec<_> = wire.iter().map(Some).collect();
-        let values = deserialize_parameters_with_server_types(portal, &inferred, &wire)?;
-        Some(text_as_inferred(values, &inferred).map_err(api_error)?)
-    };
+    let values = bound_values(parser, portal, types)?;
     let planning = session.planning_state();
     let response = async {
         let state = &planning.state;
@@ -218,6 +208,55 @@ where
     .await;
     session.keep_state(planning);
     response
+}
+
+/// The values bound to `portal`'s parameters, of the `types` its plan infers, or `None` for a
+/// statement without parameters.
+fn bound_values(
+    parser: &Parser,
+    portal: &Portal<PortalStatement>,
+    types: std::collections::HashMap<String, Option<datafusion::arrow::datatypes::DataType>>,
+) -> PgWireResult<Option<ParamValues>> {
+    if types.is_empty() {
+        return Ok(None);
+    }
+    // `$1`, `$2`, ... in order, as the client binds them.
+    let mut ordered: Vec<_> = types.into_iter().collect();
+    ordered.sort_by_key(|(id, _)| {
+        id.trim_start_matches('$')
+            .parse::<u32>()
+            .unwrap_or(u32::MAX)
+    });
+    let inferred: Vec<_> = ordered.into_iter().map(|(_, t)| t).collect();
+    let inferred: Vec<_> = inferred.iter().map(Option::as_ref).collect();
+    let wire = parser.get_parameter_types(&portal.statement.statement)?;
+    let wire: Vec<_> = wire.iter().map(Some).collect();
+    let values = deserialize_parameters_with_server_types(portal, &inferred, &wire)?;
+    Ok(Some(
+        text_as_inferred(values, &inferred).map_err(api_error)?,
+    ))
+}
+
+/// Run the `INSERT ... RETURNING` of `portal` (planned as `plan`), its rows in the portal's
+/// result formats. (The engine's hook, which runs other DML, answers in text only.)
+async fn insert_returning<C>(
+    session: &Session,
+    parser: &Parser,
+    client: &C,
+    portal: &Portal<PortalStatement>,
+    plan: &LogicalPlan,
+) -> PgWireResult<Response>
+where
+    C: ClientInfo,
+{
+    let types = plan.get_parameter_types().map_err(api_error)?;
+    let values = bound_values(parser, portal, types)?;
+    let output =
+        crate::statements::execute_plan(session, Some("INSERT"), plan.clone(), values.as_ref())
+            .await
+            .map_err(crate::server::hooks::to_pgwire)?;
+    let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+    crate::server::hooks::respond(session, output, format(portal), options).await
 }
 
 fn format(portal: &Portal<PortalStatement>) -> &Format {

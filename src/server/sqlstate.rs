@@ -146,6 +146,9 @@ fn datafusion_code(root: &DataFusionError, message: &str) -> &'static str {
                 UNDEFINED_FUNCTION
             } else if lower.contains("cannot be cast") || lower.contains("cast") {
                 DATATYPE_MISMATCH
+            } else if lower.contains("not supported") || lower.contains("not yet supported") {
+                // "Delete-returning clause not yet supported": valid SQL the planner lacks.
+                FEATURE_NOT_SUPPORTED
             } else {
                 SYNTAX_ERROR
             }
@@ -271,6 +274,12 @@ mod tests {
         );
         assert_eq!(
             code_of(DataFusionError::NotImplemented("x".into())),
+            FEATURE_NOT_SUPPORTED
+        );
+        assert_eq!(
+            code_of(DataFusionError::Plan(
+                "Delete-returning clause not yet supported".into()
+            )),
             FEATURE_NOT_SUPPORTED
         );
         assert_eq!(

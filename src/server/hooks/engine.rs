@@ -77,6 +77,15 @@ impl QueryHook for EngineHook {
                 },
             )));
         }
+        // DataFusion cannot plan RETURNING; the engine plans it as a projection of the rows
+        // written, so that Describe gives the columns returned.
+        if statements::insert_returning(statement) {
+            return Some(
+                statements::plan(&self.session, statement.clone())
+                    .await
+                    .map_err(to_pgwire),
+            );
+        }
         let rewritten = statements::rewrite(statement)?;
         Some(
             statements::plan(&self.session, rewritten)
