@@ -322,6 +322,17 @@ async fn run_insert_returning(
             "INSERT ... RETURNING without an INSERT".into(),
         ));
     };
+    // A usage table skips rows whose event_id it has and fills defaults for NULLs as it
+    // stores them, so the rows computed here are not those it keeps.
+    if let Ok(provider) = datafusion::datasource::source_as_provider(&dml.target)
+        && let Some(table) = provider.downcast_ref::<crate::storage::DurableTable>()
+        && table.options().kind == crate::storage::TableKind::Usage
+    {
+        return Err(Error::Unsupported(format!(
+            "INSERT ... RETURNING into the usage table {} (it skips rows already stored)",
+            dml.table_name
+        )));
+    }
     let rows = collect(session, dml.input.as_ref().clone()).await?;
     let written = returning::writing(dml, rows.clone())?;
     let tag = tag.unwrap_or("INSERT");
