@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Hard caps under load: `pgbench -M prepared` with 32 clients against a release server on an empty
 # data directory, for `SELECT 1` (the protocol's own floor), `finops.reserve` and the
-# `finops.cap_status` point query. One line per run: calls/s, p50 and p99 in ms (from pgbench's
+# `finops.cap_status` point query, then the same three against PostgreSQL 15 when it is installed
+# (SKIP_POSTGRES=1 skips it). One line per run: calls/s, p50 and p99 in ms (from pgbench's
 # per-transaction log).
 #
 #   benches/workload/caps.sh                 # 3 rounds, 10 s each, 32 clients on 2 threads
